@@ -1,0 +1,202 @@
+"""Result contracts of the analysis layer: segments, policy trees, comparisons, decisions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pytyche.contracts.arrays import AlignedVisitorArray
+from pytyche.contracts.enums import ClaimLevel, Decision
+from pytyche.contracts.rules import AllOf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytyche.contracts.observed import ObservedExperimentData
+
+
+def _prob(value: Any, name: str, where: str) -> float:
+    v = float(value)
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"The '{name}' parameter of {where} must be a probability in [0, 1]. Got {value!r} instead.")
+    return v
+
+
+@dataclass(frozen=True)
+class DecisionThresholds:
+    """The five thresholds of the SHIP / CONTINUE / STOP rule (glossary defaults).
+
+    SHIP when ``expected_loss < tolerance`` and ``p_positive > p_positive_min`` and
+    ``p_better > p_better_min``; STOP (harm) when ``p_harmful > p_harmful_min``; STOP (futility)
+    when ``p_better < p_futility_max``; CONTINUE otherwise.
+
+    ``tolerance`` and ``min_effect`` are relative to the control arm's mean outcome: the expected
+    loss of shipping is ``E[max(0, -lift)] / |control mean|``, "better" means a relative lift above
+    ``min_effect`` and "harmful" a relative lift below ``-min_effect``.
+    """
+
+    tolerance: float = 0.005
+    p_positive_min: float = 0.95
+    p_better_min: float = 0.80
+    p_harmful_min: float = 0.90
+    p_futility_max: float = 0.05
+    min_effect: float = 0.01
+
+    def __post_init__(self) -> None:
+        w = "DecisionThresholds"
+        for name in ("p_positive_min", "p_better_min", "p_harmful_min", "p_futility_max"):
+            _prob(getattr(self, name), name, w)
+        for name in ("tolerance", "min_effect"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"The '{name}' parameter of {w} must be a finite number >= 0. Got {v!r} instead.")
+
+
+@dataclass(frozen=True)
+class RecommendationSummary:
+    """A decision for one treatment versus the baseline, with its evidence."""
+
+    treatment: str
+    baseline: str
+    decision: Decision
+    expected_loss: float
+    p_positive: float
+    p_better: float
+    p_harmful: float
+    lift_mean: float
+    lift_ci: tuple[float, float]
+    relative_lift_mean: float
+    thresholds: DecisionThresholds
+    rationale: str
+    segment_id: int | None = None
+    claim_level: ClaimLevel = ClaimLevel.UNCALIBRATED
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.decision, Decision):
+            raise TypeError(f"The 'decision' parameter of RecommendationSummary must be a Decision. Got {type(self.decision).__name__} instead.")
+        for name in ("p_positive", "p_better", "p_harmful"):
+            _prob(getattr(self, name), name, "RecommendationSummary")
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Pairwise comparison of treatments against the baseline from joint posterior draws.
+
+    ``lift_draws[t]`` are the per-draw average lifts of treatment ``t`` versus ``baseline`` over
+    the compared population; ``p_best`` the posterior probability each treatment (baseline
+    included) has the highest mean outcome.
+    """
+
+    baseline: str
+    treatments: tuple[str, ...]
+    lift_draws: Mapping[str, np.ndarray]
+    baseline_mean: float
+    p_best: Mapping[str, float]
+    level: float = 0.90
+
+    def lift_mean(self, treatment: str) -> float:
+        return float(np.mean(self._draws(treatment)))
+
+    def lift_interval(self, treatment: str, level: float | None = None) -> tuple[float, float]:
+        lv = self.level if level is None else level
+        _prob(lv, "level", "ComparisonResult.lift_interval")
+        d = self._draws(treatment)
+        return float(np.quantile(d, (1 - lv) / 2)), float(np.quantile(d, (1 + lv) / 2))
+
+    def _draws(self, treatment: str) -> np.ndarray:
+        if treatment not in self.lift_draws:
+            raise ValueError(f"Unknown treatment {treatment!r}: compared treatments are {list(self.treatments)}.")
+        return np.asarray(self.lift_draws[treatment])
+
+
+@dataclass(frozen=True)
+class DiscoveredSegment:
+    """One policy-tree leaf: a feature-space region with its effect estimates.
+
+    ``gate_estimate`` / ``gate_ci`` are the group-average treatment effect (per non-control
+    treatment, 80% interval by default) over the segment's members; ``arm_best_probabilities``
+    the posterior probability each treatment is best on average in the segment.
+    """
+
+    id: int
+    rule: AllOf
+    population_share: float
+    gate_estimate: Mapping[str, float]
+    gate_ci: Mapping[str, tuple[float, float]]
+    stability_score: float
+    arm_best_probabilities: Mapping[str, float]
+    n_visitors: int = 0
+    best_treatment: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rule, AllOf):
+            raise TypeError(f"The 'rule' parameter of DiscoveredSegment must be an AllOf rule. Got {type(self.rule).__name__} instead.")
+        _prob(self.population_share, "population_share", "DiscoveredSegment")
+        s = float(self.stability_score)
+        if not (math.isnan(s) or 0.0 <= s <= 1.0):
+            raise ValueError(f"The 'stability_score' parameter of DiscoveredSegment must be in [0, 1] or NaN. Got {s!r} instead.")
+
+
+@dataclass(frozen=True)
+class PolicyTreeResult:
+    """The policy tree fitted on per-visitor CATEs, with its segments and allocation.
+
+    ``tree`` is a ``sklearn.tree.DecisionTreeClassifier`` over ``feature_names`` (categoricals
+    integer-coded by ``categories``); ``segments`` one per leaf ordered by leaf id;
+    ``allocation_map[leaf_id][treatment]`` Thompson weights summing to 1 per leaf;
+    ``stability_scores[leaf_id]`` bootstrap replicability; ``observed`` shared by identity with
+    the posterior it came from.
+    """
+
+    tree: Any
+    segments: tuple[DiscoveredSegment, ...]
+    allocation_map: Mapping[int, Mapping[str, float]]
+    stability_scores: Mapping[int, float]
+    observed: "ObservedExperimentData"
+    treatments: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    categories: Mapping[str, list] = field(default_factory=dict)
+
+    def leaf_of(self, frame: Any) -> np.ndarray:
+        """Leaf id of each row of a visitors frame (uses the schema's feature coding)."""
+        import pandas as pd
+
+        cols = []
+        for f in self.feature_names:
+            if f in self.categories:
+                cols.append(pd.Categorical(frame[f], categories=self.categories[f]).codes.astype(np.float64))
+            else:
+                cols.append(np.asarray(frame[f], dtype=np.float64))
+        x = np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+        return self.tree.apply(x)
+
+    def segment(self, leaf_id: int) -> DiscoveredSegment:
+        for s in self.segments:
+            if s.id == leaf_id:
+                return s
+        raise ValueError(f"Unknown leaf id {leaf_id!r}: leaves are {[s.id for s in self.segments]}.")
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What an operator acts on after one fit.
+
+    ``cate_per_visitor``: ``(n, K-1)`` posterior-mean CATE per visitor (variant-major);
+    ``segments``: the policy tree's leaves; ``recommendations``: one summary per non-control
+    treatment (population level); ``segment_recommendations[leaf_id][treatment]`` per segment.
+    """
+
+    cate_per_visitor: AlignedVisitorArray
+    segments: tuple[DiscoveredSegment, ...]
+    posterior: Any
+    recommendations: Mapping[str, RecommendationSummary]
+    policy_tree: PolicyTreeResult | None = None
+    segment_recommendations: Mapping[int, Mapping[str, RecommendationSummary]] = field(default_factory=dict)
+    comparison: ComparisonResult | None = None
+    claim_level: ClaimLevel = ClaimLevel.UNCALIBRATED
+
+    @property
+    def observed(self) -> "ObservedExperimentData":
+        return self.posterior.observed

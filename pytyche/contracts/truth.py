@@ -1,0 +1,187 @@
+"""Ground truth for sim mode and calibration, segregated from analysis code.
+
+``CalibrationTruth`` only travels inside a ``CalibrationBundle`` (or next to observed data in a
+generator's return), never inside a posterior, so analysis code cannot peek at it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pytyche.contracts.observed import ObservedExperimentData
+
+
+@dataclass(frozen=True)
+class CalibrationTruth:
+    """Per-visitor ground truth, aligned to the round's own variant-major row order.
+
+    Attributes
+    ----------
+    expected_outcome
+        ``(n, K)`` true ``E[Y | x, arm]`` of each visitor under every arm (revenue per visitor for
+        hurdle metrics, conversion probability for binary, the mean for continuous).
+    p, m
+        ``(n, K)`` true conversion probability and expected severity given conversion (hurdle
+        metrics only; ``None`` otherwise). ``expected_outcome == p * m`` then.
+    cluster_ids
+        ``(n,)`` the DGP's latent mixture component of each visitor (``-1`` when none).
+    treatments
+        Arm names, control first (the K of the arrays).
+    """
+
+    expected_outcome: np.ndarray
+    treatments: tuple[str, ...]
+    cluster_ids: np.ndarray
+    p: np.ndarray | None = None
+    m: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        w = "CalibrationTruth"
+        eo = np.asarray(self.expected_outcome, dtype=np.float64)
+        k = len(self.treatments)
+        if eo.ndim != 2 or eo.shape[1] != k or k < 2:
+            raise ValueError(f"The 'expected_outcome' parameter of {w} must be (n, K) with K = len(treatments) >= 2. Got {eo.shape} with {k} treatments.")
+        if not np.all(np.isfinite(eo)):
+            raise ValueError(f"The 'expected_outcome' parameter of {w} must be finite.")
+        n = eo.shape[0]
+        cid = np.asarray(self.cluster_ids)
+        if cid.shape != (n,):
+            raise ValueError(f"The 'cluster_ids' parameter of {w} must be ({n},). Got {cid.shape} instead.")
+        if (self.p is None) != (self.m is None):
+            raise ValueError(f"The 'p' and 'm' parameters of {w} must be given together (hurdle truth) or both None.")
+        if self.p is not None:
+            p, m = np.asarray(self.p, dtype=np.float64), np.asarray(self.m, dtype=np.float64)
+            if p.shape != eo.shape or m.shape != eo.shape:
+                raise ValueError(f"The 'p' and 'm' parameters of {w} must both be {eo.shape}. Got {p.shape} and {m.shape} instead.")
+            if np.any((p < 0) | (p > 1)):
+                raise ValueError(f"The 'p' parameter of {w} must hold probabilities in [0, 1].")
+            if not np.allclose(p * m, eo, rtol=1e-6, atol=1e-9):
+                raise ValueError(f"The 'expected_outcome' parameter of {w} must equal p * m for hurdle truth.")
+            object.__setattr__(self, "p", p)
+            object.__setattr__(self, "m", m)
+        object.__setattr__(self, "expected_outcome", eo)
+        object.__setattr__(self, "cluster_ids", cid)
+        object.__setattr__(self, "treatments", tuple(self.treatments))
+
+    @property
+    def n(self) -> int:
+        return self.expected_outcome.shape[0]
+
+    @property
+    def cate(self) -> np.ndarray:
+        """``(n, K-1)`` true CATE of each non-control arm versus control."""
+        return self.expected_outcome[:, 1:] - self.expected_outcome[:, :1]
+
+    @property
+    def optimal_arm(self) -> np.ndarray:
+        """``(n,)`` index of the truth-optimal arm per visitor."""
+        return np.argmax(self.expected_outcome, axis=1)
+
+    # K = 2 conveniences named as in the glossary
+    @property
+    def p0(self) -> np.ndarray | None:
+        return None if self.p is None else self.p[:, 0]
+
+    @property
+    def p1(self) -> np.ndarray | None:
+        return None if self.p is None else self.p[:, 1]
+
+    @property
+    def m0(self) -> np.ndarray | None:
+        return None if self.m is None else self.m[:, 0]
+
+    @property
+    def m1(self) -> np.ndarray | None:
+        return None if self.m is None else self.m[:, 1]
+
+    def take(self, index: np.ndarray) -> "CalibrationTruth":
+        """Rows reordered/selected by ``index`` (used to re-index into cumulative order)."""
+        idx = np.asarray(index)
+        return CalibrationTruth(
+            self.expected_outcome[idx],
+            self.treatments,
+            self.cluster_ids[idx],
+            None if self.p is None else self.p[idx],
+            None if self.m is None else self.m[idx],
+        )
+
+    @staticmethod
+    def concat(parts: "list[CalibrationTruth]") -> "CalibrationTruth":
+        if not parts:
+            raise ValueError("CalibrationTruth.concat needs at least one part.")
+        hurdle = parts[0].p is not None
+        return CalibrationTruth(
+            np.concatenate([t.expected_outcome for t in parts]),
+            parts[0].treatments,
+            np.concatenate([t.cluster_ids for t in parts]),
+            np.concatenate([t.p for t in parts]) if hurdle else None,  # type: ignore[misc]
+            np.concatenate([t.m for t in parts]) if hurdle else None,  # type: ignore[misc]
+        )
+
+
+@dataclass(frozen=True)
+class CalibrationBundle:
+    """Observed data with its ground truth: the only place the two travel together."""
+
+    observed: ObservedExperimentData
+    truth: CalibrationTruth
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.observed, ObservedExperimentData):
+            raise TypeError(f"The 'observed' parameter of CalibrationBundle must be ObservedExperimentData. Got {type(self.observed).__name__} instead.")
+        if not isinstance(self.truth, CalibrationTruth):
+            raise TypeError(f"The 'truth' parameter of CalibrationBundle must be CalibrationTruth. Got {type(self.truth).__name__} instead.")
+        if self.truth.n != self.observed.n_visitors:
+            raise ValueError(f"The 'truth' parameter of CalibrationBundle must have one row per visitor ({self.observed.n_visitors}). Got {self.truth.n} instead.")
+        if tuple(self.truth.treatments) != self.observed.variant_names:
+            raise ValueError(f"The 'truth' parameter of CalibrationBundle must name the same treatments as observed {list(self.observed.variant_names)}. Got {list(self.truth.treatments)} instead.")
+
+
+QUANTITY_FAMILIES = ("cate", "gate", "ate", "conversion_effect", "severity_effect")
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """One coverage measurement: (replication, round, quantity family, nominal level).
+
+    ``coverage`` is the fraction of the ``n_targets`` true quantities (visitors for ``cate``,
+    segments for ``gate``, arms for ``ate``, ...) that fell inside their nominal central interval;
+    ``mean_width`` the intervals' mean width. The regime (``metric``, ``n_treatments``,
+    ``pooling``) and ``sample_size`` select the calibration layer it feeds.
+    """
+
+    replication: int
+    round_idx: int
+    family: str
+    nominal: float
+    coverage: float
+    n_targets: int
+    mean_width: float
+    metric: str
+    n_treatments: int
+    pooling: str
+    sample_size: int
+    template: str = ""
+    task_id: str = ""
+
+    def __post_init__(self) -> None:
+        w = "CalibrationRecord"
+        if self.family not in QUANTITY_FAMILIES:
+            raise ValueError(f"The 'family' parameter of {w} must be one of {', '.join(QUANTITY_FAMILIES)}. Got {self.family!r} instead.")
+        for name in ("nominal", "coverage"):
+            v = float(getattr(self, name))
+            if not (0.0 <= v <= 1.0):
+                raise ValueError(f"The '{name}' parameter of {w} must be in [0, 1]. Got {v!r} instead.")
+        if self.n_targets < 1:
+            raise ValueError(f"The 'n_targets' parameter of {w} must be >= 1. Got {self.n_targets!r} instead.")
+        if not math.isfinite(float(self.mean_width)) or self.mean_width < 0:
+            raise ValueError(f"The 'mean_width' parameter of {w} must be a finite number >= 0. Got {self.mean_width!r} instead.")
+        if self.pooling not in ("joint", "independent", "none"):
+            raise ValueError(f"The 'pooling' parameter of {w} must be 'joint', 'independent' or 'none'. Got {self.pooling!r} instead.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
