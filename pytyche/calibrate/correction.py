@@ -1,0 +1,674 @@
+"""``LayeredCalibrationCorrection``: the layered isotonic R(p) scale-family coverage correction.
+
+A coverage sweep measures, for each quantity family (``cate``, ``gate``, ``ate``,
+``conversion_effect``, ``severity_effect``) and each nominal level ``p``, the empirical coverage
+``R(p)`` of the raw central posterior intervals. This module fits ``R`` per *layer* (family x
+sample-size band) with isotonic regression and turns it into an interval correction.
+
+Derivation of the width multiplier
+----------------------------------
+Write ``z(q) = Phi^{-1}((1 + q) / 2)`` for the half-width, in standard deviations, of a central
+Gaussian interval of coverage ``q``. Assume the posterior has a location-scale (Gaussian) shape:
+draws ``~ N(c, s^2)`` while the truth sits at ``c + t * e`` with ``e ~ N(0, 1)``. The raw nominal-``p``
+interval ``c +/- z(p) s`` then covers with probability ``R(p) = 2 Phi(z(p) s / t) - 1``, that is
+
+    z(R(p)) = z(p) / r,    r = t / s    (the true spread over the posterior spread).
+
+So in "z space" the R(p) curve is a line through the origin whose slope ``1/r`` says how much too
+narrow (``r > 1``) or too wide (``r < 1``) the posterior is. Real curves need not be straight, so
+the fitted curve is kept non-parametric: the isotonic knots ``(p_j, R_j)`` are mapped to
+``(a_j, b_j) = (z(p_j), z(R_j))`` and joined piecewise-linearly, anchored at ``(0, 0)`` (a zero-width
+interval covers nothing) and extended past the last knot along the ray through it (constant
+``r``: the Gaussian model's extrapolation). Both ends are thus consistent with the Gaussian model,
+which the map reproduces exactly when the data follow it.
+
+To make a requested level ``q`` honest we need the nominal level ``q'`` whose empirical coverage is
+``q``: ``R(q') = q``, i.e. ``z(q') = g^{-1}(z(q))`` with ``g`` the z-space curve. The raw interval at
+nominal ``q'`` has half-width ``z(q') s``; the raw interval at ``q`` has ``z(q) s``. Hence
+
+    w(q) = z(q') / z(q) = g^{-1}(z(q)) / z(q),
+
+and the corrected interval is ``median +/- w(q) * (raw half-widths at level q)``, lower and upper
+half-widths scaled separately so skew is kept. Scaling the level-``q`` interval (rather than
+reading raw quantiles at ``q'``) works for any ``q'`` (also ``q' > 1 - 1/S``, beyond the draws'
+reach) and for every family and interval the posterior computes. Under the Gaussian
+``r``-model ``w = r`` for every level; the identity curve gives ``w = 1``.
+
+Layers and fallbacks
+--------------------
+A layer is ``(family, band)`` with bands cut at ``band_edges`` (default ``[0, 2k), [2k, 10k),
+[10k, 50k), [50k, inf)`` visitors). A layer is used when it holds at least ``min_units`` distinct
+(template, task, replication, round) units; otherwise the family's curve pooled over all bands is
+used (same unit rule); otherwise the identity (no correction).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from pytyche._validation import check_choice, check_float, check_int, check_str, invalid, wrong_type
+from pytyche.contracts.truth import QUANTITY_FAMILIES, CalibrationRecord
+
+__all__ = [
+    "DEFAULT_BAND_EDGES",
+    "DEFAULT_LEVELS",
+    "DEFAULT_MIN_UNITS",
+    "FORMAT",
+    "LayerCurve",
+    "LayeredCalibrationCorrection",
+    "raw_interval",
+    "records_frame",
+]
+
+#: nominal levels measured by default in coverage sweeps
+DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: interior cut points of the sample-size bands: [0, 2k), [2k, 10k), [10k, 50k), [50k, inf)
+DEFAULT_BAND_EDGES: tuple[float, ...] = (2000.0, 10000.0, 50000.0)
+#: distinct (template, task, replication, round) units a layer needs before it is used
+DEFAULT_MIN_UNITS = 10
+#: artifact format tag written to (and required in) the JSON
+FORMAT = "pytyche.calibration/1"
+
+_POOLINGS = ("joint", "independent", "none")
+_CLIP = 1e-6  # coverages are clipped to [_CLIP, 1 - _CLIP] before the probit-type transform
+_RECORD_FIELDS = tuple(f.name for f in fields(CalibrationRecord))
+
+
+def _z(level: np.ndarray | float) -> np.ndarray:
+    """Half-width in SDs of a central Gaussian interval of coverage ``level``."""
+    return ndtri((1.0 + np.asarray(level, dtype=np.float64)) / 2.0)
+
+
+def _cov(z: np.ndarray | float) -> np.ndarray:
+    """Coverage of a central Gaussian interval of half-width ``z`` SDs (inverse of ``_z``)."""
+    return 2.0 * ndtr(np.asarray(z, dtype=np.float64)) - 1.0
+
+
+def _check_level(level: Any, where: str) -> float:
+    return check_float(level, "level", where, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def _check_family(family: Any, where: str) -> str:
+    return check_choice(family, "family", where, QUANTITY_FAMILIES)
+
+
+def _check_sample_size(n: Any, where: str) -> int:
+    return check_int(n, "sample_size", where, low=0)
+
+
+def raw_interval(draws: np.ndarray, level: float, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Central quantile interval of ``draws`` along ``axis``: the uncalibrated interval.
+
+    Parameters
+    ----------
+    draws
+        Posterior draws; ``axis`` indexes the draws.
+    level
+        Nominal coverage in (0, 1).
+    axis
+        The draws axis (removed from the outputs).
+
+    Returns
+    -------
+    lo, hi
+        The ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles.
+    """
+    where = "raw_interval"
+    level = _check_level(level, where)
+    d = np.asarray(draws)
+    if d.ndim == 0 or d.shape[axis] < 1:
+        raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
+    q = np.quantile(d, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=axis)
+    return q[0], q[1]
+
+
+@dataclass(frozen=True)
+class LayerCurve:
+    """One fitted R(p) curve: nominal levels and their (isotonic) empirical coverage.
+
+    Attributes
+    ----------
+    family
+        Quantity family the records measured.
+    band
+        Index of the sample-size band, or ``None`` for the family's curve pooled over bands.
+    nominal
+        Distinct nominal levels of the records, increasing.
+    empirical
+        Isotonic (non-decreasing) fit of the coverage at each nominal level, weighted by
+        ``n_targets``.
+    raw
+        The ``n_targets``-weighted mean coverage at each nominal level before the isotonic fit.
+    weight
+        Total ``n_targets`` behind each nominal level.
+    n_records, n_units
+        Records in the layer and distinct (template, task, replication, round) units among them.
+    """
+
+    family: str
+    band: int | None
+    nominal: tuple[float, ...]
+    empirical: tuple[float, ...]
+    raw: tuple[float, ...]
+    weight: tuple[float, ...]
+    n_records: int
+    n_units: int
+
+    def __post_init__(self) -> None:
+        where = "LayerCurve"
+        _check_family(self.family, where)
+        if self.band is not None:
+            check_int(self.band, "band", where, low=0)
+        arrays = {k: tuple(float(v) for v in getattr(self, k)) for k in ("nominal", "empirical", "raw", "weight")}
+        n = len(arrays["nominal"])
+        if n < 1 or any(len(a) != n for a in arrays.values()):
+            raise invalid("nominal", where, "non-empty, with empirical/raw/weight of the same length", {k: len(a) for k, a in arrays.items()})
+        nom = np.array(arrays["nominal"])
+        emp = np.array(arrays["empirical"])
+        if np.any(nom <= 0) or np.any(nom >= 1) or np.any(np.diff(nom) <= 0):
+            raise invalid("nominal", where, "strictly increasing levels in (0, 1)", arrays["nominal"])
+        if np.any(emp < 0) or np.any(emp > 1) or np.any(np.diff(emp) < 0):
+            raise invalid("empirical", where, "non-decreasing coverages in [0, 1]", arrays["empirical"])
+        for k, v in arrays.items():
+            object.__setattr__(self, k, v)
+        check_int(self.n_records, "n_records", where, low=1)
+        check_int(self.n_units, "n_units", where, low=1)
+
+    # z-space knots with flat runs merged so the map is strictly increasing (invertible)
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        a = _z(np.array(self.nominal))
+        b = _z(np.clip(np.array(self.empirical), _CLIP, 1.0 - _CLIP))
+        ub, inv = np.unique(b, return_inverse=True)
+        ua = np.array([a[inv == i].mean() for i in range(len(ub))])
+        return ua, ub
+
+    def coverage_of(self, nominal: np.ndarray | float) -> np.ndarray:
+        """Forward map ``R``: empirical coverage of a raw interval at ``nominal``."""
+        a, b = self._knots()
+        x = _z(nominal)
+        inside = np.interp(x, np.r_[0.0, a], np.r_[0.0, b])
+        y = np.where(x <= a[-1], inside, x * (b[-1] / a[-1]))
+        return _cov(y)
+
+    def nominal_for(self, level: np.ndarray | float) -> np.ndarray:
+        """Inverse map ``R^{-1}``: nominal level whose raw interval covers ``level``."""
+        a, b = self._knots()
+        y = _z(level)
+        inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
+        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        return _cov(x)
+
+    def multiplier(self, level: np.ndarray | float) -> np.ndarray:
+        """Half-width multiplier ``w = z(R^{-1}(level)) / z(level)`` (see the module docstring)."""
+        a, b = self._knots()
+        y = _z(level)
+        inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
+        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        return x / y
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "band": self.band,
+            "nominal": list(self.nominal),
+            "empirical": list(self.empirical),
+            "raw": list(self.raw),
+            "weight": list(self.weight),
+            "n_records": self.n_records,
+            "n_units": self.n_units,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LayerCurve":
+        return cls(
+            family=d["family"],
+            band=None if d["band"] is None else int(d["band"]),
+            nominal=tuple(d["nominal"]),
+            empirical=tuple(d["empirical"]),
+            raw=tuple(d["raw"]),
+            weight=tuple(d["weight"]),
+            n_records=int(d["n_records"]),
+            n_units=int(d["n_units"]),
+        )
+
+
+def records_frame(records: Any) -> dict[str, np.ndarray]:
+    """Columns of ``records`` (CalibrationRecords, dicts, or a DataFrame) as numpy arrays."""
+    where = "LayeredCalibrationCorrection.fit"
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(records, pd.DataFrame):
+        missing = [c for c in _RECORD_FIELDS if c not in records.columns and c not in ("template", "task_id")]
+        if missing:
+            raise invalid("records", where, f"a frame with the CalibrationRecord columns (missing {missing})", list(records.columns))
+        cols = {c: records[c].to_numpy() for c in _RECORD_FIELDS if c in records.columns}
+        n = len(records)
+    else:
+        if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
+            raise wrong_type("records", where, "a sequence of CalibrationRecord (or dicts) or a DataFrame", records)
+        rows = [r.to_dict() if isinstance(r, CalibrationRecord) else r for r in records]
+        for r in rows:
+            if not isinstance(r, Mapping):
+                raise wrong_type("records", where, "a sequence of CalibrationRecord (or dicts) or a DataFrame", r)
+        n = len(rows)
+        cols = {}
+        for c in _RECORD_FIELDS:
+            if all(c in r for r in rows):
+                cols[c] = np.array([r[c] for r in rows], dtype=object)
+            elif c not in ("template", "task_id"):
+                raise invalid("records", where, f"records carrying every CalibrationRecord field (missing {c!r})", f"{n} records")
+    cols.setdefault("template", np.full(n, "", dtype=object))
+    cols.setdefault("task_id", np.full(n, "", dtype=object))
+    out = {
+        "family": np.asarray(cols["family"]).astype(str),
+        "nominal": np.asarray(cols["nominal"], dtype=np.float64),
+        "coverage": np.asarray(cols["coverage"], dtype=np.float64),
+        "n_targets": np.asarray(cols["n_targets"], dtype=np.float64),
+        "sample_size": np.asarray(cols["sample_size"], dtype=np.float64),
+        "metric": np.asarray(cols["metric"]).astype(str),
+        "n_treatments": np.asarray(cols["n_treatments"], dtype=np.int64),
+        "pooling": np.asarray(cols["pooling"]).astype(str),
+        "replication": np.asarray(cols["replication"]).astype(str),
+        "round_idx": np.asarray(cols["round_idx"]).astype(str),
+        "template": np.asarray(cols["template"]).astype(str),
+        "task_id": np.asarray(cols["task_id"]).astype(str),
+    }
+    if n:
+        bad = ~np.isin(out["family"], QUANTITY_FAMILIES)
+        if bad.any():
+            raise invalid("records", where, f"records whose family is one of {QUANTITY_FAMILIES}", sorted(set(out["family"][bad])))
+        if np.any((out["nominal"] <= 0) | (out["nominal"] >= 1)):
+            raise invalid("records", where, "records with nominal levels in (0, 1)", "a nominal outside (0, 1)", show=False)
+        if np.any((out["coverage"] < 0) | (out["coverage"] > 1)) or not np.all(np.isfinite(out["coverage"])):
+            raise invalid("records", where, "records with coverage in [0, 1]", "a coverage outside [0, 1]", show=False)
+        if np.any(out["n_targets"] < 1):
+            raise invalid("records", where, "records with n_targets >= 1", "a record with n_targets < 1", show=False)
+    return out
+
+
+def _fit_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask: np.ndarray) -> LayerCurve:
+    from sklearn.isotonic import IsotonicRegression
+
+    nominal = cols["nominal"][mask]
+    coverage = cols["coverage"][mask]
+    weight = cols["n_targets"][mask]
+    levels = np.unique(nominal)
+    tot = np.array([weight[nominal == v].sum() for v in levels])
+    mean = np.array([np.sum(weight[nominal == v] * coverage[nominal == v]) for v in levels]) / tot
+    iso = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    # Fitting on the per-level weighted means with their total weights gives the same solution as
+    # fitting every record weighted by n_targets (the isotonic loss separates by distinct x).
+    fitted = iso.fit(levels, mean, sample_weight=tot).predict(levels)
+    fitted = np.maximum.accumulate(np.clip(fitted, 0.0, 1.0))
+    units = {
+        (t, k, r, i)
+        for t, k, r, i in zip(cols["template"][mask], cols["task_id"][mask], cols["replication"][mask], cols["round_idx"][mask])
+    }
+    return LayerCurve(
+        family=family,
+        band=band,
+        nominal=tuple(float(v) for v in levels),
+        empirical=tuple(float(v) for v in fitted),
+        raw=tuple(float(v) for v in mean),
+        weight=tuple(float(v) for v in tot),
+        n_records=int(mask.sum()),
+        n_units=len(units),
+    )
+
+
+def _jsonable(value: Any, name: str, where: str) -> Any:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise invalid(name, where, "JSON-serialisable (str/number/bool/None, lists, str-keyed dicts)", f"{type(value).__name__} ({err})", show=False) from None
+
+
+@dataclass(frozen=True)
+class LayeredCalibrationCorrection:
+    """Layered R(p) scale-family correction of posterior interval coverage.
+
+    Build it with :meth:`fit` from a sweep's :class:`~pytyche.contracts.CalibrationRecord` rows,
+    save it with :meth:`to_json`, load it with :meth:`from_json`. The derivation of the width
+    multiplier, the layers and the fallbacks are described in the module docstring of
+    :mod:`pytyche.calibrate.correction`.
+
+    Attributes
+    ----------
+    metric, n_treatments, pooling
+        Regime the records came from (outcome metric, K, hurdle pooling or ``"none"``).
+    band_edges
+        Interior cut points of the sample-size bands (increasing, positive); band ``i`` is
+        ``[edges[i-1], edges[i])`` with ``edges[-1] = 0`` and ``edges[len] = inf``.
+    min_units
+        Distinct units a layer (or a pooled family curve) needs before it is used.
+    layers
+        Fitted per-band curves (every layer with records, including sparse ones, kept for
+        transparency; sparse ones are skipped at lookup).
+    family_curves
+        Per-family curves pooled over the bands (``band is None``).
+    provenance
+        JSON-serialisable provenance: sweep spec, code version/commit, record counts, date.
+    """
+
+    metric: str
+    n_treatments: int
+    pooling: str
+    band_edges: tuple[float, ...] = DEFAULT_BAND_EDGES
+    min_units: int = DEFAULT_MIN_UNITS
+    layers: tuple[LayerCurve, ...] = ()
+    family_curves: tuple[LayerCurve, ...] = ()
+    provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        where = "LayeredCalibrationCorrection"
+        check_str(self.metric, "metric", where)
+        check_int(self.n_treatments, "n_treatments", where, low=2)
+        check_choice(self.pooling, "pooling", where, _POOLINGS)
+        edges = tuple(float(e) for e in self.band_edges)
+        if any(not math.isfinite(e) or e <= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise invalid("band_edges", where, "strictly increasing finite positive cut points", self.band_edges)
+        object.__setattr__(self, "band_edges", edges)
+        check_int(self.min_units, "min_units", where, low=1)
+        for name in ("layers", "family_curves"):
+            curves = tuple(getattr(self, name))
+            for c in curves:
+                if not isinstance(c, LayerCurve):
+                    raise wrong_type(name, where, "a sequence of LayerCurve", c)
+            object.__setattr__(self, name, curves)
+        seen = set()
+        for c in self.layers:
+            if c.band is None or c.band > len(edges):
+                raise invalid("layers", where, f"curves with a band index in 0..{len(edges)}", c.band)
+            if (c.family, c.band) in seen:
+                raise invalid("layers", where, "one curve per (family, band)", (c.family, c.band))
+            seen.add((c.family, c.band))
+        fams = [c.family for c in self.family_curves]
+        if any(c.band is not None for c in self.family_curves) or len(set(fams)) != len(fams):
+            raise invalid("family_curves", where, "one pooled curve (band None) per family", fams)
+        if not isinstance(self.provenance, Mapping):
+            raise wrong_type("provenance", where, "a mapping", self.provenance)
+        object.__setattr__(self, "provenance", _jsonable(dict(self.provenance), "provenance", where))
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        records: Any,
+        metric: str,
+        n_treatments: int,
+        pooling: str,
+        provenance: Mapping[str, Any] | None = None,
+        *,
+        band_edges: Sequence[float] = DEFAULT_BAND_EDGES,
+        min_units: int = DEFAULT_MIN_UNITS,
+    ) -> "LayeredCalibrationCorrection":
+        """Fit the per-layer isotonic R(p) curves from coverage records.
+
+        Parameters
+        ----------
+        records
+            :class:`~pytyche.contracts.CalibrationRecord` instances, dicts with their fields, or a
+            DataFrame with those columns. Records of other regimes are ignored (and counted in
+            the provenance).
+        metric, n_treatments, pooling
+            The regime to fit (``pooling`` is ``"joint"``/``"independent"`` for hurdle fits and
+            ``"none"`` for binary and continuous ones).
+        provenance
+            Extra JSON-serialisable provenance (sweep spec, commit...). ``code_version``,
+            ``fitted_at`` and ``record_counts`` are filled in unless given.
+        band_edges
+            Interior sample-size cut points of the bands.
+        min_units
+            Distinct (template, task, replication, round) units a layer needs to be used.
+
+        Returns
+        -------
+        LayeredCalibrationCorrection
+
+        Raises
+        ------
+        ValueError
+            When no record matches the regime, or a record is malformed.
+        """
+        where = "LayeredCalibrationCorrection.fit"
+        metric = check_str(metric, "metric", where)
+        n_treatments = check_int(n_treatments, "n_treatments", where, low=2)
+        pooling = check_choice(pooling, "pooling", where, _POOLINGS)
+        min_units = check_int(min_units, "min_units", where, low=1)
+        if provenance is not None and not isinstance(provenance, Mapping):
+            raise wrong_type("provenance", where, "a mapping or None", provenance)
+        cols = records_frame(records)
+        n_all = len(cols["family"])
+        regime = (cols["metric"] == metric) & (cols["n_treatments"] == n_treatments) & (cols["pooling"] == pooling)
+        if not regime.any():
+            present = sorted({(m, int(k), p) for m, k, p in zip(cols["metric"], cols["n_treatments"], cols["pooling"])})
+            raise invalid(
+                "records", where,
+                f"records of the regime (metric={metric!r}, n_treatments={n_treatments}, pooling={pooling!r})",
+                f"{n_all} records of regimes {present}", show=False,
+            )
+        cols = {k: v[regime] for k, v in cols.items()}
+        probe = cls(metric, n_treatments, pooling, band_edges=tuple(band_edges), min_units=min_units)
+        bands = np.array([probe.band_index(int(n)) for n in cols["sample_size"]])
+        layers, pooled, counts = [], [], {}
+        for fam in QUANTITY_FAMILIES:
+            fmask = cols["family"] == fam
+            if not fmask.any():
+                continue
+            counts[fam] = int(fmask.sum())
+            pooled.append(_fit_curve(fam, None, cols, fmask))
+            for b in sorted(set(bands[fmask].tolist())):
+                layers.append(_fit_curve(fam, int(b), cols, fmask & (bands == b)))
+        prov: dict[str, Any] = {
+            "code_version": _code_version(),
+            "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "record_counts": {"total": int(regime.sum()), "other_regimes": int(n_all - regime.sum()), **counts},
+        }
+        prov.update(dict(provenance or {}))
+        return cls(metric, n_treatments, pooling, probe.band_edges, min_units, tuple(layers), tuple(pooled), prov)
+
+    @classmethod
+    def identity(cls, metric: str, n_treatments: int, pooling: str, **kwargs: Any) -> "LayeredCalibrationCorrection":
+        """A correction with no curves: every multiplier is 1 (raw intervals)."""
+        return cls(metric, n_treatments, pooling, **kwargs)
+
+    # ---- layers -------------------------------------------------------------------------------
+    @property
+    def n_bands(self) -> int:
+        return len(self.band_edges) + 1
+
+    def band_index(self, sample_size: int) -> int:
+        """Index of the sample-size band holding ``sample_size``."""
+        n = _check_sample_size(sample_size, "LayeredCalibrationCorrection.band_index")
+        return int(np.searchsorted(np.asarray(self.band_edges), n, side="right"))
+
+    def band_label(self, band: int) -> str:
+        """Readable band, e.g. ``"[2000, 10000)"``."""
+        band = check_int(band, "band", "LayeredCalibrationCorrection.band_label", low=0, high=len(self.band_edges))
+        lo = 0.0 if band == 0 else self.band_edges[band - 1]
+        hi = math.inf if band == len(self.band_edges) else self.band_edges[band]
+        return f"[{lo:g}, {hi:g})"
+
+    def _resolve(self, family: str, band: int) -> tuple[LayerCurve | None, str]:
+        for c in self.layers:
+            if c.family == family and c.band == band and c.n_units >= self.min_units:
+                return c, "layer"
+        for c in self.family_curves:
+            if c.family == family and c.n_units >= self.min_units:
+                return c, "family"
+        return None, "identity"
+
+    def source(self, family: str, sample_size: int) -> str:
+        """Which curve serves ``(family, sample_size)``: ``"layer"``, ``"family"`` or ``"identity"``."""
+        where = "LayeredCalibrationCorrection.source"
+        family = _check_family(family, where)
+        return self._resolve(family, self.band_index(_check_sample_size(sample_size, where)))[1]
+
+    def curve(self, family: str, band: int | None = None, *, sample_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nominal levels and fitted empirical coverage of the curve serving a layer (for plots).
+
+        Parameters
+        ----------
+        family
+            Quantity family.
+        band
+            Band index; ``None`` (and no ``sample_size``) gives the family's pooled curve.
+        sample_size
+            Alternatively, the sample size whose band to show.
+
+        Returns
+        -------
+        nominal, empirical
+            Increasing arrays; the identity ``(DEFAULT_LEVELS, DEFAULT_LEVELS)`` when the layer
+            falls back to no correction.
+        """
+        where = "LayeredCalibrationCorrection.curve"
+        family = _check_family(family, where)
+        if band is not None and sample_size is not None:
+            raise invalid("band", where, "None when 'sample_size' is given", band)
+        if sample_size is not None:
+            band = self.band_index(_check_sample_size(sample_size, where))
+        if band is None:
+            c = next((c for c in self.family_curves if c.family == family and c.n_units >= self.min_units), None)
+        else:
+            band = check_int(band, "band", where, low=0, high=len(self.band_edges))
+            c = self._resolve(family, band)[0]
+        if c is None:
+            lv = np.array(DEFAULT_LEVELS)
+            return lv, lv.copy()
+        return np.array(c.nominal), np.array(c.empirical)
+
+    # ---- the maps -----------------------------------------------------------------------------
+    def coverage(self, nominal: float, *, family: str, sample_size: int) -> float:
+        """Forward map ``R``: empirical coverage of the raw interval at ``nominal``."""
+        where = "LayeredCalibrationCorrection.coverage"
+        nominal = check_float(nominal, "nominal", where, low=0.0, high=1.0, low_open=True, high_open=True)
+        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        return nominal if c is None else float(c.coverage_of(nominal))
+
+    def nominal_for(self, level: float, family: str, sample_size: int) -> float:
+        """Nominal level whose raw interval has empirical coverage ``level`` (``R^{-1}``)."""
+        where = "LayeredCalibrationCorrection.nominal_for"
+        level = _check_level(level, where)
+        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        return level if c is None else float(c.nominal_for(level))
+
+    def multiplier(self, level: float, family: str, sample_size: int) -> float:
+        """Half-width multiplier ``w(level) = z(nominal_for(level)) / z(level)`` for the layer."""
+        where = "LayeredCalibrationCorrection.multiplier"
+        level = _check_level(level, where)
+        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        return 1.0 if c is None else float(c.multiplier(level))
+
+    def interval(
+        self, draws: np.ndarray, *, level: float, family: str, sample_size: int, axis: int = -1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated central interval of ``draws`` along ``axis``.
+
+        ``median - w * (median - q_lo)`` to ``median + w * (q_hi - median)``, with ``q_lo, q_hi`` the
+        raw ``(1 -/+ level) / 2`` quantiles and ``w = multiplier(level, family, sample_size)``.
+
+        Parameters
+        ----------
+        draws
+            Posterior draws of any shape; ``axis`` indexes the draws.
+        level
+            Requested (honest) coverage in (0, 1).
+        family
+            Quantity family of the draws (``"cate"``, ``"gate"``, ``"ate"``,
+            ``"conversion_effect"``, ``"severity_effect"``).
+        sample_size
+            Visitors in the fit, which selects the sample-size band.
+        axis
+            The draws axis (removed from the outputs).
+
+        Returns
+        -------
+        lo, hi
+            Arrays of the draws' shape without ``axis``.
+        """
+        where = "LayeredCalibrationCorrection.interval"
+        level = _check_level(level, where)
+        w = self.multiplier(level, family, sample_size)
+        d = np.asarray(draws)
+        if d.ndim == 0 or d.shape[axis] < 1:
+            raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
+        q = np.quantile(d, [(1.0 - level) / 2.0, 0.5, (1.0 + level) / 2.0], axis=axis)
+        lo, med, hi = q[0], q[1], q[2]
+        return med - w * (med - lo), med + w * (hi - med)
+
+    # ---- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "metric": self.metric,
+            "n_treatments": self.n_treatments,
+            "pooling": self.pooling,
+            "band_edges": list(self.band_edges),
+            "min_units": self.min_units,
+            "layers": [c.to_dict() for c in self.layers],
+            "family_curves": [c.to_dict() for c in self.family_curves],
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LayeredCalibrationCorrection":
+        where = "LayeredCalibrationCorrection.from_dict"
+        if not isinstance(d, Mapping):
+            raise wrong_type("d", where, "a mapping", d)
+        if d.get("format") != FORMAT:
+            raise invalid("d", where, f"an artifact with format {FORMAT!r}", d.get("format"))
+        try:
+            return cls(
+                metric=d["metric"],
+                n_treatments=int(d["n_treatments"]),
+                pooling=d["pooling"],
+                band_edges=tuple(float(e) for e in d["band_edges"]),
+                min_units=int(d["min_units"]),
+                layers=tuple(LayerCurve.from_dict(c) for c in d["layers"]),
+                family_curves=tuple(LayerCurve.from_dict(c) for c in d["family_curves"]),
+                provenance=d.get("provenance", {}),
+            )
+        except KeyError as err:
+            raise invalid("d", where, "an artifact with every field", f"a mapping missing {err}", show=False) from None
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the artifact JSON atomically (temporary file then rename); return the path."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> "LayeredCalibrationCorrection":
+        """Load an artifact written by :meth:`to_json` (exact round trip)."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def _code_version() -> str:
+    from pytyche._version import __version__
+
+    return __version__
