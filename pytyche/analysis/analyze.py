@@ -1,0 +1,155 @@
+"""``pt.analyze``: from observed data (or a posterior) to what an operator acts on.
+
+``analyze_posterior`` runs the whole analysis layer on one posterior: per-visitor CATEs, the
+policy tree and its segments (stability, Thompson allocation), a recommendation per non-control
+treatment for the whole population and for every segment, and the treatment comparison. The
+posterior's outcome draws are averaged over the segments once; the population averages are the
+share-weighted sums of the segment averages (the segments partition the visitors), so no second
+pass over the draws is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pytyche._validation import wrong_type
+from pytyche.compare._draws import claim_level, intervals
+from pytyche.analysis.capabilities import remember_stability
+from pytyche.analysis.policy_tree import _check_params, _fit
+from pytyche.compare.variants import LIFT_LEVEL, comparison_from_draws, summarize_draws
+from pytyche.contracts.observed import ObservedExperimentData
+from pytyche.contracts.results import AnalysisResult, DecisionThresholds
+
+_DEFAULT_TREE = (3, 0.10, 50, 0)
+
+
+def _thresholds(thresholds: Any, where: str) -> DecisionThresholds:
+    if thresholds is None:
+        return DecisionThresholds()
+    if not isinstance(thresholds, DecisionThresholds):
+        raise wrong_type("thresholds", where, "None or a DecisionThresholds", thresholds)
+    return thresholds
+
+
+def analyze_posterior(
+    posterior: Any,
+    *,
+    max_depth: int = 3,
+    min_segment_share: float = 0.10,
+    n_bootstrap: int = 50,
+    bootstrap_seed: int = 0,
+    thresholds: DecisionThresholds | None = None,
+) -> AnalysisResult:
+    """Analyse a fitted posterior.
+
+    Parameters
+    ----------
+    posterior
+        A fit result (``pt.fit``).
+    max_depth, min_segment_share, n_bootstrap, bootstrap_seed
+        Policy-tree settings (see :func:`pytyche.analysis.policy_tree.fit_policy_tree`).
+    thresholds
+        Decision thresholds of every recommendation (default ``DecisionThresholds()``).
+
+    Returns
+    -------
+    AnalysisResult
+        ``cate_per_visitor``: ``observed.aligned(posterior.cate_mean())`` ``(n, K-1)``;
+        ``segments`` and ``policy_tree``; ``recommendations[t]`` over all visitors;
+        ``segment_recommendations[leaf_id][t]`` per segment; ``comparison`` over all visitors;
+        ``claim_level`` from the posterior's calibration (``CALIBRATED`` iff a correction is
+        applied).
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad settings or a posterior without the fit-result interface.
+    """
+    th = _thresholds(thresholds, "analyze")
+    fit = _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed)
+    tree = fit.result
+    treatments = tree.treatments
+    claim = claim_level(posterior)
+    group = fit.group_draws  # (L, S, K)
+    population = np.tensordot(fit.shares, group, axes=1)  # (S, K)
+
+    pop_lift = population[:, 1:] - population[:, :1]  # (S, K-1)
+    lo, hi = intervals(posterior, pop_lift.T, LIFT_LEVEL, "ate")
+    recommendations = {
+        t: summarize_draws(population, a, treatments, th, (lo[a - 1], hi[a - 1]), claim=claim)
+        for a, t in enumerate(treatments)
+        if a > 0
+    }
+    seg_lift = np.moveaxis(group[..., 1:] - group[..., :1], 1, -1)  # (L, K-1, S)
+    slo, shi = intervals(posterior, seg_lift, LIFT_LEVEL, "ate" if len(tree.segments) == 1 else "gate")
+    segment_recommendations = {
+        seg.id: {
+            t: summarize_draws(group[j], a, treatments, th, (slo[j, a - 1], shi[j, a - 1]), segment_id=seg.id, claim=claim)
+            for a, t in enumerate(treatments)
+            if a > 0
+        }
+        for j, seg in enumerate(tree.segments)
+    }
+    if _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed) == _DEFAULT_TREE:
+        remember_stability(posterior, [s.stability_score for s in tree.segments])
+    return AnalysisResult(
+        cate_per_visitor=posterior.observed.aligned(fit.cate_mean),
+        segments=tree.segments,
+        posterior=posterior,
+        recommendations=recommendations,
+        policy_tree=tree,
+        segment_recommendations=segment_recommendations,
+        comparison=comparison_from_draws(population, treatments, LIFT_LEVEL),
+        claim_level=claim,
+    )
+
+
+def analyze(
+    observed: ObservedExperimentData,
+    *,
+    max_depth: int = 3,
+    min_segment_share: float = 0.10,
+    n_bootstrap: int = 50,
+    bootstrap_seed: int = 0,
+    thresholds: DecisionThresholds | None = None,
+    **fit_kwargs: Any,
+) -> AnalysisResult:
+    """``pt.analyze``: fit with ``pt.fit`` and analyse the posterior, single-shot.
+
+    Parameters
+    ----------
+    observed
+        The experiment's data.
+    max_depth, min_segment_share, n_bootstrap, bootstrap_seed, thresholds
+        Analysis settings (see :func:`analyze_posterior`); validated before fitting.
+    **fit_kwargs
+        Forwarded verbatim to ``pt.fit`` (``config``, ``observed_copy``, ``progress``,
+        ``pooling``, ``calibration``, ...).
+
+    Returns
+    -------
+    AnalysisResult
+        ``result.posterior`` is the fit; ``result.observed`` its stashed data.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad settings (before any fit) and whatever ``pt.fit`` raises.
+    """
+    if not isinstance(observed, ObservedExperimentData):
+        raise wrong_type("observed", "analyze", "an ObservedExperimentData", observed)
+    _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed)
+    th = _thresholds(thresholds, "analyze")
+    from pytyche.bcf.dispatch import fit
+
+    posterior = fit(observed, **fit_kwargs)
+    return analyze_posterior(
+        posterior,
+        max_depth=max_depth,
+        min_segment_share=min_segment_share,
+        n_bootstrap=n_bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        thresholds=th,
+    )

@@ -1,0 +1,231 @@
+"""Treatment-versus-baseline comparison and the SHIP / CONTINUE / STOP recommendation.
+
+Glossary: decision, recommendation summary. Every quantity comes from the joint posterior draws
+of the (population- or segment-) average outcome of each arm, so the lift of a treatment is one
+draw-by-draw difference against the baseline (control) in the same state of the world.
+
+Units (``DecisionThresholds``): ``tolerance`` and ``min_effect`` are relative to the baseline's
+posterior-mean average outcome ``c``. With lift draws ``d``:
+
+- ``expected_loss = E[max(0, -d)] / |c|`` (what shipping loses, on average, if it is worse),
+- ``p_positive = P(d > 0)``,
+- ``p_better = P(d > min_effect * |c|)``,
+- ``p_harmful = P(d < -min_effect * |c|)``.
+
+When ``c == 0`` (a continuous metric centred at zero) there is no relative scale and the
+thresholds are read in the metric's own units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche.compare._draws import check_posterior, claim_level, group_means, intervals, p_best, resolve_mask
+from pytyche.contracts.enums import ClaimLevel, Decision
+from pytyche.contracts.results import ComparisonResult, DecisionThresholds, RecommendationSummary
+
+#: level of the lift interval carried by a recommendation summary
+LIFT_LEVEL = 0.90
+
+
+def decide(
+    expected_loss: float, p_positive: float, p_better: float, p_harmful: float, thresholds: DecisionThresholds
+) -> tuple[Decision, str]:
+    """The glossary's five thresholds in three branches.
+
+    Returns the decision and the branch that fired: ``"ship"`` (``expected_loss < tolerance`` and
+    ``p_positive > p_positive_min`` and ``p_better > p_better_min``), ``"harm"``
+    (``p_harmful > p_harmful_min``), ``"futility"`` (``p_better < p_futility_max``) or
+    ``"continue"`` (no gate fires). All comparisons are strict.
+    """
+    th = thresholds
+    if expected_loss < th.tolerance and p_positive > th.p_positive_min and p_better > th.p_better_min:
+        return Decision.SHIP, "ship"
+    if p_harmful > th.p_harmful_min:
+        return Decision.STOP, "harm"
+    if p_better < th.p_futility_max:
+        return Decision.STOP, "futility"
+    return Decision.CONTINUE, "continue"
+
+
+def _amount(value: float, relative: bool) -> str:
+    return f"{value:.2%} of the baseline mean" if relative else f"{value:.4g} (metric units)"
+
+
+def _rationale(
+    branch: str, treatment: str, baseline: str, segment_id: int | None, relative: bool,
+    el: float, pp: float, pb: float, ph: float, th: DecisionThresholds,
+) -> str:
+    where = f" in segment {segment_id}" if segment_id is not None else ""
+    eff = f"{th.min_effect:.2%}" if relative else f"{th.min_effect:.4g}"
+    who = f"{treatment!r} vs {baseline!r}{where}"
+    if branch == "ship":
+        return (
+            f"SHIP {who}: expected loss {_amount(el, relative)} is below the tolerance "
+            f"{_amount(th.tolerance, relative)}, P(lift > 0) = {pp:.3f} > {th.p_positive_min:g} and "
+            f"P(lift > {eff}) = {pb:.3f} > {th.p_better_min:g}."
+        )
+    if branch == "harm":
+        return f"STOP {who}: the treatment is probably harmful, P(lift < -{eff}) = {ph:.3f} > {th.p_harmful_min:g}."
+    if branch == "futility":
+        return (
+            f"STOP {who}: the treatment is unlikely to beat the baseline by the minimum effect, "
+            f"P(lift > {eff}) = {pb:.3f} < {th.p_futility_max:g}."
+        )
+    return (
+        f"CONTINUE {who}: no gate fires yet (P(lift > 0) = {pp:.3f}, P(lift > {eff}) = {pb:.3f}, "
+        f"P(lift < -{eff}) = {ph:.3f}, expected loss {_amount(el, relative)}), so collect more data."
+    )
+
+
+def summarize_draws(
+    group: np.ndarray,
+    arm: int,
+    treatments: tuple[str, ...],
+    thresholds: DecisionThresholds,
+    lift_ci: tuple[float, float],
+    *,
+    segment_id: int | None = None,
+    claim: ClaimLevel = ClaimLevel.UNCALIBRATED,
+) -> RecommendationSummary:
+    """A :class:`RecommendationSummary` from ``(S, K)`` joint draws of group-average outcomes."""
+    base = group[:, 0]
+    lift = group[:, arm] - base
+    c = float(np.mean(base))
+    relative = c != 0.0
+    scale = abs(c) if relative else 1.0
+    el = float(np.mean(np.maximum(0.0, -lift))) / scale
+    pp = float(np.mean(lift > 0))
+    pb = float(np.mean(lift > thresholds.min_effect * scale))
+    ph = float(np.mean(lift < -thresholds.min_effect * scale))
+    decision, branch = decide(el, pp, pb, ph, thresholds)
+    lift_mean = float(np.mean(lift))
+    return RecommendationSummary(
+        treatment=treatments[arm],
+        baseline=treatments[0],
+        decision=decision,
+        expected_loss=el,
+        p_positive=pp,
+        p_better=pb,
+        p_harmful=ph,
+        lift_mean=lift_mean,
+        lift_ci=(float(lift_ci[0]), float(lift_ci[1])),
+        relative_lift_mean=lift_mean / scale,
+        thresholds=thresholds,
+        rationale=_rationale(branch, treatments[arm], treatments[0], segment_id, relative, el, pp, pb, ph, thresholds),
+        segment_id=segment_id,
+        claim_level=claim,
+    )
+
+
+def _population_draws(posterior: Any, draws: np.ndarray, mask: Any, where: str) -> tuple[np.ndarray, bool]:
+    """``(S, K)`` average-outcome draws over the selected visitors, and whether that is everyone."""
+    m = resolve_mask(mask, posterior.observed, "mask", where)
+    everyone = m is None or bool(m.all())
+    labels = np.zeros(draws.shape[0], dtype=np.int64) if m is None else np.where(m, 0, -1)
+    return group_means(draws, labels, 1)[0], everyone
+
+
+def compare_variants(posterior: Any, mask: Any = None, level: float = 0.90) -> ComparisonResult:
+    """Compare every treatment with the baseline from the joint posterior draws.
+
+    Parameters
+    ----------
+    posterior
+        A fit result (``pt.fit``).
+    mask
+        Visitors to compare over: ``None`` (all), a boolean array over visitors (variant-major)
+        or a segment rule evaluated on ``posterior.observed.features_frame()``.
+    level
+        Default level of :meth:`ComparisonResult.lift_interval`.
+
+    Returns
+    -------
+    ComparisonResult
+        ``lift_draws[t]``: ``(S,)`` draws of the average lift of ``t`` over the selected
+        visitors; ``baseline_mean``: posterior mean of the baseline's average outcome;
+        ``p_best``: probability each arm (baseline included) has the highest average outcome.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On a posterior without the fit-result interface, a malformed or empty mask, or a level
+        outside ``(0, 1)``.
+    """
+    where = "compare_variants"
+    lv = check_float(level, "level", where, low=0.0, high=1.0, low_open=True, high_open=True)
+    draws = check_posterior(posterior, where)
+    group, _ = _population_draws(posterior, draws, mask, where)
+    return comparison_from_draws(group, tuple(posterior.treatments), lv)
+
+
+def comparison_from_draws(group: np.ndarray, treatments: tuple[str, ...], level: float) -> ComparisonResult:
+    """A :class:`ComparisonResult` from ``(S, K)`` joint draws of average outcomes."""
+    best_p = p_best(group, np.ones(group.shape[1], dtype=bool))
+    lifts = {t: group[:, a] - group[:, 0] for a, t in enumerate(treatments) if a > 0}
+    return ComparisonResult(
+        baseline=treatments[0],
+        treatments=treatments[1:],
+        lift_draws=lifts,
+        baseline_mean=float(np.mean(group[:, 0])),
+        p_best={t: float(best_p[a]) for a, t in enumerate(treatments)},
+        level=level,
+    )
+
+
+def recommendation_summary(
+    posterior: Any,
+    treatment: str,
+    thresholds: DecisionThresholds = DecisionThresholds(),
+    mask: Any = None,
+    segment_id: int | None = None,
+) -> RecommendationSummary:
+    """SHIP / CONTINUE / STOP for one treatment versus the baseline, with its evidence.
+
+    Parameters
+    ----------
+    posterior
+        A fit result (``pt.fit``).
+    treatment
+        Name of a non-control treatment.
+    thresholds
+        The five decision thresholds (relative units, see the module docstring).
+    mask
+        Visitors the decision is about: ``None`` (all), a boolean array over visitors or a
+        segment rule.
+    segment_id
+        Label carried on the summary (the policy-tree leaf the mask selects), or ``None``.
+
+    Returns
+    -------
+    RecommendationSummary
+        ``decision`` from :func:`decide`; ``expected_loss``, ``p_positive``, ``p_better``,
+        ``p_harmful``; ``lift_mean`` and the 90% ``lift_ci`` of the average lift
+        (``posterior.interval``, family ``"ate"`` over everyone, ``"gate"`` over a subset);
+        ``relative_lift_mean``; a one-sentence ``rationale``; the posterior's claim level.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On an unknown or control treatment, thresholds that are not ``DecisionThresholds``, a
+        malformed or empty mask, or a bad ``segment_id``.
+    """
+    where = "recommendation_summary"
+    if not isinstance(thresholds, DecisionThresholds):
+        raise wrong_type("thresholds", where, "a DecisionThresholds", thresholds)
+    if segment_id is not None:
+        segment_id = check_int(segment_id, "segment_id", where, low=0)
+    draws = check_posterior(posterior, where)
+    treatments = tuple(posterior.treatments)
+    if not isinstance(treatment, str) or treatment not in treatments[1:]:
+        raise invalid("treatment", where, f"one of the non-control treatments {list(treatments[1:])}", treatment)
+    group, everyone = _population_draws(posterior, draws, mask, where)
+    arm = treatments.index(treatment)
+    lift = group[:, arm] - group[:, 0]
+    lo, hi = intervals(posterior, lift[None, :], LIFT_LEVEL, "ate" if everyone else "gate")
+    return summarize_draws(
+        group, arm, treatments, thresholds, (lo[0], hi[0]), segment_id=segment_id, claim=claim_level(posterior)
+    )
