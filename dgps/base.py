@@ -1,0 +1,261 @@
+"""Machinery shared by every DGP template: the sim-mode :class:`SimGenerator`.
+
+A *template* (:class:`DGPTemplate` subclass) says how visitors look and what each treatment does
+to them: ``draw_visitors`` (features + latent cluster) and ``expected`` (the true per-visitor,
+per-arm outcome surface, possibly depending on the round). :class:`SimGenerator` turns a template
+into a ``Generator`` for :class:`~pytyche.experiment.SequentialExperiment`:
+
+``generator(round_idx, plan)``
+
+1. draws ``plan.n_visitors`` visitors (stream 0 of ``SeedSequence([seed, round_idx])``),
+2. routes each through the plan's cells by weight and then the cell's policy
+   (:meth:`NextRoundPlan.assign`, stream 1), recording the ``cell`` column and the propensity
+   columns from the probabilities the policy actually used,
+3. draws every visitor's potential outcomes under every arm from the true surface (stream 2; so
+   the same seed and round give the same visitors and outcomes whatever the plan -- common random
+   numbers) and keeps the one of the assigned arm,
+4. returns ``(ObservedExperimentData, CalibrationTruth)``: variants in the plan's treatment order
+   (a treatment that drew no visitor this round is left out), truth rows in the same
+   variant-major order with per-visitor expected outcomes under every treatment of the plan's
+   universe, ``p``/``m`` for hurdle metrics, and the latent cluster ids.
+
+Outcome families: ``hurdle`` (conversion ``~ Bernoulli(p)``, revenue given conversion lognormal
+with mean ``m`` and log-sd ``severity_sigma``: ``E[Y] = p·m``), ``binary`` (``Bernoulli(p)``),
+``continuous`` (``Normal(mean, outcome_sd)``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pytyche._validation import check_int, invalid, wrong_type
+from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData, VariantData, VisitorSchema, propensity_columns
+from pytyche.contracts.truth import CalibrationTruth
+from pytyche.experiment.plan import NextRoundPlan
+
+__all__ = ["DGPTemplate", "Surface", "SimGenerator", "ARCHETYPES", "archetype_visitors", "ARCHETYPE_SCHEMA"]
+
+Family = Literal["hurdle", "binary", "continuous"]
+
+
+@dataclass(frozen=True)
+class Surface:
+    """The true outcome surface of a batch of visitors: ``(n, K)`` arrays over the template's arms.
+
+    Hurdle: ``p`` (conversion probability) and ``m`` (expected severity given conversion);
+    binary: ``p``; continuous: ``mean``.
+    """
+
+    p: np.ndarray | None = None
+    m: np.ndarray | None = None
+    mean: np.ndarray | None = None
+
+    def expected(self) -> np.ndarray:
+        if self.mean is not None:
+            return self.mean
+        if self.m is not None:
+            return self.p * self.m  # type: ignore[operator]
+        return self.p  # type: ignore[return-value]
+
+
+class DGPTemplate(ABC):
+    """A data-generating process: visitors, clusters and the true per-arm outcome surface.
+
+    Subclasses set ``name``, ``metric``, ``family``, ``treatments`` (control first), ``schema``
+    and implement :meth:`draw_visitors` and :meth:`surface`.
+    """
+
+    name: str
+    metric: str
+    family: Family
+    treatments: tuple[str, ...]
+    schema: VisitorSchema
+    severity_sigma: float = 0.6  # hurdle: log-sd of revenue given conversion
+    outcome_sd: float = 1.0  # continuous: noise sd
+
+    @abstractmethod
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """``n`` visitors' schema features and latent cluster ids (``-1`` when none)."""
+
+    @abstractmethod
+    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
+        """The true per-arm outcome surface of these visitors in round ``round_idx``."""
+
+    def params(self) -> dict[str, Any]:
+        """The template's parameters (for records)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class SimGenerator:
+    """A sim-mode ``Generator`` built from a :class:`DGPTemplate` (see the module docstring).
+
+    Parameters
+    ----------
+    template
+        The DGP.
+    seed
+        Master seed; round ``r`` uses ``SeedSequence([seed, r])`` (reproducible per round).
+    n_visitors
+        Round size used when a plan carries none (the sequential loop always sets
+        ``plan.n_visitors`` from the schedule, which takes precedence).
+    experiment_id
+        Identifier recorded on the data (default: the template's name).
+    """
+
+    def __init__(self, template: DGPTemplate, *, seed: int = 0, n_visitors: int | None = None, experiment_id: str | None = None) -> None:
+        if not isinstance(template, DGPTemplate):
+            raise wrong_type("template", "SimGenerator", "a DGPTemplate", template)
+        self.template = template
+        self.seed = check_int(seed, "seed", "SimGenerator", low=0)
+        self.n_visitors = None if n_visitors is None else check_int(n_visitors, "n_visitors", "SimGenerator", low=1)
+        self.experiment_id = experiment_id or template.name
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        return self.template.treatments
+
+    @property
+    def metric(self) -> str:
+        return self.template.metric
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+    def __repr__(self) -> str:
+        return f"SimGenerator({self.template.name!r}, seed={self.seed}, treatments={list(self.treatments)})"
+
+    def _streams(self, round_idx: int) -> list[np.random.Generator]:
+        children = np.random.SeedSequence([self.seed, round_idx]).spawn(3)
+        return [np.random.default_rng(c) for c in children]
+
+    def population(self, n: int, round_idx: int = 0) -> tuple[pd.DataFrame, np.ndarray, Surface]:
+        """Visitors, clusters and true surface of round ``round_idx`` without any assignment."""
+        rng_v, _, _ = self._streams(round_idx)
+        visitors, clusters = self.template.draw_visitors(rng_v, n, round_idx)
+        return visitors, clusters, self.template.surface(visitors, clusters, round_idx)
+
+    def __call__(self, round_idx: int, plan: NextRoundPlan) -> tuple[ObservedExperimentData, CalibrationTruth]:
+        where = f"{type(self).__name__}({self.template.name!r})"
+        round_idx = check_int(round_idx, "round_idx", where, low=0)
+        if not isinstance(plan, NextRoundPlan):
+            raise wrong_type("plan", where, "a NextRoundPlan", plan)
+        n = plan.n_visitors if plan.n_visitors is not None else self.n_visitors
+        if n is None:
+            raise invalid("plan", where, "a plan carrying n_visitors (or a generator built with n_visitors)", "n_visitors=None", show=False)
+        universe = tuple(plan.treatments)  # type: ignore[arg-type]
+        unknown = [t for t in universe if t not in self.template.treatments]
+        if unknown:
+            raise invalid("plan", where, f"a plan over this DGP's treatments {list(self.template.treatments)}", f"treatments {list(universe)}", show=False)
+        cols = [self.template.treatments.index(t) for t in universe]
+        k = len(universe)
+
+        rng_v, rng_a, rng_y = self._streams(round_idx)
+        visitors, clusters = self.template.draw_visitors(rng_v, n, round_idx)
+        surf = self.template.surface(visitors, clusters, round_idx)
+        expected = surf.expected()[:, cols]
+        assignment = plan.assign(visitors, rng_a)
+        arm, probs = assignment.arm, assignment.probs
+
+        # potential outcomes under every arm, one draw per (visitor, arm): common random numbers
+        u = rng_y.random((n, len(self.template.treatments)))[:, cols]
+        z = rng_y.standard_normal((n, len(self.template.treatments)))[:, cols]
+        rows = np.arange(n)
+        fam = self.template.family
+        if fam == "hurdle":
+            p, m = surf.p[:, cols], surf.m[:, cols]  # type: ignore[index]
+            s = self.template.severity_sigma
+            conv = u[rows, arm] < p[rows, arm]
+            sev = np.exp(np.log(m[rows, arm]) - 0.5 * s * s + s * z[rows, arm])
+            y = np.where(conv, sev, 0.0)
+        elif fam == "binary":
+            p, m = surf.p[:, cols], None  # type: ignore[index]
+            y = (u[rows, arm] < p[rows, arm]).astype(np.int64)
+        else:
+            p = m = None
+            y = expected[rows, arm] + self.template.outcome_sd * z[rows, arm]
+
+        present = [a for a in range(k) if np.any(arm == a)]
+        prop_cols = propensity_columns(len(present)) if len(present) >= 2 else ()
+        frame = visitors.reset_index(drop=True).copy()
+        frame[self.template.schema.outcome] = y
+        frame[CELL_COLUMN] = assignment.cell
+        for c, a in zip(prop_cols, present[1:]):
+            frame[c] = probs[:, a]
+        order = np.concatenate([np.flatnonzero(arm == a) for a in present]) if present else np.zeros(0, dtype=np.int64)
+        variants = tuple(VariantData(universe[a], frame.iloc[np.flatnonzero(arm == a)].reset_index(drop=True)) for a in present)
+        observed = ObservedExperimentData(self.experiment_id, self.template.metric, variants, self.template.schema, round_idx)
+        truth = CalibrationTruth(
+            expected[order],
+            universe,
+            np.asarray(clusters)[order],
+            None if fam != "hurdle" else p[order],  # type: ignore[index]
+            None if fam != "hurdle" else m[order],  # type: ignore[index]
+        )
+        return observed, truth
+
+
+# ---- shared visitor model: four customer archetypes -------------------------------------
+
+#: The four archetypes (cluster id -> description) behind most templates' visitors.
+ARCHETYPES = {
+    0: "bargain hunters: mostly mobile, new (low tenure), few visits",
+    1: "loyal regulars: mostly desktop, long tenure, many visits",
+    2: "big-basket browsers: mostly tablet/desktop, mid tenure, moderate visits",
+    3: "casual visitors: mixed device, short tenure, few visits",
+}
+_CLUSTER_WEIGHTS = np.array([0.30, 0.25, 0.20, 0.25])
+_DEVICES = ("desktop", "mobile", "tablet")
+_DEVICE_PROBS = np.array(
+    [
+        [0.10, 0.80, 0.10],
+        [0.75, 0.20, 0.05],
+        [0.35, 0.10, 0.55],
+        [0.45, 0.45, 0.10],
+    ]
+)
+_TENURE_MEAN = np.array([2.0, 36.0, 14.0, 6.0])  # months
+_VISITS_MEAN = np.array([2.0, 12.0, 5.0, 3.0])  # visits in the last 30 days
+_CHANNELS = ("email", "organic", "paid")
+
+#: The archetype visitors' schema: ``device`` (categorical), ``tenure_months`` (numeric),
+#: ``visits_30d`` (numeric), ``channel`` (categorical, uninformative).
+ARCHETYPE_SCHEMA = VisitorSchema(
+    {"device": "categorical", "tenure_months": "numeric", "visits_30d": "numeric", "channel": "categorical"},
+    "outcome",
+)
+
+
+def archetype_visitors(
+    rng: np.random.Generator,
+    n: int,
+    weights: Sequence[float] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Draw ``n`` visitors from the four-archetype mixture (:data:`ARCHETYPES`).
+
+    Features depend on the cluster: ``device`` from a per-cluster categorical, ``tenure_months``
+    gamma with a per-cluster mean (shape 2), ``visits_30d`` Poisson with a per-cluster mean, and
+    ``channel`` uniform (noise). Returns the features frame and the cluster ids.
+    """
+    w = _CLUSTER_WEIGHTS if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    clusters = rng.choice(len(w), size=n, p=w)
+    u = rng.random(n)
+    dev_cdf = np.cumsum(_DEVICE_PROBS[clusters], axis=1)
+    device = np.asarray(_DEVICES, dtype=object)[np.minimum((dev_cdf <= u[:, None]).sum(axis=1), 2)]
+    tenure = np.round(rng.gamma(2.0, _TENURE_MEAN[clusters] / 2.0), 1)
+    visits = rng.poisson(_VISITS_MEAN[clusters]).astype(np.float64)
+    channel = np.asarray(_CHANNELS, dtype=object)[rng.integers(0, 3, size=n)]
+    frame = pd.DataFrame({"device": device, "tenure_months": tenure, "visits_30d": visits, "channel": channel})
+    return frame, clusters.astype(np.int64)
+
+
+def engagement(visitors: pd.DataFrame) -> np.ndarray:
+    """A smooth within-cluster modifier in about [0.8, 1.25]: more visits, higher propensity to buy."""
+    v = visitors["visits_30d"].to_numpy(dtype=np.float64)
+    return 1.0 + 0.25 * np.tanh((v - 5.0) / 5.0)

@@ -1,0 +1,1 @@
+"""DGP templates, one per module; each exposes ``make(**params) -> SimGenerator``."""

@@ -1,0 +1,79 @@
+"""``drifting``: a promotion whose effect decays across rounds (novelty wear-off; revenue metric).
+
+Truth
+-----
+Four-archetype visitors (:func:`dgps.base.archetype_visitors`), control surface as in
+``clustered_realistic`` (``p = BASE_P[cluster] · engagement · conversion_scale``,
+``m = BASE_M[cluster]``), metric ``revenue_per_visitor`` (hurdle). Treatments ``control``,
+``promo``. In round ``r`` the promo multiplies conversion by
+``max(0.05, 1 + (initial_lift - drift_per_round · r) · sensitivity[cluster])`` with
+``sensitivity = (1.5, 0.5, 1.0, 1.0)`` (bargain hunters react most), basket unchanged.
+Defaults ``initial_lift = 0.6``, ``drift_per_round = 0.3``: round 0 +60% (cluster-scaled),
+round 1 +30%, round 2 no effect, round 3 −30%. The truth is round-specific: a visitor's
+expected outcome is the one of the round they arrived in, so the cumulative truth mixes rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.templates.clustered_realistic import BASE_M, BASE_P
+from pytyche._validation import check_float
+
+SENSITIVITY = np.array([1.5, 0.5, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Drifting(DGPTemplate):
+    """See the module docstring."""
+
+    initial_lift: float = 0.6
+    drift_per_round: float = 0.3
+    conversion_scale: float = 1.0
+    severity_sigma: float = 0.6
+
+    name = "drifting"
+    metric = "revenue_per_visitor"
+    family = "hurdle"
+    treatments = ("control", "promo")
+    schema = ARCHETYPE_SCHEMA
+
+    def __post_init__(self) -> None:
+        w = "drifting"
+        check_float(self.initial_lift, "initial_lift", w, low=-0.9)
+        check_float(self.drift_per_round, "drift_per_round", w)
+        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
+        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+
+    def lift(self, round_idx: int) -> float:
+        """The population-level promo lift (before cluster sensitivity) in round ``round_idx``."""
+        return self.initial_lift - self.drift_per_round * round_idx
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        return archetype_visitors(rng, n)
+
+    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
+        p0 = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
+        mult = np.maximum(0.05, 1.0 + self.lift(round_idx) * SENSITIVITY[clusters])
+        p = np.clip(np.column_stack([p0, p0 * mult]), 0.0, 0.95)
+        m0 = BASE_M[clusters]
+        return Surface(p=p, m=np.column_stack([m0, m0]))
+
+
+def make(
+    *,
+    seed: int = 0,
+    n_visitors: int | None = None,
+    experiment_id: str | None = None,
+    initial_lift: float = 0.6,
+    drift_per_round: float = 0.3,
+    conversion_scale: float = 1.0,
+    severity_sigma: float = 0.6,
+) -> SimGenerator:
+    """A ``drifting`` generator (truth in the module docstring)."""
+    template = Drifting(initial_lift=initial_lift, drift_per_round=drift_per_round, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
+    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)

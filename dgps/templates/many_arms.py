@@ -1,0 +1,97 @@
+"""``many_arms``: five treatments, each non-control arm best in a different archetype (revenue).
+
+Truth
+-----
+Four-archetype visitors (:func:`dgps.base.archetype_visitors`), control surface as in
+``clustered_realistic`` (``p = BASE_P[cluster] · engagement · conversion_scale``,
+``m = BASE_M[cluster]``), metric ``revenue_per_visitor`` (hurdle). Treatments ``control``,
+``promo_5``, ``promo_10``, ``free_ship``, ``bundle`` multiply conversion (``p×``) and basket
+(``m×``) per cluster; multipliers are raised to ``effect_scale``:
+
+=========  ============  ============  ============  ============
+cluster    promo_5       promo_10      free_ship     bundle
+=========  ============  ============  ============  ============
+0          1.30, 0.95    1.70, 0.90    1.10, 1.00    1.00, 1.05
+1          1.05, 0.95    1.05, 0.90    1.00, 1.00    1.10, 1.25
+2          1.05, 0.95    1.10, 0.90    1.60, 1.05    1.10, 1.10
+3          1.35, 0.95    1.20, 0.90    1.15, 1.00    1.05, 1.00
+=========  ============  ============  ============  ============
+
+Best arm per cluster (revenue per visitor): 0 -> ``promo_10`` (+53%), 1 -> ``bundle`` (+38%),
+2 -> ``free_ship`` (+68%), 3 -> ``promo_5`` (+28%).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.templates.clustered_realistic import BASE_M, BASE_P
+from pytyche._validation import check_float
+
+# (arm, cluster)
+LIFT_P = np.array(
+    [
+        [1.00, 1.00, 1.00, 1.00],
+        [1.30, 1.05, 1.05, 1.35],
+        [1.70, 1.05, 1.10, 1.20],
+        [1.10, 1.00, 1.60, 1.15],
+        [1.00, 1.10, 1.10, 1.05],
+    ]
+)
+LIFT_M = np.array(
+    [
+        [1.00, 1.00, 1.00, 1.00],
+        [0.95, 0.95, 0.95, 0.95],
+        [0.90, 0.90, 0.90, 0.90],
+        [1.00, 1.00, 1.05, 1.00],
+        [1.05, 1.25, 1.10, 1.00],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ManyArms(DGPTemplate):
+    """See the module docstring."""
+
+    effect_scale: float = 1.0
+    conversion_scale: float = 1.0
+    severity_sigma: float = 0.6
+
+    name = "many_arms"
+    metric = "revenue_per_visitor"
+    family = "hurdle"
+    treatments = ("control", "promo_5", "promo_10", "free_ship", "bundle")
+    schema = ARCHETYPE_SCHEMA
+
+    def __post_init__(self) -> None:
+        w = "many_arms"
+        check_float(self.effect_scale, "effect_scale", w, low=0.0)
+        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
+        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        return archetype_visitors(rng, n)
+
+    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
+        base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
+        p = np.clip(base_p[:, None] * (LIFT_P[:, clusters].T ** self.effect_scale), 0.0, 0.95)
+        m = BASE_M[clusters][:, None] * (LIFT_M[:, clusters].T ** self.effect_scale)
+        return Surface(p=p, m=m)
+
+
+def make(
+    *,
+    seed: int = 0,
+    n_visitors: int | None = None,
+    experiment_id: str | None = None,
+    effect_scale: float = 1.0,
+    conversion_scale: float = 1.0,
+    severity_sigma: float = 0.6,
+) -> SimGenerator:
+    """A ``many_arms`` generator (truth in the module docstring)."""
+    template = ManyArms(effect_scale=effect_scale, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
+    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)

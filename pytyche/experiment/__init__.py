@@ -1,0 +1,50 @@
+"""Sequential (multi-round, adaptive) experiments: the L1 surface.
+
+``pt.sequential_experiment(generator=..., schedule=..., treatments=...)`` builds a
+:class:`SequentialExperiment`; each ``next(exp)`` runs one round (data from the generator, BCF fit
+on the cumulative data, analysis, cell scoring, next-round plan, truth comparison in sim mode).
+
+Modules: :mod:`~pytyche.experiment.sequential` (the loop), :mod:`~pytyche.experiment.schedules`,
+:mod:`~pytyche.experiment.cells`, :mod:`~pytyche.experiment.policies`,
+:mod:`~pytyche.experiment.plan`, :mod:`~pytyche.experiment.engine` (recommendation engine),
+:mod:`~pytyche.experiment.graduation`, :mod:`~pytyche.experiment.rounds`,
+:mod:`~pytyche.experiment.cumulative`.
+"""
+
+from pytyche.experiment.cells import Cell
+from pytyche.experiment.engine import cold_start_plan
+from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate, GraduationRule, ShipSignal
+from pytyche.experiment.plan import NextRoundPlan, PlanAssignment
+from pytyche.experiment.policies import BaselinePolicy, Policy, ThompsonPolicy, TreePolicy, UniformPolicy, sample_arms
+from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthComparison
+from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule, Schedule
+from pytyche.experiment.sequential import Generator, SequentialExperiment, UncalibratedWarning, sequential_experiment
+
+__all__ = [
+    "BaselinePolicy",
+    "Cell",
+    "CellScore",
+    "ExpectedLossRule",
+    "Experiment",
+    "ExplicitSchedule",
+    "FixedSchedule",
+    "GeometricSchedule",
+    "Generator",
+    "GraduationCandidate",
+    "GraduationRule",
+    "NextRoundPlan",
+    "PlanAssignment",
+    "Policy",
+    "Round",
+    "Schedule",
+    "SequentialExperiment",
+    "ShipSignal",
+    "ThompsonPolicy",
+    "TreePolicy",
+    "TruthComparison",
+    "UncalibratedWarning",
+    "UniformPolicy",
+    "cold_start_plan",
+    "sample_arms",
+    "sequential_experiment",
+]

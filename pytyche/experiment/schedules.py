@@ -1,0 +1,158 @@
+"""Schedules: how many visitors each round of a sequential experiment gets.
+
+A schedule is anything with an ``n_rounds`` attribute (``int``, or ``None`` for an open-ended
+schedule the operator stops by hand) and a ``size(round_idx) -> int`` method. Three are shipped:
+
+- :class:`GeometricSchedule` ``(initial, growth, n_rounds=None)``: ``initial * growth**r``
+  visitors in round ``r`` (doubling batches with ``growth=2``; Perchet 2016, Esfandiari 2021,
+  Che & Namkoong 2023),
+- :class:`FixedSchedule` ``(per_round, n_rounds)``: flat batches,
+- :class:`ExplicitSchedule` ``([n_0, n_1, ...])``: user-supplied per-round counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pytyche._validation import check_float, check_int, invalid, wrong_type
+
+__all__ = ["Schedule", "GeometricSchedule", "FixedSchedule", "ExplicitSchedule", "is_exhausted"]
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """The per-round visitor-count protocol.
+
+    Attributes
+    ----------
+    n_rounds
+        Number of rounds, or ``None`` for an open-ended schedule.
+    """
+
+    n_rounds: int | None
+
+    def size(self, round_idx: int) -> int:
+        """Visitor count of round ``round_idx`` (0-based)."""
+        ...
+
+
+def _check_round(schedule: object, round_idx: int, n_rounds: int | None) -> int:
+    where = f"{type(schedule).__name__}.size"
+    round_idx = check_int(round_idx, "round_idx", where, low=0)
+    if n_rounds is not None and round_idx >= n_rounds:
+        raise invalid("round_idx", where, f"an int below n_rounds={n_rounds} (the schedule is exhausted)", round_idx)
+    return round_idx
+
+
+def is_exhausted(schedule: Schedule, round_idx: int) -> bool:
+    """Whether ``schedule`` has no round ``round_idx`` (always False when open-ended)."""
+    n = schedule.n_rounds
+    return n is not None and round_idx >= n
+
+
+@dataclass(frozen=True)
+class GeometricSchedule:
+    """Geometrically growing batches: round ``r`` has ``round(initial * growth**r)`` visitors.
+
+    Parameters
+    ----------
+    initial
+        Visitors in round 0 (int >= 1).
+    growth
+        Multiplicative growth per round (real >= 1; ``2.0`` doubles each batch).
+    n_rounds
+        Number of rounds, or ``None`` (open-ended: the operator decides when to stop).
+
+    Examples
+    --------
+    >>> s = GeometricSchedule(initial=1000, growth=2.0, n_rounds=3)
+    >>> [s.size(r) for r in range(3)]
+    [1000, 2000, 4000]
+    """
+
+    initial: int
+    growth: float
+    n_rounds: int | None = None
+
+    def __post_init__(self) -> None:
+        w = "GeometricSchedule"
+        object.__setattr__(self, "initial", check_int(self.initial, "initial", w, low=1))
+        object.__setattr__(self, "growth", check_float(self.growth, "growth", w, low=1.0))
+        if self.n_rounds is not None:
+            object.__setattr__(self, "n_rounds", check_int(self.n_rounds, "n_rounds", w, low=1))
+
+    def size(self, round_idx: int) -> int:
+        r = _check_round(self, round_idx, self.n_rounds)
+        value = self.initial * self.growth**r
+        if not math.isfinite(value) or value > 2**62:
+            raise invalid("round_idx", "GeometricSchedule.size", "small enough for a finite visitor count", r)
+        return int(round(value))
+
+
+@dataclass(frozen=True)
+class FixedSchedule:
+    """Flat batches: every round has ``per_round`` visitors.
+
+    Parameters
+    ----------
+    per_round
+        Visitors per round (int >= 1).
+    n_rounds
+        Number of rounds (int >= 1), or ``None`` for open-ended.
+
+    Examples
+    --------
+    >>> FixedSchedule(per_round=500, n_rounds=4).size(3)
+    500
+    """
+
+    per_round: int
+    n_rounds: int | None
+
+    def __post_init__(self) -> None:
+        w = "FixedSchedule"
+        object.__setattr__(self, "per_round", check_int(self.per_round, "per_round", w, low=1))
+        if self.n_rounds is not None:
+            object.__setattr__(self, "n_rounds", check_int(self.n_rounds, "n_rounds", w, low=1))
+
+    def size(self, round_idx: int) -> int:
+        _check_round(self, round_idx, self.n_rounds)
+        return self.per_round
+
+
+@dataclass(frozen=True)
+class ExplicitSchedule:
+    """User-supplied per-round visitor counts; ``n_rounds`` is their number.
+
+    Parameters
+    ----------
+    sizes
+        One int >= 1 per round (at least one round).
+
+    Examples
+    --------
+    >>> s = ExplicitSchedule([300, 500, 800])
+    >>> s.n_rounds, s.size(1)
+    (3, 500)
+    """
+
+    sizes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        w = "ExplicitSchedule"
+        if isinstance(self.sizes, (str, bytes)) or not isinstance(self.sizes, Sequence):
+            raise wrong_type("sizes", w, "a sequence of ints >= 1", self.sizes)
+        sizes = tuple(check_int(s, "sizes", w, low=1) for s in self.sizes)
+        if not sizes:
+            raise invalid("sizes", w, "a non-empty sequence of ints >= 1", list(self.sizes))
+        object.__setattr__(self, "sizes", sizes)
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.sizes)
+
+    def size(self, round_idx: int) -> int:
+        return self.sizes[_check_round(self, round_idx, self.n_rounds)]

@@ -1,0 +1,689 @@
+"""The SequentialExperiment state machine -- the L1 round-by-round loop.
+
+Each :meth:`~SequentialExperiment.advance` (equivalently ``next(exp)``) runs one round: size the
+round from the schedule, hand the current :class:`NextRoundPlan` to the generator, fit the BCF
+(the joint hurdle BCF for revenue-type outcomes, see ``pt.fit``) on the CUMULATIVE data, analyze,
+score the round's cells, ask the recommendation engine for the next plan, and (sim mode) evaluate
+against the cumulative ground truth. All state commits atomically at the end of the round -- a
+failed step leaves history untouched.
+
+The cumulative row order is variant-major: all rounds of the first-seen variant, then all rounds
+of the next. Per-round artifacts aligned to a round's own concatenation (truth arrays, the cell
+column) are re-indexed into that order via the position map
+:func:`~pytyche.experiment.cumulative._build_cumulative` returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
+from pytyche.contracts.enums import Decision
+from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
+from pytyche.contracts.truth import CalibrationTruth
+from pytyche.experiment.cells import Cell, validate_cells
+from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
+from pytyche.experiment.engine import cold_start_plan, recommend
+from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate, GraduationRule, sustain
+from pytyche.experiment.plan import NextRoundPlan
+from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
+from pytyche.experiment.schedules import Schedule, is_exhausted
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytyche.bcf.config import GPUBCFConfig
+    from pytyche.calibrate import Calibration
+
+__all__ = ["Generator", "SequentialExperiment", "UncalibratedWarning", "sequential_experiment"]
+
+#: The single data-source contract. The loop invokes ``generator(round_idx, plan)`` at the start
+#: of each round and receives ``(observed, truth)`` -- ``truth`` is non-None in sim mode and
+#: ``None`` in real-data mode (the mode may not flip between rounds). Every returned visitors
+#: frame must carry the reserved ``cell`` column recording each visitor's allocated cell id, and
+#: generators assigning adaptively record per-visitor propensities in the reserved propensity
+#: columns (``propensity`` at K = 2, ``propensity_1..propensity_{K-1}`` at K >= 3).
+#: ``plan.n_visitors`` is the round's size from the schedule; ``plan.treatments`` the universe.
+#: In sim mode the truth has one row per visitor in the round's own variant-major order and
+#: names (at least) every treatment of the universe the round's data or earlier rounds hold.
+Generator = Callable[[int, NextRoundPlan], tuple[ObservedExperimentData, CalibrationTruth | None]]
+
+_WHERE = "SequentialExperiment"
+_SCOPE = """
+    Scope: this surface assumes designed experiments -- the operator emits the assignment rules
+    (the plan's cells and policies), the platform assigns per those rules, and per-visitor
+    propensities are known and recorded. Heavily-confounded observational inference is out of
+    scope for this API; for that setting, consider econml or DoubleML.
+"""
+
+
+def _derive_seed(seed: int, round_idx: int, stream: int) -> int:
+    """A 31-bit seed for ``stream`` (0 = fit, 1 = policy-tree bootstrap) of round ``round_idx``."""
+    state = np.random.SeedSequence([int(seed), int(round_idx), int(stream)]).generate_state(1, dtype=np.uint32)[0]
+    return int(state) & 0x7FFFFFFF
+
+
+class SequentialExperiment:
+    """Stateful round-by-round adaptive experiment loop.
+
+    The instance is its own iterator: ``next(exp)`` (or ``exp.advance()``) runs one round and
+    returns the resulting :class:`~pytyche.experiment.Experiment` snapshot; iteration raises
+    ``StopIteration`` when the schedule is exhausted. Configuration is locked at construction;
+    per-round cell overrides go through ``advance(cells=...)``.
+    {scope}
+    Parameters
+    ----------
+    generator
+        ``generator(round_idx, plan)`` returning ``(observed, truth | None)`` -- the single
+        data-source contract (:data:`Generator`). Sim-mode generators return ground truth;
+        real-data generators return ``None`` (the mode may not flip between rounds). Every
+        visitors frame must carry the reserved ``cell`` column recording each visitor's allocated
+        cell id.
+    schedule
+        Per-round visitor counts (:class:`~pytyche.experiment.Schedule` protocol).
+    treatments
+        The full treatments universe, control first. Drops are recomputed from allocation history
+        each round; dropped names never leave this universe.
+    cells
+        Optional round-0 cell-structure override replacing the cold-start Control/Explore 50/50
+        split.
+    min_control_weight
+        Guaranteed Control-cell share on engine-proposed plans.
+    min_explore_weight
+        Guaranteed Explore-cell share on engine-proposed plans.
+    max_segment_depth
+        Policy-tree depth bound for the per-round analysis and recommendation.
+    min_segment_share
+        Minimum per-leaf population share.
+    calibration
+        SBC-fitted :class:`~pytyche.calibrate.Calibration` applied on-path each round, or ``None``
+        (uncalibrated; warns once per instance). ``Calibration.skip()`` runs uncalibrated
+        deliberately: results are labelled uncalibrated and no warning is emitted.
+    graduation_rule
+        ``None`` uses :class:`~pytyche.experiment.ExpectedLossRule` at its defaults.
+    seed
+        Master seed -- per-round fit seeds derive from it, and it seeds the policy tree's
+        stability bootstrap.
+    progress
+        When True, each round's fit renders tqdm progress bars on stderr (passed through as
+        ``fit_hurdle_bcf(progress=True)``). Default False -- silent.
+    bcf_config
+        Extension beyond the seed signature: the :class:`~pytyche.bcf.config.GPUBCFConfig` every
+        round's fit uses (``None``: the fit's defaults). Its ``seed`` field is replaced by the
+        per-round seed derived from ``seed``. Sweeps and tests use it to size the MCMC.
+
+    Raises
+    ------
+    ValueError
+        When ``min_control_weight + min_explore_weight`` is not below 1.0 (no room for the
+        Optimized cell), or another parameter is out of range (the message names it).
+    TypeError
+        When a parameter has the wrong type.
+
+    Examples
+    --------
+    >>> import pytyche as pt  # doctest: +SKIP
+    >>> from dgps.registry import make_generator  # doctest: +SKIP
+    >>> exp = pt.sequential_experiment(
+    ...     generator=make_generator("clustered_realistic", seed=1),
+    ...     schedule=pt.GeometricSchedule(initial=10_000, growth=2.0, n_rounds=3),
+    ...     treatments=["control", "low_promo", "free_ship"],
+    ... )  # doctest: +SKIP
+    >>> for experiment in exp:  # doctest: +SKIP
+    ...     print(experiment.next_plan.rationale)
+    """
+
+    def __init__(
+        self,
+        *,
+        generator: Generator,
+        schedule: Schedule,
+        treatments: Sequence[str],
+        cells: list[Cell] | None = None,
+        min_control_weight: float = 0.05,
+        min_explore_weight: float = 0.05,
+        max_segment_depth: int = 3,
+        min_segment_share: float = 0.1,
+        calibration: "Calibration | None" = None,
+        graduation_rule: GraduationRule | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        bcf_config: "GPUBCFConfig | None" = None,
+    ) -> None:
+        w = _WHERE
+        if not callable(generator):
+            raise wrong_type("generator", w, "a callable generator(round_idx, plan) -> (observed, truth | None)", generator)
+        if not callable(getattr(schedule, "size", None)) or not hasattr(schedule, "n_rounds"):
+            raise wrong_type("schedule", w, "a Schedule (an object with n_rounds and size(round_idx))", schedule)
+        n_rounds = schedule.n_rounds
+        if n_rounds is not None:
+            check_int(n_rounds, "schedule.n_rounds", w, low=1)
+        if isinstance(treatments, (str, bytes)) or not isinstance(treatments, Sequence):
+            raise wrong_type("treatments", w, "a sequence of treatment names, control first", treatments)
+        universe = tuple(treatments)
+        if len(universe) < 2 or any(not isinstance(t, str) or not t.strip() for t in universe) or len(set(universe)) != len(universe):
+            raise invalid("treatments", w, "a sequence of at least 2 unique non-empty names, control first", list(universe))
+        self._cells0 = None if cells is None else validate_cells(cells, "cells", w)
+        mcw = check_float(min_control_weight, "min_control_weight", w, low=0.0, high=1.0, high_open=True)
+        mew = check_float(min_explore_weight, "min_explore_weight", w, low=0.0, high=1.0, high_open=True)
+        if mcw + mew >= 1.0:
+            raise ValueError(
+                f"The 'min_control_weight' and 'min_explore_weight' parameters of {w} must sum to below 1.0 "
+                f"(leaving room for the Optimized cell). Got {mcw} + {mew} = {mcw + mew:.6g} instead."
+            )
+        depth = check_int(max_segment_depth, "max_segment_depth", w, low=1)
+        share = check_float(min_segment_share, "min_segment_share", w, low=0.0, high=0.5, low_open=True)
+        if calibration is not None:
+            from pytyche.calibrate import Calibration
+
+            if not isinstance(calibration, Calibration):
+                raise wrong_type("calibration", w, "a Calibration or None", calibration)
+        if graduation_rule is None:
+            graduation_rule = ExpectedLossRule()
+        elif not callable(getattr(graduation_rule, "ship_signals", None)):
+            raise wrong_type("graduation_rule", w, "a GraduationRule (with ship_signals(posterior, analysis)) or None", graduation_rule)
+        seed = check_int(seed, "seed", w, low=0)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise wrong_type("progress", w, "a bool", progress)
+        if bcf_config is not None:
+            from pytyche.bcf.config import GPUBCFConfig
+
+            if not isinstance(bcf_config, GPUBCFConfig):
+                raise wrong_type("bcf_config", w, "a GPUBCFConfig or None", bcf_config)
+
+        self._generator = generator
+        self._schedule = schedule
+        self._treatments = universe
+        self._min_control_weight = mcw
+        self._min_explore_weight = mew
+        self._max_segment_depth = depth
+        self._min_segment_share = share
+        self._calibration = calibration
+        self._graduation_rule = graduation_rule
+        self._seed = seed
+        self._progress = bool(progress)
+        self._bcf_config = bcf_config
+        # ---- state (replaced only at the end of a successful round) ----------------------
+        self._history: list[Experiment] = []
+        self._round_data: list[ObservedExperimentData] = []
+        self._round_truths: list[CalibrationTruth] = []
+        self._cumulative: ObservedExperimentData | None = None
+        self._next_plan: NextRoundPlan | None = None
+
+    # ---- configuration (read-only) ------------------------------------------------------
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        """The treatments universe, control first."""
+        return self._treatments
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._schedule
+
+    @property
+    def calibration(self) -> Any:
+        return self._calibration
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def min_control_weight(self) -> float:
+        return self._min_control_weight
+
+    @property
+    def min_explore_weight(self) -> float:
+        return self._min_explore_weight
+
+    @property
+    def max_segment_depth(self) -> int:
+        return self._max_segment_depth
+
+    @property
+    def min_segment_share(self) -> float:
+        return self._min_segment_share
+
+    @property
+    def graduation_rule(self) -> Any:
+        return self._graduation_rule
+
+    @property
+    def cumulative_data(self) -> ObservedExperimentData | None:
+        """The cumulative data (variant-major) of every completed round, or ``None``."""
+        return self._cumulative
+
+    # ---- iteration ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Experiment]:
+        return self
+
+    def __next__(self) -> Experiment:
+        return self._run_round(None)
+
+    def __repr__(self) -> str:
+        n = self._schedule.n_rounds
+        return (
+            f"SequentialExperiment(treatments={list(self._treatments)}, rounds={len(self._history)}/"
+            f"{'open-ended' if n is None else n}, seed={self._seed})"
+        )
+
+    def _plan_for(self, round_idx: int, n_visitors: int, cells: tuple[Cell, ...] | None) -> tuple[NextRoundPlan, bool]:
+        base = self._next_plan if round_idx > 0 else cold_start_plan(self._treatments, 0)
+        assert base is not None
+        if round_idx == 0 and cells is None and self._cells0 is not None:
+            cells = self._cells0
+        if cells is None:
+            return base.with_size(n_visitors), False
+        rationale = (
+            f"Operator override for round {round_idx}: "
+            + ", ".join(f"{c.id} {c.weight:.1%} ({c.policy!r})" for c in cells)
+            + ". Engine floors do not apply to overrides; later rounds revert to the engine's proposals."
+        )
+        plan = NextRoundPlan(cells, base.active_treatments, base.dropped_treatments, rationale, round_idx, n_visitors, self._treatments)
+        return plan, True
+
+    def _validate_round(self, round_idx: int, plan: NextRoundPlan, result: Any) -> tuple[ObservedExperimentData, CalibrationTruth | None]:
+        w = f"{_WHERE}.advance"
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError(
+                f"The 'generator' parameter of {_WHERE} must return a tuple (observed, truth | None). "
+                f"Got {type(result).__name__} instead."
+            )
+        observed, truth = result
+        if not isinstance(observed, ObservedExperimentData):
+            raise TypeError(
+                f"The 'generator' parameter of {_WHERE} must return an ObservedExperimentData first. "
+                f"Got {type(observed).__name__} instead."
+            )
+        if truth is not None and not isinstance(truth, CalibrationTruth):
+            raise TypeError(
+                f"The 'generator' parameter of {_WHERE} must return a CalibrationTruth or None second. "
+                f"Got {type(truth).__name__} instead."
+            )
+        if not observed.has_cells:
+            missing = [v.name for v in observed.variants if CELL_COLUMN not in v.visitors.columns]
+            raise ValueError(
+                f"The round {round_idx} data of {w} must carry the reserved '{CELL_COLUMN}' column in every "
+                f"visitors frame. Missing in variant(s) {missing}."
+            )
+        unknown_cells = sorted({str(c) for c in observed.cells()} - set(plan.cell_ids))
+        if unknown_cells:
+            raise ValueError(
+                f"The round {round_idx} data of {w} must label visitors only with the plan's cell ids "
+                f"{list(plan.cell_ids)}. Got unknown cell id(s) {unknown_cells} instead."
+            )
+        outside = [v for v in observed.variant_names if v not in self._treatments]
+        if outside:
+            raise ValueError(
+                f"The round {round_idx} data of {w} must only hold variants of the treatments universe "
+                f"{list(self._treatments)}. Got {outside} instead."
+            )
+        if observed.round_idx is not None and observed.round_idx != round_idx:
+            raise ValueError(
+                f"The round {round_idx} data of {w} must have round_idx None or {round_idx}. Got {observed.round_idx} instead."
+            )
+        if self._round_data:
+            first = self._round_data[0]
+            if observed.experiment_id != first.experiment_id:
+                raise ValueError(
+                    f"The round {round_idx} data of {w} must keep the experiment_id of prior rounds "
+                    f"({first.experiment_id!r}). Got {observed.experiment_id!r} instead."
+                )
+            if observed.metric != first.metric:
+                raise ValueError(
+                    f"The round {round_idx} data of {w} must keep the metric of prior rounds "
+                    f"({first.metric!r}). Got {observed.metric!r} instead."
+                )
+            if observed.schema != first.schema:
+                raise ValueError(
+                    f"The round {round_idx} data of {w} must keep the visitor schema of prior rounds "
+                    f"({dict(first.schema.feature_types)}, outcome {first.schema.outcome!r}). "
+                    f"Got {dict(observed.schema.feature_types)}, outcome {observed.schema.outcome!r} instead."
+                )
+            sim_before = bool(self._round_truths)
+            if sim_before != (truth is not None):
+                before, now = ("sim", "real") if sim_before else ("real", "sim")
+                raise ValueError(
+                    f"The round {round_idx} data of {w} must keep the {before}-data mode of prior rounds: the "
+                    f"generator returned {'no truth' if truth is None else 'ground truth'} ({now} mode) this round."
+                )
+        if truth is not None:
+            if truth.n != observed.n_visitors:
+                raise ValueError(
+                    f"The round {round_idx} truth of {w} must have one row per visitor ({observed.n_visitors}). "
+                    f"Got {truth.n} instead."
+                )
+            missing = [v for v in observed.variant_names if v not in truth.treatments]
+            if missing:
+                raise ValueError(
+                    f"The round {round_idx} truth of {w} must name every observed variant. Missing {missing}."
+                )
+        return observed, truth
+
+    def _fit(self, cumulative: ObservedExperimentData, fit_seed: int) -> Any:
+        from pytyche.bcf.dispatch import fit
+
+        kwargs: dict[str, Any] = {"progress": self._progress, "seed": fit_seed}
+        if self._bcf_config is not None:
+            kwargs["config"] = self._bcf_config
+        return fit(cumulative, **kwargs)
+
+    def advance(self, cells: list[Cell] | None = None) -> Experiment:
+        """Run one round and return its :class:`~pytyche.experiment.Experiment` snapshot.
+
+        ``cells`` overrides this round's cell structure only; subsequent rounds revert to the
+        recommendation engine's proposals. Overrides must satisfy the weight-sum invariant but are
+        NOT subject to the engine's min-weight floors.
+
+        All state commits only after every step succeeds -- a failure at any step (missing
+        ``cell`` column, calibration regime mismatch, ...) leaves ``history`` and the cumulative
+        data unchanged.
+
+        Parameters
+        ----------
+        cells
+            This round's cells, or ``None`` for the engine's plan (round 0: the cold start or the
+            constructor's ``cells``).
+
+        Returns
+        -------
+        Experiment
+
+        Raises
+        ------
+        StopIteration
+            When the schedule is exhausted.
+        ValueError
+            When the override cells' weights do not sum to 1.0, when round data lacks the
+            reserved ``cell`` column or labels visitors with ids outside the round's plan, when a
+            variant name falls outside the treatments universe, or when the round's identity
+            (``experiment_id``, ``metric``, sim/real mode) conflicts with prior rounds.
+        """
+        return self._run_round(cells)
+
+    def _run_round(self, cells: list[Cell] | None) -> Experiment:
+        """One round (called by :meth:`advance` and ``__next__``; see :meth:`advance`)."""
+        round_idx = len(self._history)
+        if is_exhausted(self._schedule, round_idx):
+            raise StopIteration
+        override = None if cells is None else validate_cells(cells, "cells", f"{_WHERE}.advance")
+        if self._calibration is None:
+            # frames: warn_uncalibrated_once <- _run_round <- advance/__next__ <- the caller
+            warn_uncalibrated_once(self, stacklevel=3)
+        n_visitors = check_int(self._schedule.size(round_idx), "schedule.size(round_idx)", _WHERE, low=1)
+        plan, overridden = self._plan_for(round_idx, n_visitors, override)
+
+        # 1. data
+        observed, truth = self._validate_round(round_idx, plan, self._generator(round_idx, plan))
+        rounds = [*self._round_data, observed]
+        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0])
+        if cumulative.control != self._treatments[0]:
+            raise ValueError(
+                f"The cumulative data of {_WHERE} must contain the control {self._treatments[0]!r} "
+                f"(treatments[0]) to estimate effects against. Got variants {list(cumulative.variant_names)}."
+            )
+        truths = [*self._round_truths, truth] if truth is not None else []
+        cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truth is not None else None
+
+        # 2. fit, calibrate, analyze
+        fit_seed = _derive_seed(self._seed, round_idx, 0)
+        posterior = self._fit(cumulative, fit_seed)
+        if self._calibration is not None:
+            posterior = posterior.apply_calibration(self._calibration)
+        analysis = posterior.analyze(
+            max_depth=self._max_segment_depth,
+            min_segment_share=self._min_segment_share,
+            bootstrap_seed=_derive_seed(self._seed, round_idx, 1),
+        )
+
+        # 3. score cells, graduation signals, next plan
+        cell_scores = score_cells(observed, plan)
+        prev_signals = self._history[-1].ship_signals if self._history else ()
+        signals = sustain(
+            list(self._graduation_rule.ship_signals(posterior, analysis)),
+            prev_signals,
+            posterior.observed.features_frame(),
+        )
+        next_idx = round_idx + 1
+        next_n = None if is_exhausted(self._schedule, next_idx) else int(self._schedule.size(next_idx))
+        next_plan = recommend(
+            posterior=posterior,
+            analysis=analysis,
+            treatments=self._treatments,
+            active=plan.active_treatments,
+            round_idx=next_idx,
+            min_control_weight=self._min_control_weight,
+            min_explore_weight=self._min_explore_weight,
+            n_visitors=next_n,
+            ship_signals=signals,
+        )
+
+        # 4. sim mode: truth comparison
+        comparison = None
+        if cum_truth is not None:
+            rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
+            comparison = compare_to_truth(posterior, cum_truth, rec)
+
+        rnd = Round(round_idx, plan, observed, truth, positions[-1], overridden)
+        experiment = Experiment(
+            round=rnd,
+            observed=posterior.observed,
+            posterior=posterior,
+            analysis=analysis,
+            cell_scores=cell_scores,
+            next_plan=next_plan,
+            truth_comparison=comparison,
+            cumulative_truth=cum_truth,
+            ship_signals=signals,
+            fit_seed=fit_seed,
+            positions=tuple(positions),
+        )
+
+        # 5. commit (nothing above mutated self)
+        self._round_data = rounds
+        self._round_truths = truths
+        self._cumulative = cumulative
+        self._next_plan = next_plan
+        self._history = [*self._history, experiment]
+        return experiment
+
+    def run_to_completion(self) -> "SequentialExperiment":
+        """Advance until the schedule is exhausted or a candidate emerges.
+
+        Returns ``self`` for chaining.
+
+        Raises
+        ------
+        ValueError
+            When the schedule is open-ended (``n_rounds`` is ``None``) -- the operator must
+            provide a stop condition.
+        """
+        if self._schedule.n_rounds is None:
+            raise ValueError(
+                f"The 'schedule' parameter of {_WHERE} must have a bounded n_rounds for run_to_completion. "
+                "Got an open-ended schedule (n_rounds=None) instead: call advance() / next(exp) and stop "
+                "on your own condition."
+            )
+        while not is_exhausted(self._schedule, len(self._history)):
+            self.advance()
+            if self.has_graduation_candidate():
+                break
+        return self
+
+    # ---- state --------------------------------------------------------------------------
+    @property
+    def history(self) -> list[Experiment]:
+        """Completed rounds, oldest first (a defensive copy)."""
+        return list(self._history)
+
+    @property
+    def latest(self) -> Experiment | None:
+        """The most recent round, or ``None`` before the first."""
+        return self._history[-1] if self._history else None
+
+    @property
+    def current_round_idx(self) -> int:
+        """Number of completed rounds (the next round's index)."""
+        return len(self._history)
+
+    @property
+    def next_recommendation(self) -> NextRoundPlan | None:
+        """The engine's plan for the next round; ``None`` before round 0."""
+        return self._next_plan
+
+    def graduation_candidates(self, sustained_rounds: int = 2) -> list[GraduationCandidate]:
+        """Latest-round candidates sustained for at least ``sustained_rounds``."""
+        sustained_rounds = check_int(sustained_rounds, "sustained_rounds", f"{_WHERE}.graduation_candidates", low=1)
+        latest = self.latest
+        return [] if latest is None else latest.graduation_candidates(sustained_rounds)
+
+    def has_graduation_candidate(self) -> bool:
+        """Whether any candidate meets the default sustained-rounds bar."""
+        return bool(self.graduation_candidates())
+
+    def has_credible_segments(self, stability_threshold: float = 0.8) -> bool:
+        """Whether any latest-round segment clears ``stability_threshold``."""
+        t = check_float(stability_threshold, "stability_threshold", f"{_WHERE}.has_credible_segments", low=0.0, high=1.0)
+        latest = self.latest
+        if latest is None:
+            return False
+        return any(
+            not math.isnan(float(s.stability_score)) and float(s.stability_score) >= t for s in latest.segments
+        )
+
+    def dropped_treatments(self) -> list[str]:
+        """Universe treatments absent from the latest plan's active list."""
+        plan = self._next_plan
+        if plan is None:
+            return []
+        return [t for t in self._treatments if t not in plan.active_treatments]
+
+    @property
+    def confidence(self) -> Literal["high", "medium", "low"]:
+        """One-word label from the credibility + graduation state.
+
+        ``"high"``: a graduation candidate and a credible segment; ``"medium"``: one of the two,
+        or a SHIP signal in the latest round; ``"low"`` otherwise (and before round 0).
+        """
+        grad = self.has_graduation_candidate()
+        cred = self.has_credible_segments()
+        if grad and cred:
+            return "high"
+        latest = self.latest
+        if grad or cred or (latest is not None and latest.ship_signals):
+            return "medium"
+        return "low"
+
+    @property
+    def summary(self) -> str:
+        """Deterministic multi-paragraph prose over the series so far."""
+        n_total = self._schedule.n_rounds
+        if not self._history:
+            return (
+                f"Sequential experiment over {', '.join(self._treatments)} (control: {self._treatments[0]}): "
+                f"no rounds completed yet ({'open-ended schedule' if n_total is None else f'{n_total} round(s) scheduled'})."
+            )
+        latest = self._history[-1]
+        paras = []
+        total_visitors = latest.observed.n_visitors
+        paras.append(
+            f"Sequential experiment {latest.observed.experiment_id!r} on metric {latest.observed.metric!r}: "
+            f"{len(self._history)} round(s) completed"
+            f"{'' if n_total is None else f' of {n_total}'}, {total_visitors} visitors in total, "
+            f"treatments {', '.join(self._treatments)} (control: {self._treatments[0]}). "
+            f"Intervals are {latest.claim_level.value}."
+        )
+        for e in self._history:
+            cells = "; ".join(
+                f"{s.cell_id} {s.weight:.0%} -> n={s.n_visitors}, mean {s.mean_outcome:.4g}"
+                + ("" if math.isnan(s.se) else f" (se {s.se:.2g})")
+                for s in e.cell_scores
+            )
+            line = f"Round {e.round_idx}{' (operator override)' if e.round.overridden else ''}: {cells}."
+            if e.truth_comparison is not None:
+                tc = e.truth_comparison
+                line += (
+                    f" Against the truth: policy accuracy {tc.policy_accuracy:.0%}, oracle gap {tc.oracle_gap_rpv:.4g} "
+                    f"(uniform gap {tc.uniform_gap_rpv:.4g}), CATE RMSE {tc.cate_rmse:.4g}."
+                )
+            paras.append(line)
+        decisions = []
+        for t, rec in latest.analysis.recommendations.items():
+            decisions.append(
+                f"{t}: {rec.decision.value if isinstance(rec.decision, Decision) else rec.decision} "
+                f"(lift {rec.lift_mean:+.4g}, P(positive) {rec.p_positive:.2f})"
+            )
+        if decisions:
+            paras.append("Latest population-level decisions versus " + self._treatments[0] + ": " + "; ".join(decisions) + ".")
+        segs = latest.segments
+        credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
+        paras.append(
+            f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= 0.80"
+            + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
+            + "."
+        )
+        cands = self.graduation_candidates()
+        if cands:
+            paras.append("Graduation candidates (the library never auto-graduates): " + "; ".join(str(c) for c in cands) + ".")
+        else:
+            paras.append("No graduation candidate yet (SHIP must be sustained for 2 consecutive rounds).")
+        dropped = self.dropped_treatments()
+        if dropped:
+            paras.append(f"Dropped as dominated everywhere: {', '.join(dropped)}.")
+        paras.append(f"Confidence: {self.confidence}.")
+        if self._next_plan is not None and self._next_plan.n_visitors is not None:
+            paras.append(f"Next round ({self._next_plan.round_idx}, {self._next_plan.n_visitors} visitors):\n{self._next_plan.rationale}")
+        return "\n\n".join(paras)
+
+
+SequentialExperiment.__doc__ = (SequentialExperiment.__doc__ or "").replace("{scope}", _SCOPE)
+
+
+def sequential_experiment(
+    *,
+    generator: Generator,
+    schedule: Schedule,
+    treatments: Sequence[str],
+    cells: list[Cell] | None = None,
+    min_control_weight: float = 0.05,
+    min_explore_weight: float = 0.05,
+    max_segment_depth: int = 3,
+    min_segment_share: float = 0.1,
+    calibration: "Calibration | None" = None,
+    graduation_rule: GraduationRule | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    bcf_config: "GPUBCFConfig | None" = None,
+) -> SequentialExperiment:
+    """Construct a :class:`SequentialExperiment` -- the L1 entry point.
+
+    The verb form of the :class:`SequentialExperiment` constructor with the identical signature;
+    see the class docstring for the parameter contract. Iterate the returned instance
+    (``next(exp)``) to advance one round at a time, or call ``run_to_completion()`` on a bounded
+    schedule.
+    {scope}
+    Returns
+    -------
+    SequentialExperiment
+    """
+    return SequentialExperiment(
+        generator=generator,
+        schedule=schedule,
+        treatments=treatments,
+        cells=cells,
+        min_control_weight=min_control_weight,
+        min_explore_weight=min_explore_weight,
+        max_segment_depth=max_segment_depth,
+        min_segment_share=min_segment_share,
+        calibration=calibration,
+        graduation_rule=graduation_rule,
+        seed=seed,
+        progress=progress,
+        bcf_config=bcf_config,
+    )
+
+
+sequential_experiment.__doc__ = (sequential_experiment.__doc__ or "").replace("{scope}", _SCOPE)

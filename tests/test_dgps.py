@@ -1,0 +1,227 @@
+"""DGP templates: reproducibility, plan routing, recorded propensities, documented truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dgps import list_templates, make_generator, template_doc
+from dgps.base import SimGenerator
+from pytyche.contracts import CalibrationBundle, ObservedExperimentData, propensity_columns
+from pytyche.experiment import (
+    BaselinePolicy,
+    Cell,
+    NextRoundPlan,
+    Policy,
+    ThompsonPolicy,
+    TreePolicy,
+    UniformPolicy,
+    cold_start_plan,
+)
+
+TEMPLATES = [
+    "binary_conversion",
+    "clustered_realistic",
+    "continuous_metric",
+    "drifting",
+    "harmful_arm",
+    "many_arms",
+    "null_effect",
+]
+
+
+class MobileGetsLast(Policy):
+    """Operator hypothesis: mobile visitors 80/20 last/first treatment, others uniform."""
+
+    def assign(self, visitors, treatments, rng):
+        k = len(treatments)
+        probs = np.full((len(visitors), k), 1.0 / k)
+        mobile = (visitors["device"] == "mobile").to_numpy()
+        probs[mobile] = 0.0
+        probs[mobile, -1] = 0.8
+        probs[mobile, 0] = 0.2
+        from pytyche.experiment import sample_arms
+
+        return sample_arms(probs, rng), probs
+
+
+def _plan(treatments, n, cells=None, round_idx=0):
+    if cells is None:
+        return cold_start_plan(treatments, round_idx, n)
+    return NextRoundPlan(tuple(cells), tuple(treatments), (), "test", round_idx, n, tuple(treatments))
+
+
+def _full_probs(obs: ObservedExperimentData, universe) -> np.ndarray:
+    """(n, K_universe) probabilities recorded in the propensity columns (round's variant order)."""
+    p = obs.propensity()
+    full = np.zeros((obs.n_visitors, len(universe)))
+    idx = [universe.index(v) for v in obs.variant_names]
+    full[:, idx[1:]] = p
+    full[:, idx[0]] = 1.0 - p.sum(axis=1)
+    return full
+
+
+def test_registry_lists_templates_and_rejects_unknown_names():
+    assert list_templates() == TEMPLATES
+    with pytest.raises(ValueError, match="'name' parameter of make_generator must be one of") as err:
+        make_generator("no_such_dgp")
+    for name in TEMPLATES:
+        assert repr(name) in str(err.value)
+    with pytest.raises(TypeError):
+        make_generator("null_effect", not_a_param=1)
+    with pytest.raises(ValueError, match="effect_scale"):
+        make_generator("clustered_realistic", effect_scale=-1.0)
+    assert "Truth" in template_doc("clustered_realistic")
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_template_is_reproducible_and_truth_is_aligned(name):
+    gen = make_generator(name, seed=7)
+    plan = _plan(gen.treatments, 800)
+    obs, truth = gen(0, plan)
+    obs2, truth2 = gen(0, plan)
+    assert obs.experiment_id == name and obs.round_idx == 0 and obs.n_visitors == 800
+    assert obs.has_cells and obs.has_propensity
+    for v, v2 in zip(obs.variants, obs2.variants):
+        pd.testing.assert_frame_equal(v.visitors, v2.visitors)
+    np.testing.assert_array_equal(truth.expected_outcome, truth2.expected_outcome)
+    # another round draws other visitors
+    obs3, _ = gen(1, _plan(gen.treatments, 800, round_idx=1))
+    assert not obs3.features_frame().equals(obs.features_frame())
+    # another seed too
+    obs4, _ = make_generator(name, seed=8)(0, plan)
+    assert not obs4.features_frame().equals(obs.features_frame())
+    # truth rows are in the observed variant-major order: recompute the surface from the rows
+    surf = gen.template.surface(obs.features_frame(), truth.cluster_ids, 0)
+    np.testing.assert_allclose(truth.expected_outcome, surf.expected())
+    assert truth.treatments == gen.treatments
+    CalibrationBundle(obs, truth)  # all arms drawn: truth and observed agree exactly
+    # the outcome family matches pt.fit's dispatch expectations
+    y = obs.outcome
+    if gen.template.family == "binary":
+        assert set(np.unique(y)) <= {0.0, 1.0}
+    elif gen.template.family == "hurdle":
+        assert np.mean(y == 0) > 0.5 and np.all(y >= 0) and np.any(y > 0)
+        np.testing.assert_allclose(truth.p * truth.m, truth.expected_outcome)
+    else:
+        assert np.mean(y == 0) < 0.3
+
+
+def test_plan_size_wins_and_missing_size_raises():
+    gen = make_generator("null_effect", seed=0, n_visitors=123)
+    plan = cold_start_plan(gen.treatments, 0)
+    assert gen(0, plan)[0].n_visitors == 123
+    assert gen(0, plan.with_size(50))[0].n_visitors == 50
+    with pytest.raises(ValueError, match="n_visitors"):
+        make_generator("null_effect")(0, plan)
+    with pytest.raises(ValueError, match="treatments"):
+        make_generator("null_effect")(0, cold_start_plan(["control", "other"], 0, 10))
+
+
+def test_recorded_propensities_equal_the_policies_probabilities():
+    gen = make_generator("clustered_realistic", seed=3)
+    universe = list(gen.treatments)
+    # a TreePolicy over a real sklearn tree on numeric features, a hypothesis policy, Thompson
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"tenure_months": rng.gamma(2, 5, 400), "visits_30d": rng.poisson(5, 400).astype(float)})
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, (x["tenure_months"] > 10).astype(int) + (x["visits_30d"] > 5))
+    leaves = np.unique(tree.apply(x))
+    alloc = {int(leaf): dict(zip(universe, w)) for leaf, w in zip(leaves, [(0.1, 0.2, 0.7), (0.6, 0.2, 0.2), (0.2, 0.8, 0.0), (1 / 3, 1 / 3, 1 / 3)])}
+    cells = [
+        Cell("control", BaselinePolicy(), 0.1),
+        Cell("explore", UniformPolicy(over=["control", "free_ship"]), 0.2),
+        Cell("tree", TreePolicy(tree, alloc), 0.3),
+        Cell("hypothesis", MobileGetsLast(), 0.2),
+        Cell("thompson", ThompsonPolicy({"control": 0.1, "low_promo": 0.6, "free_ship": 0.3}), 0.2),
+    ]
+    plan = _plan(universe, 5000, cells)
+    obs, truth = gen(0, plan)
+    frame = obs.visitors()
+    recorded = _full_probs(obs, universe)
+    cell_ids = obs.cells()
+    arms = np.array([universe.index(v) for v in frame["variant"]])
+    for c in cells:
+        sel = cell_ids == c.id
+        assert sel.sum() > 0.5 * c.weight * 5000  # routed by weight
+        _, expected = c.policy.assign(frame[sel].reset_index(drop=True), universe, np.random.default_rng(1))
+        np.testing.assert_allclose(recorded[sel], expected, atol=1e-12)
+        # every visitor got an arm its cell's policy gave positive probability
+        assert np.all(expected[np.arange(sel.sum()), arms[sel]] > 0)
+    # cell shares follow the weights (multinomial; 4 standard errors)
+    for c in cells:
+        share = np.mean(cell_ids == c.id)
+        assert abs(share - c.weight) < 4 * np.sqrt(c.weight * (1 - c.weight) / 5000)
+    # the Baseline cell only ever delivers control
+    assert set(frame.loc[cell_ids == "control", "variant"]) == {"control"}
+
+
+def test_round_missing_an_arm_still_reports_full_truth():
+    gen = make_generator("harmful_arm", seed=1)
+    plan = _plan(gen.treatments, 300, [Cell("control", BaselinePolicy(), 0.5), Cell("explore", UniformPolicy(over=["control", "good"]), 0.5)])
+    obs, truth = gen(0, plan)
+    assert obs.variant_names == ("control", "good")
+    assert obs.has_propensity and list(obs.variants[0].visitors.columns).count("propensity") == 1
+    assert truth.treatments == ("control", "good", "harmful") and truth.n == obs.n_visitors
+    assert propensity_columns(2) == ("propensity",)
+
+
+@pytest.mark.parametrize("name", ["clustered_realistic", "harmful_arm", "binary_conversion", "continuous_metric"])
+def test_outcomes_follow_the_planted_truth(name):
+    """Empirical arm means match the true mean expected outcome within 4 standard errors."""
+    gen = make_generator(name, seed=11)
+    k = len(gen.treatments)
+    plan = _plan(gen.treatments, 60_000, [Cell("explore", UniformPolicy(), 1.0)])
+    obs, truth = gen(0, plan)
+    for a, v in enumerate(obs.variants):
+        lo, hi = obs.offsets[a], obs.offsets[a + 1]
+        y = obs.outcome[lo:hi]
+        mu = truth.expected_outcome[lo:hi, a]
+        se = y.std(ddof=1) / np.sqrt(len(y))
+        assert abs(y.mean() - mu.mean()) < 4 * se, (v.name, y.mean(), mu.mean(), se)
+    assert obs.n_variants == k
+
+
+def test_clustered_realistic_truth_matches_its_documentation():
+    gen = make_generator("clustered_realistic", seed=2)
+    visitors, clusters, surf = gen.population(40_000)
+    p, rpv = surf.p, surf.expected()
+    # conversion 2-6% on average per cluster, zero-inflated revenue
+    for c in range(4):
+        assert 0.015 < p[clusters == c, 0].mean() < 0.065
+    winners = [int(np.argmax(rpv[clusters == c].mean(axis=0))) for c in range(4)]
+    assert winners == [1, 0, 2, 1]  # low_promo, control, free_ship, low_promo
+    # different arms win for a sizeable share of visitors
+    best = np.argmax(rpv, axis=1)
+    assert min(np.mean(best == a) for a in range(3)) > 0.15
+    # clusters are mostly recoverable from the features (device differs by archetype)
+    mobile = visitors["device"] == "mobile"
+    assert mobile[clusters == 0].mean() > 0.7 and mobile[clusters == 1].mean() < 0.3
+
+
+def test_null_effect_and_drifting_and_many_arms_truth():
+    _, _, s = make_generator("null_effect", treatments=("a", "b", "c")).population(2000)
+    e = s.expected()
+    assert e.shape[1] == 3 and np.allclose(e, e[:, :1])
+    drift = make_generator("drifting", seed=0)
+    v, c, s0 = drift.population(5000, round_idx=0)
+    s3 = drift.template.surface(v, c, 3)
+    assert np.all(s0.p[:, 1] > s0.p[:, 0]) and np.all(s3.p[:, 1] < s3.p[:, 0])
+    assert np.allclose(s0.p[:, 0], s3.p[:, 0])  # control does not drift
+    v, c, s = make_generator("many_arms").population(40_000)
+    winners = [int(np.argmax(s.expected()[c == k].mean(axis=0))) for k in range(4)]
+    assert winners == [2, 4, 3, 1] and len(make_generator("many_arms").treatments) == 5
+
+
+def test_generators_pickle():
+    import pickle
+
+    gen = make_generator("many_arms", seed=5)
+    clone = pickle.loads(pickle.dumps(gen))
+    plan = _plan(gen.treatments, 200)
+    a, _ = gen(2, plan)
+    b, _ = clone(2, plan)
+    np.testing.assert_array_equal(a.outcome, b.outcome)
+    assert isinstance(clone, SimGenerator)
