@@ -39,5 +39,6 @@ def policy_label(policy: Any) -> str:
         return f"{name.replace('Policy', '')} over {', '.join(map(str, over))}"
     if name == "TreePolicy":
         amap = getattr(policy, "allocation_map", None) or {}
-        return f"Tree ({len(amap)} segments, Thompson)"
+        n = len(amap)
+        return f"Tree ({n} segment{'' if n == 1 else 's'}, Thompson)"
     return name.replace("Policy", "") or name

@@ -1,0 +1,150 @@
+"""Shared plumbing of the public BCF fit functions: validation, config, draws -> per-arm arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from pytyche._validation import invalid, wrong_type
+from pytyche.bcf.config import GPUBCFConfig
+from pytyche.bcf.stash import check_observed_copy
+from pytyche.contracts.observed import ObservedExperimentData
+
+#: converters (outcome > 0) every treatment needs for a hurdle fit: the severity channel
+#: estimates a mean and an error sd per arm from them
+MIN_CONVERTERS_PER_ARM = 3
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(GPUBCFConfig))
+
+
+def check_observed(observed: Any, where: str) -> ObservedExperimentData:
+    if not isinstance(observed, ObservedExperimentData):
+        raise wrong_type("observed", where, "an ObservedExperimentData", observed)
+    return observed
+
+
+def check_progress(progress: Any, where: str) -> bool:
+    if not isinstance(progress, (bool, np.bool_)):
+        raise wrong_type("progress", where, "a bool", progress)
+    return bool(progress)
+
+
+def resolve_config(config: Any, overrides: dict[str, Any], where: str) -> GPUBCFConfig:
+    """``config`` (default ``GPUBCFConfig()``) with keyword overrides applied.
+
+    Unknown override names raise ``TypeError`` like an unexpected keyword argument, listing
+    the valid ones; bad values raise from ``GPUBCFConfig``'s own validation.
+    """
+    if config is None:
+        config = GPUBCFConfig()
+    elif not isinstance(config, GPUBCFConfig):
+        raise wrong_type("config", where, "a GPUBCFConfig or None", config)
+    unknown = sorted(set(overrides) - set(_CONFIG_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"{where}() got unexpected keyword argument(s) {unknown}. Keyword arguments beyond "
+            f"'config', 'observed_copy', 'progress' and 'calibration' must be GPUBCFConfig fields: "
+            f"{list(_CONFIG_FIELDS)}."
+        )
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def check_calibration(calibration: Any, where: str) -> Any:
+    if calibration is None:
+        return None
+    from pytyche.calibrate import Calibration
+
+    if not isinstance(calibration, Calibration):
+        raise wrong_type("calibration", where, "a Calibration or None", calibration)
+    return calibration
+
+
+def check_common(observed: Any, observed_copy: Any, progress: Any, calibration: Any, config: Any, overrides: dict[str, Any], where: str) -> tuple[ObservedExperimentData, GPUBCFConfig, bool]:
+    """Validate the arguments every fit entry point shares."""
+    observed = check_observed(observed, where)
+    check_observed_copy(observed_copy, where)
+    progress = check_progress(progress, where)
+    cfg = resolve_config(config, overrides, where)
+    check_calibration(calibration, where)
+    return observed, cfg, progress
+
+
+def reject_multi_arm(observed: ObservedExperimentData, family: str, where: str) -> None:
+    """Multi-arm binary / continuous BCF is not shipped (the glossary's pt.fit edge case)."""
+    k = observed.n_variants
+    if k >= 3:
+        raise NotImplementedError(
+            f"{where}: multi-arm {family} BCF is not yet shipped (got K={k} treatments: "
+            f"{list(observed.variant_names)}). Fit each treatment against control separately, or use "
+            "fit_hurdle_bcf, which supports any K >= 2."
+        )
+
+
+def arm_surfaces(mu: np.ndarray, tau: np.ndarray, component: int) -> np.ndarray:
+    """Per-arm surfaces of one component as ``(n, S, K)`` float32.
+
+    ``mu``: ``(chains, draws, k, n)``; ``tau``: ``(chains, draws, K-1, k, n)``. Arm 0 is
+    ``mu``, arm ``a`` is ``mu + tau_a``; the sample axis is chain-major.
+    """
+    c, d, _, n = mu.shape
+    k_minus_1 = tau.shape[2]
+    m = mu[:, :, component, :].reshape(c * d, n).T  # (n, S)
+    t = tau[:, :, :, component, :].reshape(c * d, k_minus_1, n).transpose(2, 0, 1)  # (n, S, K-1)
+    out = np.empty((n, c * d, k_minus_1 + 1), dtype=np.float32)
+    out[..., 0] = m
+    out[..., 1:] = m[..., None] + t
+    return out
+
+
+def sigma_draws(sigma: np.ndarray, component: int) -> np.ndarray:
+    """``(S,)`` chain-major error-sd draws of one component."""
+    return np.ascontiguousarray(sigma[:, :, component].reshape(-1), dtype=np.float32)
+
+
+def attach_calibration(result: Any, calibration: Any) -> Any:
+    return result if calibration is None else result.apply_calibration(calibration)
+
+
+class Timer:
+    """Wall-clock seconds of a fit, for ``fit_info``."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def check_hurdle_outcome(observed: ObservedExperimentData, where: str) -> np.ndarray:
+    """Validate a hurdle outcome and return the conversion indicator ``y > 0``.
+
+    A hurdle outcome is a zero mass plus a positive tail: no negative values, and at least
+    :data:`MIN_CONVERTERS_PER_ARM` converters in every treatment.
+    """
+    y = observed.outcome
+    if np.any(y < 0):
+        raise invalid(
+            "observed",
+            where,
+            "a hurdle outcome (zeros and a positive tail, no negative values)",
+            f"{int(np.sum(y < 0))} negative values in outcome column {observed.schema.outcome!r}",
+            show=False,
+        )
+    conv = y > 0
+    counts = {name: int(conv[lo:hi].sum()) for name, lo, hi in zip(observed.variant_names, observed.offsets[:-1], observed.offsets[1:])}
+    short = {k: v for k, v in counts.items() if v < MIN_CONVERTERS_PER_ARM}
+    if short:
+        raise invalid(
+            "observed",
+            where,
+            f"a hurdle outcome with a positive tail: at least {MIN_CONVERTERS_PER_ARM} converters "
+            f"(outcome {observed.schema.outcome!r} > 0) in every treatment",
+            f"converter counts {counts}",
+            show=False,
+        )
+    return conv

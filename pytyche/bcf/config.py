@@ -1,0 +1,309 @@
+"""Configuration of the BCF sampler and the tau-forest sizing rule.
+
+`GPUBCFConfig` holds every tuning value of the Bayesian Causal Forest MCMC
+(`pytyche.bcf.kernel` / `pytyche.bcf.sampler.run_bcf`). It is a frozen
+dataclass validated at construction: a bad value raises `ValueError` (or
+`TypeError` for a wrong type) naming the field.
+
+`compute_num_trees_tau` is the formula-driven helper for the size of the
+tau (treatment-effect) forest at a target credible-interval coverage.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from statistics import NormalDist
+
+__all__ = ['GPUBCFConfig', 'compute_num_trees_tau']
+
+
+def _fmt(value: object) -> str:
+    return f'{value!r} (type {type(value).__name__})'
+
+
+def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        msg = (
+            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
+            f'Got {_fmt(value)} instead.'
+        )
+        raise TypeError(msg)
+    if value < minimum:
+        msg = (
+            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
+            f'Got {value!r} instead.'
+        )
+        raise ValueError(msg)
+
+
+def _check_real(
+    owner: str,
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = True,
+    high_open: bool = False,
+) -> None:
+    lo = '(' if low_open else '['
+    hi = ')' if high_open or math.isinf(high) else ']'
+    interval = f'{lo}{low}, {high}{hi}'
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = (
+            f"The '{name}' parameter of {owner} must be a real number in "
+            f'{interval}. Got {_fmt(value)} instead.'
+        )
+        raise TypeError(msg)
+    v = float(value)
+    ok = math.isfinite(v)
+    ok = ok and (v > low if low_open else v >= low)
+    ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        msg = (
+            f"The '{name}' parameter of {owner} must be a real number in "
+            f'{interval}. Got {value!r} instead.'
+        )
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class GPUBCFConfig:
+    """Tuning values of the BCF MCMC (prognostic mu-forest + per-arm tau-forests).
+
+    Parameters
+    ----------
+    num_trees_mu
+        Trees in the prognostic forest mu(x). 200 as in BART/BCF.
+    num_trees_tau
+        Trees in each treatment-effect forest tau_a(x) (one forest per
+        non-control arm). 50 as in BCF (Hahn, Murray & Carvalho 2020);
+        see `compute_num_trees_tau` for a coverage-driven choice.
+    num_burnin
+        MCMC iterations discarded per chain.
+    num_draws
+        Posterior draws kept per chain (one per iteration, no thinning).
+    num_chains
+        Independent chains, run vectorized (bartz ``num_chains``).
+    seed
+        Seed of the JAX PRNG; equal seeds give bitwise-equal draws on one device.
+    k_mu
+        Leaf-prior ``k`` of the mu-forest: the prior sd of the forest sum is
+        ``scale / k_mu``, with ``scale`` = 3 on the probit scale for binary
+        components and the half range of the standardized outcome for
+        continuous ones (Chipman, George & McCulloch 2010). Default 2.
+    k_tau
+        Leaf-prior ``k`` of the tau-forests, same convention. Default 4: BCF
+        gives the moderating (tau) function half the prior sd of the
+        prognostic one (bcf R package: ``sd_control = 2 sd(y)``,
+        ``sd_moderate = sd(y)``), so ``k_tau = 2 k_mu``. Shrinking tau harder
+        than mu is BCF's guard against spurious heterogeneity; the leaf
+        variance hyperprior (``leaf_df_tau``) lets the data widen it.
+    alpha_mu, beta_mu
+        Tree-depth prior of mu: P(node at depth d splits) = alpha/(1+d)^beta.
+        BART defaults 0.95, 2.
+    alpha_tau, beta_tau
+        Same for the tau-forests; BCF defaults 0.25, 3 (mostly stumps and
+        single splits: a strong prior towards homogeneous effects).
+    max_depth_mu, max_depth_tau
+        Maximum tree depth in bartz's convention (1 = root only), which fixes
+        the tree array size ``2**max_depth``. 6 and 5.
+    min_points_per_leaf
+        Minimum rows in a leaf (bartz ``min_points_per_leaf``). Note that
+        bartz counts every row of the array in this constraint, including
+        padded rows and, in a tau-forest, rows of other arms.
+    leaf_df_mu, leaf_df_tau
+        Degrees of freedom of the inverse-gamma (k=1) / Wishart (k>1)
+        hyperprior on the leaf variance, centred (harmonic mean) at the
+        value set by ``k``; ``None`` holds the leaf variance fixed. 3 and 3.
+    sigma_df
+        Degrees of freedom of the inverse-gamma prior on each continuous
+        component's error variance. 3 as in BART.
+    sigma_quantile
+        BART's ``sigquant``: the error-variance prior puts this much mass
+        below the OLS residual variance. 0.9.
+    max_bins
+        Maximum number of bins per covariate (bartz binner, fixed so the
+        binned shapes never depend on the data). 256.
+    bucket_min, bucket_growth
+        Row padding: the training rows are padded to the smallest
+        ``ceil(bucket_min * bucket_growth**j)`` >= n, so fits whose n falls in
+        the same bucket reuse the compiled programs. 512 and 2.0.
+    chunk_size
+        Burn-in iterations run per compiled call (progress bar granularity).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a field has the wrong type or value; the message names the field.
+    """
+
+    num_trees_mu: int = 200
+    num_trees_tau: int = 50
+    num_burnin: int = 200
+    num_draws: int = 250
+    num_chains: int = 2
+    seed: int = 0
+    k_mu: float = 2.0
+    k_tau: float = 4.0
+    alpha_mu: float = 0.95
+    beta_mu: float = 2.0
+    alpha_tau: float = 0.25
+    beta_tau: float = 3.0
+    max_depth_mu: int = 6
+    max_depth_tau: int = 5
+    min_points_per_leaf: int = 5
+    leaf_df_mu: float | None = 3.0
+    leaf_df_tau: float | None = 3.0
+    sigma_df: float = 3.0
+    sigma_quantile: float = 0.9
+    max_bins: int = 256
+    bucket_min: int = 512
+    bucket_growth: float = 2.0
+    chunk_size: int = 25
+
+    def __post_init__(self) -> None:
+        owner = 'GPUBCFConfig'
+        for name in ('num_trees_mu', 'num_trees_tau', 'num_draws', 'num_chains'):
+            _check_int(owner, name, getattr(self, name), 1)
+        _check_int(owner, 'num_burnin', self.num_burnin, 0)
+        _check_int(owner, 'seed', self.seed, 0)
+        _check_int(owner, 'max_depth_mu', self.max_depth_mu, 2)
+        _check_int(owner, 'max_depth_tau', self.max_depth_tau, 2)
+        for name in ('max_depth_mu', 'max_depth_tau'):
+            if getattr(self, name) > 16:
+                msg = (
+                    f"The '{name}' parameter of {owner} must be an int in [2, 16]. "
+                    f'Got {getattr(self, name)!r} instead.'
+                )
+                raise ValueError(msg)
+        _check_int(owner, 'min_points_per_leaf', self.min_points_per_leaf, 0)
+        _check_int(owner, 'max_bins', self.max_bins, 2)
+        if self.max_bins > 65536:
+            msg = (
+                f"The 'max_bins' parameter of {owner} must be an int in [2, 65536]. "
+                f'Got {self.max_bins!r} instead.'
+            )
+            raise ValueError(msg)
+        _check_int(owner, 'bucket_min', self.bucket_min, 1)
+        _check_int(owner, 'chunk_size', self.chunk_size, 1)
+        for name in ('k_mu', 'k_tau', 'beta_mu', 'beta_tau', 'sigma_df'):
+            _check_real(owner, name, getattr(self, name), low=0.0)
+        for name in ('alpha_mu', 'alpha_tau', 'sigma_quantile'):
+            _check_real(owner, name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+        for name in ('leaf_df_mu', 'leaf_df_tau'):
+            if getattr(self, name) is not None:
+                _check_real(owner, name, getattr(self, name), low=0.0)
+        _check_real(owner, 'bucket_growth', self.bucket_growth, low=1.0)
+
+    def bucket_size(self, n: int) -> int:
+        """Return the padded row count for ``n`` rows.
+
+        The smallest ``ceil(bucket_min * bucket_growth**j)``, j = 0, 1, ...,
+        that is at least ``n``.
+        """
+        _check_int('GPUBCFConfig.bucket_size', 'n', n, 1)
+        j = 0
+        while True:
+            size = math.ceil(self.bucket_min * self.bucket_growth**j)
+            if size >= n:
+                return size
+            j += 1
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the fields as a plain dict (for logging)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def compute_num_trees_tau(
+    target_coverage: float = 0.90,
+    *,
+    reference_num_trees: int = 50,
+    reference_coverage: float = 0.90,
+    min_trees: int = 10,
+    max_trees: int = 500,
+) -> int:
+    r"""Size the tau-forest for a target credible-interval coverage.
+
+    Formula
+    -------
+    .. math::
+
+        m(c) = \mathrm{clip}\Big(\Big\lceil m_\mathrm{ref}\,
+               \frac{z_c^2}{z_\mathrm{ref}^2} \Big\rceil,\;
+               m_\min, m_\max\Big),
+        \qquad z_c = \Phi^{-1}\big(\tfrac{1 + c}{2}\big),
+
+    anchored at BCF's 50 tau-trees for 90% intervals (Hahn, Murray &
+    Carvalho 2020), so ``compute_num_trees_tau(0.90) == 50``,
+    ``compute_num_trees_tau(0.95) == 71``, ``compute_num_trees_tau(0.80) == 31``.
+
+    Origin (a heuristic, not a theorem)
+    -----------------------------------
+    The leaf prior of a forest of ``m`` trees is ``N(0, s^2 / (k^2 m))`` per
+    leaf, so the prior sd of the forest sum, ``s / k``, does not depend on
+    ``m``: the tree count does not change the prior scale of tau(x), it changes
+    how finely the forest can shape it, and how strongly each single tree's
+    leaf is shrunk (per-tree prior precision ``k^2 m / s^2``). BCF's empirical
+    finding is that the tau-forest's interval coverage is lost to
+    regularisation bias of under-sized (shrunk, mostly stump) forests. The
+    rule treats the forest as a sum of ``m`` exchangeable per-tree
+    contributions, each an independent noisy piece of evidence about the
+    effect at ``x``, and asks that an interval edge at ``z_c`` posterior sds be
+    resolved to the same relative precision as the reference: like a sample
+    size for fixed precision of a normal tail quantile, the required number of
+    contributions grows with ``z_c^2``. The scaling exponent and the anchor are
+    assumptions; the calibration sweeps (``pytyche.calibrate``) measure the
+    coverage that a given ``m`` actually achieves and should override this
+    rule where they disagree.
+
+    Parameters
+    ----------
+    target_coverage
+        Nominal coverage of the central credible intervals, in (0, 1).
+    reference_num_trees
+        Tree count at the anchor (BCF default, 50).
+    reference_coverage
+        Coverage at the anchor, in (0, 1) (0.90).
+    min_trees, max_trees
+        Clip range of the result; ``1 <= min_trees <= max_trees``.
+
+    Returns
+    -------
+    int
+        The number of trees for each tau-forest.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an argument has the wrong type or is out of range; the message
+        names it.
+
+    Examples
+    --------
+    >>> compute_num_trees_tau(0.90)
+    50
+    >>> compute_num_trees_tau(0.95)
+    71
+    """
+    owner = 'compute_num_trees_tau'
+    _check_real(owner, 'target_coverage', target_coverage, low=0.0, high=1.0, high_open=True)
+    _check_real(
+        owner, 'reference_coverage', reference_coverage, low=0.0, high=1.0, high_open=True
+    )
+    _check_int(owner, 'reference_num_trees', reference_num_trees, 1)
+    _check_int(owner, 'min_trees', min_trees, 1)
+    _check_int(owner, 'max_trees', max_trees, 1)
+    if max_trees < min_trees:
+        msg = (
+            f"The 'max_trees' parameter of {owner} must be >= min_trees "
+            f'({min_trees}). Got {max_trees!r} instead.'
+        )
+        raise ValueError(msg)
+    nd = NormalDist()
+    z = nd.inv_cdf((1.0 + float(target_coverage)) / 2.0)
+    z_ref = nd.inv_cdf((1.0 + float(reference_coverage)) / 2.0)
+    m = math.ceil(reference_num_trees * (z / z_ref) ** 2 - 1e-9)
+    return int(min(max(m, min_trees), max_trees))

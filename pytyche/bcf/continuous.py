@@ -1,0 +1,103 @@
+"""Continuous-outcome BCF: ``fit_continuous_bcf``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, reject_multi_arm, sigma_draws
+from pytyche.bcf.config import GPUBCFConfig
+from pytyche.bcf.preprocess import design_from_observed
+from pytyche.bcf.results import ContinuousBCFResult
+from pytyche.bcf.stash import ObservedCopy, stash_observed
+from pytyche.contracts.observed import ObservedExperimentData
+
+__all__ = ["fit_continuous_bcf"]
+
+
+def fit_continuous_bcf(
+    observed: ObservedExperimentData,
+    *,
+    config: GPUBCFConfig | None = None,
+    observed_copy: ObservedCopy = "view",
+    progress: bool = False,
+    calibration: Any = None,
+    **config_overrides: Any,
+) -> ContinuousBCFResult:
+    """Fit a Bayesian Causal Forest to a continuous outcome (two treatments).
+
+    ``y = mu(x, pi) + tau(x) * 1[treated] + eps``, ``eps ~ N(0, sigma^2)``: a prognostic
+    BART forest ``mu`` over the features and the recorded propensities ``pi``, and a treatment
+    forest ``tau`` over the features (Hahn, Murray & Carvalho 2020).
+
+    Parameters
+    ----------
+    observed
+        The experiment's data (K = 2 treatments, control first).
+    config
+        MCMC settings; default ``GPUBCFConfig()``.
+    observed_copy
+        How the posterior stashes ``observed``: ``"view"`` (default, read-only zero-copy
+        views), ``"deep"`` (deep copy) or ``"ref"`` (the same object). See
+        :mod:`pytyche.bcf.stash`.
+    progress
+        Show a tqdm progress bar over the MCMC iterations.
+    calibration
+        A :class:`~pytyche.calibrate.Calibration` to apply to the posterior (checked with
+        ``applies_to``), or ``None`` for raw intervals.
+    **config_overrides
+        ``GPUBCFConfig`` fields overriding ``config`` (e.g. ``num_draws=500``).
+
+    Returns
+    -------
+    ContinuousBCFResult
+        ``outcome_samples[i, s, a]``: draw ``s`` of the mean outcome of visitor ``i`` under
+        treatment ``a``, outcome units.
+
+    Raises
+    ------
+    TypeError
+        If ``observed`` is not an ``ObservedExperimentData``, ``config`` not a ``GPUBCFConfig``,
+        ``progress`` not a bool, or an override is not a config field.
+    ValueError
+        If ``observed_copy`` is not one of ``'view'``, ``'deep'``, ``'ref'``, or a config
+        value is invalid.
+    NotImplementedError
+        If the data has three or more treatments (multi-arm continuous BCF is not yet shipped).
+
+    Examples
+    --------
+    >>> posterior = fit_continuous_bcf(observed, num_draws=500)  # doctest: +SKIP
+    >>> lo, hi = posterior.ate_interval(0.9)  # doctest: +SKIP
+    """
+    where = "fit_continuous_bcf"
+    observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
+    reject_multi_arm(observed, "continuous", where)
+    stash = stash_observed(observed, observed_copy, where=where)
+    from pytyche.bcf.sampler import run_bcf
+
+    with Timer() as timer:
+        design = design_from_observed(observed)
+        y = np.asarray(observed.outcome, dtype=np.float64)[None, :]
+        draws = run_bcf(
+            design.x,
+            design.arm,
+            y,
+            outcome_types=("continuous",),
+            n_arms=design.n_arms,
+            config=cfg,
+            mu_covariates=design.mu_covariates,
+            progress=progress,
+        )
+        outcome = arm_surfaces(draws.mu, draws.tau, 0)
+    result = ContinuousBCFResult(
+        observed=stash,
+        treatments=observed.variant_names,
+        config=cfg,
+        outcome_samples=outcome,
+        n_chains=cfg.num_chains,
+        sigma_samples=sigma_draws(draws.sigma, 0),
+        fit_info={"n_compilations": draws.n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
+    )
+    return attach_calibration(result, calibration)

@@ -1,0 +1,427 @@
+"""Pure BCF MCMC kernel on bartz's low-level state: ``init`` and ``step``.
+
+One kernel serves every outcome type pytyche fits:
+
+* ``k = 1`` continuous (Gaussian) or binary (probit, Albert-Chib latent);
+* ``k >= 2`` with a per-component ``outcome_type``, in particular the joint
+  hurdle ``['binary', 'continuous']``: component 0 is conversion (probit),
+  component 1 is log-severity (Gaussian, missing for non-converters).
+
+The model, for a unit ``i`` in arm ``a_i`` (0 = control) with outcome
+vector ``y_i`` of ``k`` components (latent ``z`` for binary components)::
+
+    y_i = mu(x_i) + tau_{a_i}(x_i) + eps_i,    tau_0 = 0,
+    eps_i ~ N(0, diag(sigma^2))  (sigma = 1 on binary components),
+
+with one prognostic forest ``mu`` over all units and ``K - 1`` treatment
+forests ``tau_1 .. tau_{K-1}`` (contrast coding against control). With
+``k >= 2`` every tree has a single topology and a ``k``-vector leaf, so the
+components share tree structure: that is the joint hurdle.
+
+A step (`step`) is the mu phase, bartz's own `bartz.mcmcstep.step` (trees,
+leaf-variance hyperparameter, latent ``z``, error precision), followed by the
+tau phase: each tau forest in turn is swapped into the state's ``forest`` slot
+and updated with bartz's ``step_trees`` and ``step_leaf_prior_cov_inv`` with
+the likelihood precision of every unit outside its arm set to zero, the way
+`bartz.bcf` gives the units with coding weight ``b_z = 0`` zero precision.
+The tau forests are stored stacked along an arm axis and visited with a
+`jax.lax.scan`, so the program size does not grow with the number of arms.
+
+The state always carries a chain axis (``num_chains >= 1``) and a missingness
+mask (``prec_scale`` is never `None`), so the arm masking has a precision to
+act on and rows can be padded with fully-missing rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields, replace
+
+import jax
+import jax.numpy as jnp
+from jax import lax, random, tree
+from jaxtyping import Array, Float32, Key
+
+from bartz.mcmcstep import DiagWishart, Forest, State, Wishart
+from bartz.mcmcstep import init as bartz_init
+from bartz.mcmcstep import step as bartz_step
+from bartz.mcmcstep._axes import chain_vmap_axes
+from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
+from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
+from bartz._jaxext import field, float32_matmuls
+
+__all__ = ['BCFKernelState', 'init', 'step', 'evaluate', 'evaluate_from_resid', 'error_sdev']
+
+
+class BCFKernelState(State):
+    """MCMC state of the multi-arm, multi-outcome BCF kernel.
+
+    The fields inherited from `bartz.mcmcstep.State` describe the data, the
+    residuals (of the full model ``mu + tau``), the error precision and the
+    prognostic forest (``forest``).
+    """
+
+    forest_tau: Forest
+    """The ``K - 1`` treatment forests, stacked: chain-marked arrays have shape
+    ``(chains, K - 1, ...)``, the others ``(K - 1, ...)``."""
+
+    arm_mask: Float32[Array, 'arms n'] = field(data=-1)
+    """``arm_mask[a, i] = 1`` iff unit ``i`` is in arm ``a + 1``; multiplies the
+    likelihood precision while tau forest ``a`` is updated."""
+
+    @property
+    def num_tau_forests(self) -> int:
+        """The number of treatment forests, ``K - 1``."""
+        return self.arm_mask.shape[0]
+
+
+def _broadcast_chains(x: Array | None, axis: int | None, num_chains: int) -> Array | None:
+    if x is None or axis is None:
+        return x
+    x = jnp.expand_dims(x, axis)
+    shape = list(x.shape)
+    shape[axis] = num_chains
+    return jnp.broadcast_to(x, tuple(shape))
+
+
+def _dummy_error_prior(kshape: tuple[int, ...]) -> Wishart:
+    """A placeholder error prior for the tau-forest init (only its forest is kept).
+
+    With ``k >= 2`` the missingness mask is 2-D, for which bartz requires a
+    `DiagWishart`.
+    """
+    if not kshape:
+        return Wishart(nu=0.0, rate=0.0, value=1.0)
+    (k,) = kshape
+    return DiagWishart(nu=float(k), rate=jnp.zeros((k, k)), value=jnp.eye(k))
+
+
+def _init(
+    *,
+    X: Array,
+    y: Array,
+    missing: Array,
+    arm: Array,
+    n_arms: int,
+    outcome_type: str | Sequence[str],
+    offset: Array,
+    max_split_mu: Array,
+    max_split_tau: Array,
+    num_trees_mu: int,
+    num_trees_tau: int,
+    p_nonterminal_mu: Array,
+    p_nonterminal_tau: Array,
+    leaf_prior_cov_inv_mu: Wishart,
+    leaf_prior_cov_inv_tau: Wishart,
+    error_cov_inv: Wishart | None,
+    min_points_per_leaf: int | None,
+    num_chains: int,
+    sequential_unroll: int | bool = 1,
+) -> BCFKernelState:
+    """Build the initial kernel state (all trees are stumps).
+
+    Parameters
+    ----------
+    X
+        Binned predictors, ``(p, n)`` unsigned ints (bartz layout).
+    y
+        Outcome, ``(n,)`` for ``k = 1`` or ``(k, n)``; binary components in
+        {0, 1}. Continuous components should be standardized.
+    missing
+        Missingness mask with the shape of `y`; `True` entries get zero
+        likelihood precision (non-converters' severity, padded rows).
+    arm
+        ``(n,)`` ints in ``[0, n_arms)``, 0 = control.
+    n_arms
+        Number of arms ``K >= 2``.
+    outcome_type
+        ``'continuous'``, ``'binary'``, or one of these per component.
+    offset
+        Constant added to the mu-forest, shape ``()`` or ``(k,)``.
+    max_split_mu, max_split_tau
+        Per-predictor maximum split index of each forest kind; 0 forbids
+        splitting on a predictor (e.g. propensity columns in tau).
+    num_trees_mu, num_trees_tau
+        Trees per forest.
+    p_nonterminal_mu, p_nonterminal_tau
+        Depth priors, see `bartz.mcmcstep.make_p_nonterminal`.
+    leaf_prior_cov_inv_mu, leaf_prior_cov_inv_tau
+        Leaf precision priors (dense `Wishart`, ``k x k`` for ``k >= 2``);
+        with ``nu``/``rate`` set, the leaf precision is sampled.
+    error_cov_inv
+        Error precision prior: `None` if every component is binary, a scalar
+        `Wishart` for ``k = 1`` continuous, a `DiagWishart` for ``k >= 2``.
+    min_points_per_leaf
+        Minimum rows per leaf (counted over all rows), or `None`.
+    num_chains
+        Number of chains (>= 1), always stored on an explicit chain axis.
+    sequential_unroll
+        Unrolling of bartz's sequential accept/reject loop over trees
+        (``StepConfig.sequential_unroll``); 1 (no unrolling) compiles fastest.
+
+    Returns
+    -------
+    BCFKernelState
+        The initial state.
+    """
+    n_tau = n_arms - 1
+    p, _ = X.shape
+    state_mu = bartz_init(
+        X=X,
+        y=y,
+        outcome_type=outcome_type,
+        offset=offset,
+        max_split=max_split_mu,
+        num_trees=num_trees_mu,
+        p_nonterminal=p_nonterminal_mu,
+        leaf_prior_cov_inv=leaf_prior_cov_inv_mu,
+        error_cov_inv=error_cov_inv,
+        missing=missing,
+        min_points_per_leaf=min_points_per_leaf,
+        # all predictors may lack splits (propensity columns in tau, constant
+        # columns): a fixed static value keeps the compiled programs reusable
+        filter_splitless_vars=p,
+        num_chains=num_chains,
+        sequential_unroll=sequential_unroll,
+    )
+    kshape = tuple(state_mu.resid_unit.shape)
+
+    # the tau forests: one bartz init (continuous, dummy error prior) provides
+    # the forest layout; only its forest is kept, as in `bartz.bcf.init_bcf`
+    tau_y = jnp.zeros(state_mu.y.shape, jnp.float32)
+    state_tau = bartz_init(
+        X=state_mu.X,
+        y=tau_y,
+        outcome_type='continuous',
+        offset=jnp.zeros(kshape, jnp.float32),
+        max_split=max_split_tau,
+        num_trees=num_trees_tau,
+        p_nonterminal=p_nonterminal_tau,
+        leaf_prior_cov_inv=leaf_prior_cov_inv_tau,
+        error_cov_inv=_dummy_error_prior(kshape),
+        missing=jnp.zeros(state_mu.y.shape, bool),
+        min_points_per_leaf=min_points_per_leaf,
+        filter_splitless_vars=p,
+        num_chains=num_chains,
+    )
+    state_mu = replace(state_mu, X=state_tau.X)
+    forest = state_tau.forest
+    assert forest.prec_tree is not None
+    assert state_mu.prec_scale is not None
+
+    # arm masks and the matching per-arm root precision sums
+    arm = jnp.asarray(arm)
+    arm_mask = (arm[None, :] == jnp.arange(1, n_arms)[:, None]).astype(
+        state_mu.prec_scale.dtype
+    )
+    axes = chain_vmap_axes(forest)
+    # chain-marked leaves: (chains, ...) -> (chains, K-1, ...); others -> (K-1, ...)
+    stacked = tree.map(
+        lambda x, ax: None
+        if x is None
+        else jnp.stack([x] * n_tau, axis=0 if ax is None else ax + 1),
+        forest,
+        axes,
+        is_leaf=lambda x: x is None,
+    )
+    tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
+    prec_trees = jnp.stack(
+        [initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
+    )  # (K-1, num_trees, ..., tree_size)
+    prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
+    stacked = replace(stacked, prec_tree=prec_trees)
+
+    kw = {f.name: getattr(state_mu, f.name) for f in fields(State)}
+    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
+
+
+_STATIC_INIT_ARGS = (
+    'n_arms',
+    'outcome_type',
+    'num_trees_mu',
+    'num_trees_tau',
+    'min_points_per_leaf',
+    'num_chains',
+    'sequential_unroll',
+)
+_init_jit = jax.jit(_init, static_argnames=_STATIC_INIT_ARGS)
+
+
+def init(
+    *,
+    X: Array,
+    y: Array,
+    missing: Array,
+    arm: Array,
+    n_arms: int,
+    outcome_type: str | Sequence[str],
+    offset: Array,
+    max_split_mu: Array,
+    max_split_tau: Array,
+    num_trees_mu: int,
+    num_trees_tau: int,
+    p_nonterminal_mu: Array,
+    p_nonterminal_tau: Array,
+    leaf_prior_cov_inv_mu: Wishart,
+    leaf_prior_cov_inv_tau: Wishart,
+    error_cov_inv: Wishart | None,
+    min_points_per_leaf: int | None,
+    num_chains: int,
+    sequential_unroll: int | bool = 1,
+) -> BCFKernelState:
+    """Build the initial kernel state (all trees are stumps), in one compiled program.
+
+    See `_init` for the parameters. The initialization is jitted as a whole
+    (bartz's `init` is traceable), so a warm process builds a state of a known
+    shape without compiling anything, and the caller's arrays are not donated.
+    """
+    return _init_jit(
+        X=X,
+        y=y,
+        missing=missing,
+        arm=arm,
+        n_arms=n_arms,
+        outcome_type=outcome_type if isinstance(outcome_type, str) else tuple(outcome_type),
+        offset=offset,
+        max_split_mu=max_split_mu,
+        max_split_tau=max_split_tau,
+        num_trees_mu=num_trees_mu,
+        num_trees_tau=num_trees_tau,
+        p_nonterminal_mu=p_nonterminal_mu,
+        p_nonterminal_tau=p_nonterminal_tau,
+        leaf_prior_cov_inv_mu=leaf_prior_cov_inv_mu,
+        leaf_prior_cov_inv_tau=leaf_prior_cov_inv_tau,
+        error_cov_inv=error_cov_inv,
+        min_points_per_leaf=min_points_per_leaf,
+        num_chains=num_chains,
+        sequential_unroll=sequential_unroll,
+    )
+
+
+def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelState:
+    """Update every tau forest of one chain, in turn, with arm-masked precision."""
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+    ones = jnp.ones((), prec_scale.dtype)
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, Forest]:
+        forest_a, mask_a, key_a = xs
+        k_trees, k_leaf = random.split(key_a)
+        inner = replace(
+            state,
+            forest=forest_a,
+            prec_scale=prec_scale * mask_a,
+            resid=resid,
+        )
+        inner = step_trees(k_trees, inner)
+        inner = step_leaf_prior_cov_inv(k_leaf, inner)
+        # the tree moves update the residuals of every row in a leaf; keep the
+        # update only on this arm's rows (elsewhere this forest is not in the
+        # model, and the residual there was ignored through zero precision)
+        new_resid = jnp.where(mask_a == ones, inner.resid, resid)
+        return new_resid, inner.forest
+
+    resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.arm_mask, keys))
+    return replace(state, resid=resid, forest_tau=forests)
+
+
+@float32_matmuls
+def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    keys = random.split(key, 1 + state.num_tau_forests)
+    # mu phase: bartz's full step (trees, leaf variance, latent z, error
+    # precision); it rebuilds the state with `replace`, keeping the subclass
+    state = bartz_step(keys[0], state)
+    num_chains = state.num_chains()
+    assert num_chains is not None
+    # tau phase: one key per arm, then one per chain
+    tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
+    return vmap_chains(_tau_phase)(tau_keys.T, state)
+
+
+step = jax.jit(_step)
+step.__doc__ = """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
+
+Parameters
+----------
+key
+    A JAX PRNG key, split once here: one child for the mu phase and one per
+    tau forest (each further split per chain).
+state
+    A state built by `init`.
+
+Returns
+-------
+BCFKernelState
+    The updated state.
+"""
+
+
+def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: Array) -> Array:
+    """Evaluate one forest (no chain axis) at the training rows: ``([k,] n)``."""
+    idx = leaf_indices.astype(jnp.int32)  # (T, n)
+    leaves = leaf_tree.astype(jnp.float32)
+    if leaves.ndim == 2:  # (T, S)
+        vals = jnp.take_along_axis(leaves, idx, axis=1).sum(0)  # (n,)
+    else:  # (T, k, S)
+        vals = jnp.take_along_axis(leaves, idx[:, None, :], axis=2).sum(0)  # (k, n)
+    return offset[..., None] + leaf_unit[..., None] * vals
+
+
+def _eval_tau(state: BCFKernelState) -> Array:
+    t = state.forest_tau
+    per_arm = jax.vmap(_eval_one)  # over the arm axis, present on every field
+    return jax.vmap(per_arm, in_axes=(0, 0, None, None))(
+        t.leaf_tree, t.leaf_indices, t.offset, t.leaf_unit
+    )
+
+
+def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
+    """Evaluate the forests at the training rows, in the model's internal units.
+
+    Exact: each datapoint's leaf in each tree is read from the forest's cached
+    ``leaf_indices`` (bartz mirrors the value of a pending-pruned node onto its
+    children, so the cached indices stay valid for evaluation).
+
+    Returns
+    -------
+    mu : Array
+        ``(chains, [k,] n)``, including the offset.
+    tau : Array
+        ``(chains, K - 1, [k,] n)``.
+    """
+    f = state.forest
+    mu = jax.vmap(_eval_one, in_axes=(0, 0, None, None))(
+        f.leaf_tree, f.leaf_indices, f.offset, f.leaf_unit
+    )
+    return mu, _eval_tau(state)
+
+
+def evaluate_from_resid(state: BCFKernelState) -> tuple[Array, Array]:
+    """Like `evaluate`, but mu from the running residuals (cheaper).
+
+    ``mu = (y or z) - resid - tau_{arm}``: only the tau forests are traversed,
+    the mu forest's value comes from the residuals bartz maintains. Equal to
+    `evaluate` up to the float32 drift of the running residuals.
+    """
+    tau = _eval_tau(state)  # (chains, K-1, [k,] n)
+    num_chains = state.num_chains()
+    target = jnp.broadcast_to(state.y, (num_chains, *state.y.shape))
+    if state.z is not None:
+        if state.binary_indices is None:
+            target = state.z
+        else:
+            target = target.at[:, state.binary_indices, :].set(state.z)
+    fit = target - state.resid.astype(jnp.float32) * state.resid_unit[..., None]
+    mask = state.arm_mask.reshape(state.arm_mask.shape[:1] + (1,) * (tau.ndim - 3) + state.arm_mask.shape[1:])
+    tau_own = jnp.sum(tau * mask, axis=1)
+    return fit - tau_own, tau
+
+
+def error_sdev(state: BCFKernelState) -> Array:
+    """Error standard deviation per chain and component, internal units: ``(chains, k)``."""
+    value = state.error_cov_inv.value
+    if value.ndim == 1:  # (chains,) scalar precision
+        prec = value[:, None]
+    else:  # (chains, k, k)
+        prec = jnp.diagonal(value, axis1=-2, axis2=-1)
+    return lax.rsqrt(prec)
