@@ -41,7 +41,7 @@ from pytyche.experiment import (
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, reindex, round_of_rows
 from pytyche.experiment.engine import OPTIMIZED_MAX, cell_weights
 
-TINY = GPUBCFConfig(num_trees_mu=20, num_trees_tau=10, num_burnin=20, num_draws=20, num_chains=1, bucket_min=8192)
+from _config import TINY  # noqa: E402  (shared with the viz and sweep tests)
 pytestmark = pytest.mark.filterwarnings("ignore::pytyche.experiment.UncalibratedWarning")
 
 

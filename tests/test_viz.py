@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import pytyche as pt
-from pytyche.bcf.config import GPUBCFConfig
 from pytyche.calibrate import Calibration, LayeredCalibrationCorrection
 from pytyche.contracts import CalibrationRecord
 
@@ -18,7 +17,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-TINY = GPUBCFConfig(num_trees_mu=20, num_trees_tau=10, num_burnin=30, num_draws=30, num_chains=2, seed=0)
+from _config import TINY  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,277 @@
+"""Aggregate a coverage sweep: R(p) curves and the fitted calibration artifact.
+
+From a sweep's output directory (see :mod:`sweeps.shards`):
+
+1. :func:`coverage_curves`: the empirical coverage ``R(p)`` of the raw central intervals at each
+   nominal level ``p``, per regime (metric, K, pooling) and quantity family: the
+   ``n_targets``-weighted mean of the records' coverage, with a standard error from the spread
+   over replications (a replication's rounds share data, so the replication is the unit);
+2. :func:`plot_coverage`: one PNG per regime, a curve per family against the diagonal;
+3. :func:`fit_artifact`: :meth:`pytyche.calibrate.LayeredCalibrationCorrection.fit` on the
+   regime's records, saved with ``to_json`` (the format ``pt.Calibration.from_sweep(path)``
+   loads), with provenance: the sweep's spec (content and sha256), the git commit, record /
+   task / replication counts and the date.
+
+:func:`aggregate` does all three and, when the sweep has an MLflow parent run, attaches the
+outputs to it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sweeps.shards import finished_ids, read_records, write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from pytyche.calibrate import LayeredCalibrationCorrection
+
+__all__ = [
+    "AggregateResult",
+    "aggregate",
+    "coverage_curves",
+    "fit_artifact",
+    "git_commit",
+    "plot_coverage",
+    "regimes",
+    "sweep_provenance",
+]
+
+REGIME = ("metric", "n_treatments", "pooling")
+
+
+def git_commit(path: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git checkout holding ``path`` (default: this package)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=30)
+        return head.stdout.strip() or None, bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def regimes(frame: "pd.DataFrame") -> list[tuple[str, int, str]]:
+    """Distinct (metric, n_treatments, pooling) regimes among calibration rows."""
+    cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+    if cal.empty:
+        return []
+    uniq = cal[list(REGIME)].drop_duplicates()
+    return sorted((str(m), int(k), str(p)) for m, k, p in uniq.itertuples(index=False))
+
+
+def coverage_curves(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """R(p) per regime, family and nominal level.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``metric, n_treatments, pooling, family, nominal, coverage, se, n_records,
+        n_targets, n_replications, mean_width``; ``coverage`` is the ``n_targets``-weighted
+        mean, ``se`` the standard error over replications (NaN with one replication).
+    """
+    import pandas as pd
+
+    cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+    cols = [*REGIME, "family", "nominal", "coverage", "se", "n_records", "n_targets", "n_replications", "mean_width"]
+    if cal.empty:
+        return pd.DataFrame(columns=cols)
+    cal = cal.assign(_w=cal["n_targets"].astype(float), _unit=cal["template"].astype(str) + "|" + cal["task_id"].astype(str))
+    rows = []
+    for key, g in cal.groupby([*REGIME, "family", "nominal"], sort=True):
+        w = g["_w"].to_numpy()
+        cov = float(np.average(g["coverage"], weights=w))
+        width = float(np.average(g["mean_width"], weights=w))
+        per_unit = g.groupby("_unit").apply(lambda u: np.average(u["coverage"], weights=u["_w"]), include_groups=False)
+        n_units = len(per_unit)
+        se = float(per_unit.std(ddof=1) / np.sqrt(n_units)) if n_units > 1 else float("nan")
+        rows.append((*key, cov, se, len(g), int(w.sum()), n_units, width))
+    out = pd.DataFrame(rows, columns=cols)
+    out["n_treatments"] = out["n_treatments"].astype(int)
+    return out
+
+
+def plot_coverage(curves: "pd.DataFrame", out_dir: str | os.PathLike[str], *, correction: Any = None) -> list[Path]:
+    """One ``coverage_<metric>_K<k>_<pooling>.png`` per regime: R(p) per family (with +-2 se)
+    against the diagonal; with a fitted ``correction`` of that regime, its pooled isotonic curves
+    dashed. Returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for (metric, k, pooling), g in curves.groupby(list(REGIME), sort=True):
+        fig, ax = plt.subplots(figsize=(5.2, 4.6))
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="ideal")
+        for i, (fam, f) in enumerate(g.groupby("family", sort=True)):
+            color = f"C{i}"
+            f = f.sort_values("nominal")
+            se = np.nan_to_num(f["se"].to_numpy(dtype=float))
+            ax.errorbar(f["nominal"], f["coverage"], yerr=2 * se, marker="o", ms=4, lw=1.5, capsize=2, color=color, label=f"{fam} (raw)")
+            if correction is not None and (correction.metric, correction.n_treatments, correction.pooling) == (metric, int(k), pooling):
+                curve = next((c for c in correction.family_curves if c.family == fam), None)
+                if curve is not None:
+                    grid = np.linspace(0.02, 0.98, 49)
+                    ax.plot(grid, curve.coverage_of(grid), ls="--", lw=1, color=color, label=f"{fam} (isotonic fit)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("nominal level p")
+        ax.set_ylabel("empirical coverage R(p)")
+        ax.set_title(f"R(p): {metric}, K={k}, pooling={pooling}")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        path = out_dir / f"coverage_{metric}_K{k}_{pooling}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def sweep_provenance(out: str | os.PathLike[str], frame: "pd.DataFrame | None" = None) -> dict[str, Any]:
+    """Provenance of a sweep directory: spec (path, sha256, content), git commit, counts, date."""
+    import yaml
+
+    out = Path(out)
+    prov: dict[str, Any] = {"output_dir": str(out.resolve())}
+    spec_file = out / "spec.yaml"
+    if spec_file.is_file():
+        raw = spec_file.read_bytes()
+        content = yaml.safe_load(raw.decode("utf-8"))
+        prov["sweep"] = content.get("name") if isinstance(content, Mapping) else None
+        prov["spec"] = {"path": str(spec_file), "sha256": hashlib.sha256(raw).hexdigest(), "content": content}
+    manifest = out / "manifest.json"
+    n_grid = None
+    if manifest.is_file():
+        n_grid = len(json.loads(manifest.read_text()).get("tasks", {}))
+    commit, dirty = git_commit()
+    prov["commit"] = commit
+    prov["git_dirty"] = dirty
+    counts: dict[str, Any] = {"tasks_in_grid": n_grid, "tasks_finished": len(finished_ids(out))}
+    if frame is not None:
+        cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+        counts.update(
+            records=int(len(cal)),
+            replications=int(cal["task_id"].nunique()) if len(cal) else 0,
+            rounds=int(cal[["task_id", "round_idx"]].drop_duplicates().shape[0]) if len(cal) else 0,
+            cells=int(cal["cell_id"].nunique()) if "cell_id" in cal and len(cal) else 0,
+        )
+    prov["counts"] = counts
+    prov["date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    prov["producer"] = "sweeps.aggregate"
+    return prov
+
+
+def _pick_regime(frame: "pd.DataFrame", metric: str | None, n_treatments: int | None, pooling: str | None) -> tuple[str, int, str]:
+    found = regimes(frame)
+    if not found:
+        raise ValueError("The sweep has no calibration records to fit: run it first (or check its families).")
+    match = [r for r in found if (metric is None or r[0] == metric) and (n_treatments is None or r[1] == n_treatments) and (pooling is None or r[2] == pooling)]
+    if len(match) == 1:
+        return match[0]
+    wanted = f"metric={metric!r}, n_treatments={n_treatments!r}, pooling={pooling!r}"
+    if not match:
+        raise ValueError(f"The regime ({wanted}) matches none of the sweep's regimes {found}.")
+    raise ValueError(f"The regime ({wanted}) is ambiguous: the sweep has regimes {match}; give metric, n_treatments and pooling.")
+
+
+def fit_artifact(
+    out: str | os.PathLike[str],
+    *,
+    metric: str | None = None,
+    n_treatments: int | None = None,
+    pooling: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    frame: "pd.DataFrame | None" = None,
+    **fit_kwargs: Any,
+) -> tuple["LayeredCalibrationCorrection", Path]:
+    """Fit the sweep's :class:`~pytyche.calibrate.LayeredCalibrationCorrection` and write it.
+
+    Parameters
+    ----------
+    out
+        The sweep's output directory.
+    metric, n_treatments, pooling
+        The regime; each may be omitted when the sweep's records leave one choice.
+    path
+        Artifact path (default ``<out>/calibration_<metric>_K<k>_<pooling>.json``).
+    frame
+        The sweep's rows, when already loaded.
+    **fit_kwargs
+        ``band_edges``, ``min_units`` for :meth:`LayeredCalibrationCorrection.fit`.
+
+    Returns
+    -------
+    correction, path
+    """
+    from pytyche.calibrate import LayeredCalibrationCorrection
+
+    if frame is None:
+        frame = read_records(out, kinds=["calibration"])
+    cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+    regime = _pick_regime(cal, metric, n_treatments, pooling)
+    provenance = sweep_provenance(out, cal)
+    correction = LayeredCalibrationCorrection.fit(cal, *regime, provenance, **fit_kwargs)
+    if path is None:
+        path = Path(out) / f"calibration_{regime[0]}_K{regime[1]}_{regime[2]}.json"
+    return correction, correction.to_json(path)
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """Outputs of :func:`aggregate`."""
+
+    curves: "pd.DataFrame"
+    curves_csv: Path
+    plots: tuple[Path, ...]
+    artifact: Path | None
+    correction: Any
+
+
+def aggregate(
+    out: str | os.PathLike[str],
+    *,
+    metric: str | None = None,
+    n_treatments: int | None = None,
+    pooling: str | None = None,
+    artifact: str | os.PathLike[str] | None = None,
+    fit: bool = True,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    **fit_kwargs: Any,
+) -> AggregateResult:
+    """Coverage curves, plots and (``fit=True``) the calibration artifact of a sweep directory.
+
+    Writes ``<out>/coverage_curves.csv``, ``<out>/coverage_*.png`` and the artifact (see
+    :func:`fit_artifact`); attaches them to the sweep's MLflow parent run when it has one.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise FileNotFoundError(f"No sweep output directory at {str(out)!r}.")
+    frame = read_records(out, kinds=["calibration"])
+    curves = coverage_curves(frame)
+    csv = write_text(out / "coverage_curves.csv", curves.to_csv(index=False))
+    correction, path = None, None
+    if fit:
+        correction, path = fit_artifact(out, metric=metric, n_treatments=n_treatments, pooling=pooling, path=artifact, frame=frame, **fit_kwargs)
+    plots = plot_coverage(curves, out, correction=correction)
+    if tracking:
+        from sweeps.tracking import log_to_sweep_run
+
+        log_to_sweep_run(out, [csv, *plots, *([path] if path is not None else [])], "aggregate", tracking_uri=tracking_uri)
+    return AggregateResult(curves=curves, curves_csv=csv, plots=tuple(plots), artifact=path, correction=correction)

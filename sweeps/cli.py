@@ -1,0 +1,230 @@
+"""``pytyche-sweep``: run, resume, aggregate, report and tune sweeps from the command line.
+
+::
+
+    pytyche-sweep run experiments/tiny_sweep.yaml                  # embedded local Ray
+    pytyche-sweep run SPEC --address auto                          # attach to a cluster (ray up cluster.yaml)
+    pytyche-sweep resume SPEC                                      # same as run: finished tasks are skipped
+    pytyche-sweep aggregate OUT [--metric revenue_per_visitor --n-treatments 3 --pooling joint] [--artifact PATH]
+    pytyche-sweep regret OUT
+    pytyche-sweep tune SPEC --trials 20
+
+``OUT`` is a sweep's output directory (the spec's ``output_dir`` unless ``--out`` was given).
+``resume`` also accepts ``OUT`` (it reads ``OUT/spec.yaml``). Exit status: 0 when the sweep is
+complete, 1 when tasks failed, 3 when it stopped early (``--max-tasks``), 2 for bad input, 130
+when interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main", "resolve_runner"]
+
+
+def resolve_runner(text: str | None) -> Any:
+    """``"package.module:function"`` -> the function (``None`` -> the default runner)."""
+    if text is None:
+        return None
+    module, sep, name = text.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"The '--runner' option must look like 'package.module:function'. Got {text!r} instead.")
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn):
+        raise ValueError(f"The '--runner' option names no callable: {text!r}.")
+    return fn
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="sweep spec YAML (for resume: the spec or a sweep output directory)")
+    p.add_argument("--address", default=None, help="Ray cluster to attach to ('auto', 'host:6379', 'ray://host:10001'); default: embedded local Ray")
+    p.add_argument("--out", default=None, help="output directory (default: the spec's output_dir)")
+    p.add_argument("--max-tasks", type=int, default=None, help="stop after this many tasks finish (rerun to continue)")
+    p.add_argument("--runner", default=None, help="task runner 'module:function' (default sweeps.task:run_task)")
+    p.add_argument("--actors", type=int, default=None, help="override the spec's actors.count")
+    p.add_argument("--gpus-per-actor", type=float, default=None, help="override the spec's actors.num_gpus (0 = CPU actors)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs of the embedded local Ray (default: detected)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pytyche-sweep", description="Coverage and regret sweeps of pytyche on Ray.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _add_run_args(sub.add_parser("run", help="run a sweep (skips finished tasks)"))
+    _add_run_args(sub.add_parser("resume", help="resume a sweep (same as run)"))
+
+    a = sub.add_parser("aggregate", help="R(p) curves, plots and the calibration artifact of a sweep")
+    a.add_argument("out", help="sweep output directory")
+    a.add_argument("--metric", default=None, help="regime metric (e.g. revenue_per_visitor)")
+    a.add_argument("--n-treatments", type=int, default=None, help="regime K (control included)")
+    a.add_argument("--pooling", default=None, choices=("joint", "independent", "none"), help="regime pooling")
+    a.add_argument("--artifact", default=None, help="artifact JSON path (default OUT/calibration_<regime>.json)")
+    a.add_argument("--min-units", type=int, default=None, help="units a layer needs to be used")
+    a.add_argument("--no-fit", action="store_true", help="curves and plots only")
+    a.add_argument("--no-tracking", action="store_true")
+    a.add_argument("--tracking-uri", default=None)
+
+    r = sub.add_parser("regret", help="regret benchmark report (Markdown + PNG) of a sweep")
+    r.add_argument("out", help="sweep output directory")
+    r.add_argument("--no-tracking", action="store_true")
+    r.add_argument("--tracking-uri", default=None)
+
+    t = sub.add_parser("tune", help="Optuna search over BCF settings (objective in sweeps.tune)")
+    t.add_argument("spec", help="base sweep spec YAML")
+    t.add_argument("--trials", type=int, required=True, help="trials to run")
+    t.add_argument("--storage", default=None, help="Optuna RDB storage URL (default sqlite:///OUT/optuna.db)")
+    t.add_argument("--study", default=None, help="study name (default <spec name>-tune)")
+    t.add_argument("--level", type=float, default=0.9, help="nominal level of the coverage term")
+    t.add_argument("--family", default="cate", help="quantity family of the coverage term")
+    t.add_argument("--lam", type=float, default=0.02, help="weight of the compute term, per minute per task")
+    t.add_argument("--address", default=None)
+    t.add_argument("--out", default=None)
+    t.add_argument("--runner", default=None)
+    return ap
+
+
+def _spec_arg(text: str, out: str | None) -> Any:
+    from sweeps.spec import load_spec
+
+    p = Path(text)
+    if p.is_dir():
+        return load_spec(p / "spec.yaml", output_dir=out or str(p))
+    return load_spec(p, output_dir=out)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sweeps.driver import connect_ray, run_sweep
+
+    spec = _spec_arg(args.spec, args.out)
+    actors = spec.actors.to_dict()
+    if args.actors is not None:
+        actors["count"] = args.actors
+    if args.gpus_per_actor is not None:
+        actors["num_gpus"] = args.gpus_per_actor
+    if actors != spec.actors.to_dict():
+        spec = spec.replace(actors=actors)
+    ray_init = {k: v for k, v in (("num_cpus", args.num_cpus), ("num_gpus", args.num_gpus)) if v is not None}
+    runner = resolve_runner(args.runner)
+    started = connect_ray(args.address, **ray_init)
+    _handle_sigterm()  # after ray.init, which installs its own (aborting) SIGTERM handler
+    report = run_sweep(
+        spec,
+        address=args.address,
+        runner=runner,
+        max_tasks=args.max_tasks,
+        progress=not args.no_progress,
+        tracking=not args.no_tracking,
+        tracking_uri=args.tracking_uri,
+        shutdown=started,
+    )
+    print(
+        f"{report.name}: {report.n_completed} tasks finished now, {report.n_skipped} already done, "
+        f"{report.n_failed} failed, of {report.n_tasks} ({report.tasks_per_minute:.2f} tasks/min); "
+        f"shards in {report.output_dir / 'records'}"
+    )
+    for tid, err in report.failures:
+        print(f"  failed {tid}: {err.splitlines()[0] if err else ''}", file=sys.stderr)
+    if report.complete:
+        return 0
+    return 1 if report.failures else 3
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from sweeps.aggregate import aggregate
+
+    kw = {} if args.min_units is None else {"min_units": args.min_units}
+    res = aggregate(
+        args.out, metric=args.metric, n_treatments=args.n_treatments, pooling=args.pooling,
+        artifact=args.artifact, fit=not args.no_fit, tracking=not args.no_tracking, tracking_uri=args.tracking_uri, **kw,
+    )
+    print(res.curves.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"curves: {res.curves_csv}")
+    for p in res.plots:
+        print(f"plot: {p}")
+    if res.artifact is not None:
+        print(f"artifact: {res.artifact}  (load with pt.Calibration.from_sweep({str(res.artifact)!r}))")
+    return 0
+
+
+def _cmd_regret(args: argparse.Namespace) -> int:
+    from sweeps.regret import write_regret_report
+
+    rep = write_regret_report(args.out, tracking=not args.no_tracking, tracking_uri=args.tracking_uri)
+    print(rep.markdown.read_text())
+    for p in rep.plots:
+        print(f"plot: {p}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import ray
+
+    from sweeps.driver import connect_ray
+    from sweeps.tune import tune
+
+    spec = _spec_arg(args.spec, args.out)
+    runner = resolve_runner(args.runner)
+    started = connect_ray(args.address)
+    _handle_sigterm()
+    try:
+        study = tune(
+            spec, n_trials=args.trials, storage=args.storage, study_name=args.study,
+            level=args.level, family=args.family, lam=args.lam, address=args.address, runner=runner,
+        )
+    finally:
+        if started:
+            ray.shutdown()
+    done = [t for t in study.trials if t.value is not None]
+    if not done:
+        print("no trial finished", file=sys.stderr)
+        return 1
+    best = study.best_trial
+    print(f"study {study.study_name}: {len(done)} finished trials; best #{best.number}: J={best.value:.4f} {best.params} "
+          f"coverage={best.user_attrs.get('coverage')} task_seconds={best.user_attrs.get('task_seconds')}")
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _handle_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt (main thread only; :func:`main` restores the old one)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pytyche-sweep`` console script.
+
+    SIGTERM (a cancelled job, ``kill``) is handled like Ctrl-C: the driver stops its actors,
+    marks the MLflow run KILLED and exits with status 130; finished shards stay for ``resume``.
+    """
+    args = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    _handle_sigterm()
+    handlers = {"run": _cmd_run, "resume": _cmd_run, "aggregate": _cmd_aggregate, "regret": _cmd_regret, "tune": _cmd_tune}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"pytyche-sweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pytyche-sweep {args.command}: interrupted; finished tasks are kept (rerun to resume)", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

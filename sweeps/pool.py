@@ -1,0 +1,245 @@
+"""``WorkerPool``: feed tasks to a fixed set of actors, one task in flight per actor.
+
+A small ``ray.wait``-based pool in the spirit of ``ray.util.ActorPool``, with what that one
+lacks for long sweeps: it survives actor death. Each idle actor takes the next queued task (so
+fast and slow actors stay balanced); results come back in completion order.
+
+Failure handling, per outcome of a task's call:
+
+- the actor died or became unreachable (``RayActorError``: process crash, node loss, restarts
+  exhausted): the task goes back to the front of the queue until it has been tried
+  ``max_attempts`` times; a permanently dead actor (``ActorDiedError``) is replaced by a fresh
+  one from ``make_worker``. (Crashes Ray already retried inside the actor, with
+  ``max_restarts``/``max_task_retries``, never reach the pool.)
+- the task raised (``RayTaskError``: a bug or bad input, which would fail again): returned as a
+  failed :class:`Outcome` at once, not retried.
+
+Every task yields exactly one :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sweeps.spec import Task
+    from sweeps.task import TaskResult
+
+__all__ = ["Outcome", "WorkerPool"]
+
+_WAIT_SLICE = 1.0  # seconds per ray.wait call
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one task in the pool.
+
+    Attributes
+    ----------
+    task
+        The task.
+    result
+        Its :class:`~sweeps.task.TaskResult`, or ``None`` when it failed.
+    error
+        ``None`` on success; otherwise the error text (traceback for task errors).
+    attempts
+        Calls made (more than 1 after actor deaths).
+    worker_index
+        Slot of the actor that produced the outcome.
+    """
+
+    task: "Task"
+    result: "TaskResult | None"
+    error: str | None
+    attempts: int
+    worker_index: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Call:
+    task: "Task"
+    attempts: int
+    worker_index: int
+
+
+class WorkerPool:
+    """A pool of ``size`` actors fed from a queue.
+
+    Parameters
+    ----------
+    make_worker
+        ``make_worker(index) -> actor handle`` with a ``run(task)`` method (a
+        :class:`~sweeps.actor.SweepWorker`); called for each slot at start and again to replace
+        a dead actor.
+    size
+        Number of actors (>= 1).
+    max_attempts
+        Calls per task across actor deaths before it is reported failed (>= 1).
+
+    Examples
+    --------
+    >>> pool = WorkerPool(lambda i: create_worker(spec.actors), size=2)  # doctest: +SKIP
+    >>> pool.submit_all(tasks)                                           # doctest: +SKIP
+    >>> while pool.has_next():                                           # doctest: +SKIP
+    ...     outcome = pool.get_next_unordered()
+    """
+
+    def __init__(self, make_worker: Callable[[int], Any], size: int, *, max_attempts: int = 3) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"The 'size' parameter of WorkerPool must be an int >= 1. Got {size!r} instead.")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"The 'max_attempts' parameter of WorkerPool must be an int >= 1. Got {max_attempts!r} instead.")
+        self._make_worker = make_worker
+        self._max_attempts = max_attempts
+        self._workers: list[Any] = [make_worker(i) for i in range(size)]
+        self._idle: collections.deque[int] = collections.deque(range(size))
+        self._queue: collections.deque[tuple["Task", int]] = collections.deque()
+        self._in_flight: dict[Any, _Call] = {}
+        self._replaced = 0
+        self._resubmitted = 0
+
+    # ---- submission -------------------------------------------------------------------------
+    def submit(self, task: "Task") -> None:
+        """Queue a task; it starts as soon as an actor is idle."""
+        self._queue.append((task, 0))
+        self._dispatch()
+
+    def submit_all(self, tasks: Iterable["Task"]) -> None:
+        for task in tasks:
+            self._queue.append((task, 0))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            index = self._idle.popleft()
+            task, attempts = self._queue.popleft()
+            ref = self._workers[index].run.remote(task)
+            self._in_flight[ref] = _Call(task, attempts + 1, index)
+
+    # ---- results ----------------------------------------------------------------------------
+    def has_next(self) -> bool:
+        """Whether any task is queued or running."""
+        return bool(self._in_flight or self._queue)
+
+    def get_next_unordered(self, timeout: float | None = None) -> Outcome:
+        """The next task to end, in completion order.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait; ``None`` waits as long as it takes.
+
+        Raises
+        ------
+        StopIteration
+            When no task is queued or running.
+        TimeoutError
+            When nothing ended within ``timeout``.
+        """
+        import ray
+        from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._dispatch()
+            if not self._in_flight:
+                raise StopIteration("No task is queued or running in the WorkerPool.")
+            # wait in short slices so Ctrl-C (KeyboardInterrupt) reaches the driver promptly
+            left = _WAIT_SLICE if deadline is None else max(0.0, min(_WAIT_SLICE, deadline - time.monotonic()))
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=left)
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"No task ended within {timeout} s.")
+                continue
+            ref = ready[0]
+            call = self._in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayTaskError as err:  # the runner raised: deterministic, do not retry
+                self._idle.append(call.worker_index)
+                return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+            except RayActorError as err:  # the actor died or is unreachable
+                if isinstance(err, ActorDiedError):
+                    self._replace(call.worker_index)
+                self._idle.append(call.worker_index)
+                if call.attempts >= self._max_attempts:
+                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                self._resubmitted += 1
+                self._queue.appendleft((call.task, call.attempts))
+                continue
+            except Exception as err:  # worker crash, object lost...: a system failure, retry
+                self._idle.append(call.worker_index)
+                if call.attempts >= self._max_attempts:
+                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                self._resubmitted += 1
+                self._queue.appendleft((call.task, call.attempts))
+                continue
+            self._idle.append(call.worker_index)
+            return Outcome(call.task, result, None, call.attempts, call.worker_index)
+
+    def _replace(self, index: int) -> None:
+        import ray
+
+        try:
+            ray.kill(self._workers[index], no_restart=True)
+        except Exception:  # already gone
+            pass
+        self._workers[index] = self._make_worker(index)
+        self._replaced += 1
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+    @property
+    def workers(self) -> tuple[Any, ...]:
+        """The current actor handles, by slot."""
+        return tuple(self._workers)
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    @property
+    def n_replaced(self) -> int:
+        """Actors replaced after dying for good."""
+        return self._replaced
+
+    @property
+    def n_resubmitted(self) -> int:
+        """Task calls resubmitted after an actor death the actor's own retries did not absorb."""
+        return self._resubmitted
+
+    def pending(self) -> int:
+        """Tasks queued or running."""
+        return len(self._queue) + len(self._in_flight)
+
+    def shutdown(self) -> None:
+        """Kill every actor (queued tasks are dropped, running ones abandoned)."""
+        import ray
+
+        self._queue.clear()
+        self._in_flight.clear()
+        for w in self._workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:
+                pass
+        self._idle.clear()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _error_text(err: BaseException) -> str:
+    text = _ANSI.sub("", str(err))
+    if not text:
+        text = "".join(traceback.format_exception_only(type(err), err)).strip()
+    return f"{type(err).__name__}: {text}"
