@@ -15,7 +15,6 @@ import pytest
 import pytyche as pt
 from dgps import make_generator
 from dgps.base import archetype_visitors
-from pytyche.bcf.config import GPUBCFConfig
 from pytyche.calibrate import Calibration, LayeredCalibrationCorrection
 from pytyche.contracts import CalibrationTruth, ObservedExperimentData, VariantData, VisitorSchema, make_observed
 from pytyche.experiment import (

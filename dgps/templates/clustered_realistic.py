@@ -57,8 +57,12 @@ class ClusteredRealistic(DGPTemplate):
     treatments = ("control", "low_promo", "free_ship")
     schema = ARCHETYPE_SCHEMA
 
+    #: (arm, cluster) multipliers of conversion and basket; subclasses (``many_arms``) swap them
+    lift_p = LIFT_P
+    lift_m = LIFT_M
+
     def __post_init__(self) -> None:
-        w = "clustered_realistic"
+        w = self.name
         check_float(self.effect_scale, "effect_scale", w, low=0.0)
         check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
         check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
@@ -68,8 +72,8 @@ class ClusteredRealistic(DGPTemplate):
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
-        p = np.clip(base_p[:, None] * (LIFT_P[:, clusters].T ** self.effect_scale), 0.0, 0.95)
-        m = BASE_M[clusters][:, None] * (LIFT_M[:, clusters].T ** self.effect_scale)
+        p = np.clip(base_p[:, None] * (self.lift_p[:, clusters].T ** self.effect_scale), 0.0, 0.95)
+        m = BASE_M[clusters][:, None] * (self.lift_m[:, clusters].T ** self.effect_scale)
         return Surface(p=p, m=m)
 
 

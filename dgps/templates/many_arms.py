@@ -26,11 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
-from dgps.templates.clustered_realistic import BASE_M, BASE_P
-from pytyche._validation import check_float
+from dgps.base import SimGenerator
+from dgps.templates.clustered_realistic import ClusteredRealistic
 
 # (arm, cluster)
 LIFT_P = np.array(
@@ -54,33 +52,13 @@ LIFT_M = np.array(
 
 
 @dataclass(frozen=True)
-class ManyArms(DGPTemplate):
-    """See the module docstring."""
-
-    effect_scale: float = 1.0
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
+class ManyArms(ClusteredRealistic):
+    """K = 5 variant of :class:`ClusteredRealistic`: same visitors and control surface, own lifts."""
 
     name = "many_arms"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "promo_5", "promo_10", "free_ship", "bundle")
-    schema = ARCHETYPE_SCHEMA
-
-    def __post_init__(self) -> None:
-        w = "many_arms"
-        check_float(self.effect_scale, "effect_scale", w, low=0.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
-
-    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
-        base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
-        p = np.clip(base_p[:, None] * (LIFT_P[:, clusters].T ** self.effect_scale), 0.0, 0.95)
-        m = BASE_M[clusters][:, None] * (LIFT_M[:, clusters].T ** self.effect_scale)
-        return Surface(p=p, m=m)
+    lift_p = LIFT_P
+    lift_m = LIFT_M
 
 
 def make(
