@@ -123,6 +123,9 @@ def connect_ray(address: str | None = None, **init_kwargs: Any) -> bool:
     if address is not None:
         ray.init(address=address, **init_kwargs)
     else:
+        # an embedded single-machine Ray needs no token auth (it listens on this machine only);
+        # a user who wants it sets RAY_AUTH_MODE themselves
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         init_kwargs.setdefault("include_dashboard", False)
         init_kwargs.setdefault("log_to_driver", False)
         ray.init(**init_kwargs)
