@@ -19,6 +19,8 @@ import pickle
 import sys
 import types
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.special import ndtri
@@ -507,11 +509,15 @@ def test_interval_delegates_to_calibration_correction(cont):
 
 
 def test_fit_applies_calibration_argument(cont):
-    from pytyche.calibrate import Calibration
+    from pytyche.calibrate import Calibration, UncalibratedWarning
 
     planted, raw = cont
     cal = Calibration.skip()
-    post = fit_continuous_bcf(planted.observed, config=CFG, calibration=cal)
+    with pytest.warns(UncalibratedWarning):
+        post = fit_continuous_bcf(planted.observed, config=CFG, calibration=cal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncalibratedWarning)  # once per skip object: the second fit is silent
+        fit_continuous_bcf(planted.observed, config=CFG, calibration=cal)
     assert post.calibration is cal and post.claim_level is ClaimLevel.UNCALIBRATED
     np.testing.assert_array_equal(post.ate_interval()[0], raw.ate_interval()[0])  # skip: raw intervals
     with pytest.raises(TypeError, match="'calibration' parameter of fit_continuous_bcf"):

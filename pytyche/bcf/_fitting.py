@@ -105,7 +105,25 @@ def sigma_draws(sigma: np.ndarray, component: int) -> np.ndarray:
 
 
 def attach_calibration(result: Any, calibration: Any) -> Any:
-    return result if calibration is None else result.apply_calibration(calibration)
+    """Attach ``calibration``; an explicit ``Calibration.skip()`` labels the result and warns once.
+
+    The warning fires on the first fit with a given skip object (the glossary: "uncalibrated
+    posteriors are explicitly labeled in result objects and the library emits a warning on first
+    fit"); ``calibration=None`` attaches nothing and stays silent at this level.
+    """
+    if calibration is None:
+        return result
+    if getattr(calibration, "skipped", False):
+        from pytyche.calibrate.warnings import warn_uncalibrated_once
+
+        # frames: warn <- attach_calibration <- fit_* <- the caller
+        warn_uncalibrated_once(
+            calibration,
+            "This posterior is explicitly uncalibrated (Calibration.skip()): its intervals are raw BCF "
+            "intervals, which tend to under-cover. Pass Calibration.from_sweep(...) to correct them.",
+            stacklevel=3,
+        )
+    return result.apply_calibration(calibration)
 
 
 class Timer:

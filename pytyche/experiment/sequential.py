@@ -410,7 +410,8 @@ class SequentialExperiment:
         if is_exhausted(self._schedule, round_idx):
             raise StopIteration
         override = None if cells is None else validate_cells(cells, "cells", f"{_WHERE}.advance")
-        if self._calibration is None:
+        if self._calibration is None or getattr(self._calibration, "skipped", False):
+            # None and an explicit Calibration.skip() both run uncalibrated: warn once per instance
             # frames: warn_uncalibrated_once <- _run_round <- advance/__next__ <- the caller
             warn_uncalibrated_once(self, stacklevel=3)
         n_visitors = check_int(self._schedule.size(round_idx), "schedule.size(round_idx)", _WHERE, low=1)
