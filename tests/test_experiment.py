@@ -548,3 +548,31 @@ def test_graduation_candidate_appears_on_a_clear_winner_and_dominated_arm_is_dro
     # the library never auto-graduates: the next plan still has Control and Explore cells
     assert plan.weights["control"] >= 0.05 and plan.weights["explore"] >= 0.05
     assert isinstance(exp.graduation_rule, ExpectedLossRule)
+
+
+def test_engine_keeps_one_treatment_beside_control_when_every_arm_looks_dominated():
+    """A null or harmful experiment must not collapse to control only (the next round would have
+    a single variant): the strongest treatment stays active, the others are dropped."""
+    from types import SimpleNamespace
+
+    from pytyche.experiment.engine import recommend
+
+    rng = np.random.default_rng(0)
+    s, n = 200, 50
+    base = rng.normal(10.0, 0.1, size=(1, s, 1))
+    # control beats both treatments in every draw; t2 is closer than t1
+    outcome = np.concatenate([base, base - 5.0, base - 1.0], axis=2) * np.ones((n, 1, 1))
+    posterior = SimpleNamespace(outcome_samples=outcome, treatments=("control", "t1", "t2"))
+    plan = recommend(
+        posterior=posterior,
+        analysis=SimpleNamespace(policy_tree=None),
+        treatments=("control", "t1", "t2"),
+        active=("control", "t1", "t2"),
+        round_idx=1,
+        min_control_weight=0.05,
+        min_explore_weight=0.05,
+        n_visitors=100,
+    )
+    assert plan.active_treatments == ("control", "t2")
+    assert plan.dropped_treatments == ("t1",)
+    assert sum(c.weight for c in plan.cells) == pytest.approx(1.0)

@@ -182,6 +182,14 @@ def recommend(
     new_active = tuple(t for t in treatments if (t in dominated) is False and (t in fitted or t in active))
     if control not in new_active:
         new_active = (control, *new_active)
+    if len(new_active) < 2:
+        # an experiment compares at least two arms: when every treatment looks dominated, keep the
+        # strongest one running beside control (the decisions already say STOP for the rest)
+        candidates = [t for t in treatments[1:] if t in fitted or t in active]
+        if candidates:
+            means = dict(zip(fitted, np.asarray(posterior.outcome_samples, dtype=np.float64).mean(axis=(0, 1))))
+            keep = max(candidates, key=lambda t: (overall.get(t, 0.0), means.get(t, -np.inf)))
+            new_active = tuple(t for t in treatments if t == control or t == keep)
     dropped = tuple(t for t in treatments if t not in new_active)
     opt_active = tuple(t for t in new_active if t in fitted)
 
