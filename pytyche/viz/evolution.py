@@ -13,11 +13,20 @@ from pytyche.viz.cells import plot_cells
 from pytyche.viz.policy_tree import plot_policy_tree
 
 
-def _frame(exp: Any, n_rounds: int) -> Any:
+def _n_leaves(exp: Any) -> int:
+    tree = getattr(exp.analysis, "policy_tree", None)
+    return 1 if tree is None else max(1, len(tree.segments))
+
+
+def _frame(exp: Any, n_rounds: int, max_leaves: int) -> Any:
     from PIL import Image
 
     plt = pyplot()
-    fig, (ax_cells, ax_tree) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1, 2]}, layout="constrained")
+    # every frame has the same size; the tree panel gets ~3 inches per leaf of the widest tree
+    tree_width = max(7.0, 3.0 * max_leaves)
+    fig, (ax_cells, ax_tree) = plt.subplots(
+        1, 2, figsize=(6.5 + tree_width, 6.0), gridspec_kw={"width_ratios": [6.5, tree_width]}, layout="constrained"
+    )
     plot_cells(exp.cells, ax=ax_cells, title=f"Round {exp.round_idx + 1} of {n_rounds}: cells shipped")
     tree = getattr(exp.analysis, "policy_tree", None)
     if tree is not None:
@@ -56,7 +65,8 @@ def experiment_evolution_gif(history: Sequence[Any], output_path: str | os.PathL
         raise ValueError(f"The 'fps' parameter of experiment_evolution_gif must be a number > 0. Got {fps!r} instead.")
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frames = [_frame(exp, len(history)) for exp in history]
+    max_leaves = max(_n_leaves(exp) for exp in history)
+    frames = [_frame(exp, len(history), max_leaves) for exp in history]
     size = (max(f.width for f in frames), max(f.height for f in frames))
     frames = [f if f.size == size else f.resize(size) for f in frames]
     tmp = out.with_name(out.name + ".tmp")
