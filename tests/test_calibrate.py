@@ -619,10 +619,7 @@ def test_end_to_end_real_fits_crossfit_moves_coverage_toward_nominal():
     """
     import pytyche as pt
 
-    try:
-        fit = pt.fit
-    except (ImportError, AttributeError) as err:  # pragma: no cover - bcf not built yet
-        pytest.skip(f"pytyche.fit is not importable: {err}")
+    fit = pt.fit
     small = dict(num_trees_mu=50, num_trees_tau=20, num_burnin=100, num_draws=100, num_chains=1)
     rng = np.random.default_rng(14)
     reps, n_per_arm = 40, 150
