@@ -13,7 +13,6 @@ from pytyche.experiment import (
     BaselinePolicy,
     Cell,
     NextRoundPlan,
-    Policy,
     ThompsonPolicy,
     TreePolicy,
     UniformPolicy,
@@ -31,19 +30,7 @@ TEMPLATES = [
 ]
 
 
-class MobileGetsLast(Policy):
-    """Operator hypothesis: mobile visitors 80/20 last/first treatment, others uniform."""
-
-    def assign(self, visitors, treatments, rng):
-        k = len(treatments)
-        probs = np.full((len(visitors), k), 1.0 / k)
-        mobile = (visitors["device"] == "mobile").to_numpy()
-        probs[mobile] = 0.0
-        probs[mobile, -1] = 0.8
-        probs[mobile, 0] = 0.2
-        from pytyche.experiment import sample_arms
-
-        return sample_arms(probs, rng), probs
+from _policies import MobileGetsLast  # noqa: E402  (shared operator-defined policy)
 
 
 def _plan(treatments, n, cells=None, round_idx=0):

@@ -26,7 +26,6 @@ from pytyche.experiment import (
     FixedSchedule,
     GeometricSchedule,
     NextRoundPlan,
-    Policy,
     SequentialExperiment,
     ThompsonPolicy,
     TreePolicy,
@@ -34,7 +33,6 @@ from pytyche.experiment import (
     UncalibratedWarning,
     UniformPolicy,
     cold_start_plan,
-    sample_arms,
     sequential_experiment,
 )
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, reindex, round_of_rows
@@ -49,17 +47,7 @@ def _exp(generator, schedule, treatments, **kw) -> SequentialExperiment:
     return sequential_experiment(generator=generator, schedule=schedule, treatments=treatments, **kw)
 
 
-class MobileGetsLast(Policy):
-    """Operator hypothesis: mobile visitors get the last treatment (80%) or control, others uniform."""
-
-    def assign(self, visitors, treatments, rng):
-        k = len(treatments)
-        probs = np.full((len(visitors), k), 1.0 / k)
-        mobile = (visitors["device"] == "mobile").to_numpy()
-        probs[mobile] = 0.0
-        probs[mobile, -1] = 0.8
-        probs[mobile, 0] = 0.2
-        return sample_arms(probs, rng), probs
+from _policies import MobileGetsLast  # noqa: E402  (shared operator-defined policy)
 
 
 # ---- schedules, cells, plans, policies (no fits) ---------------------------------------------

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from scipy.special import ndtr
-
 from pytyche.bcf._fitting import Timer, arm_surfaces, sigma_draws
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.hurdle.model import hurdle_arrays, severity_mean
+from pytyche.bcf.hurdle.model import assemble_hurdle_result, hurdle_arrays
 from pytyche.bcf.preprocess import design_from_observed
-from pytyche.bcf.results import HurdleBCFResult, build_decomposition
+from pytyche.bcf.results import HurdleBCFResult
 from pytyche.contracts.observed import ObservedExperimentData
 
 __all__ = ["_fit_independent_hurdle_bcf"]
@@ -55,19 +53,16 @@ def _fit_independent_hurdle_bcf(
             config=sev_config,
             **common,
         )
-        p = arm_surfaces(conv_draws.mu, conv_draws.tau, 0)
-        ndtr(p, out=p)
         sigma = sigma_draws(sev_draws.sigma, 0)
-        sev = severity_mean(arm_surfaces(sev_draws.mu, sev_draws.tau, 0), sigma)
-        decomposition, rpv = build_decomposition(p, sev)
-    return HurdleBCFResult(
-        observed=stash,
+        latent = arm_surfaces(conv_draws.mu, conv_draws.tau, 0)
+        log_surface = arm_surfaces(sev_draws.mu, sev_draws.tau, 0)
+    return assemble_hurdle_result(
+        stash=stash,
         treatments=observed.variant_names,
         config=config,
-        outcome_samples=rpv,
-        n_chains=config.num_chains,
-        sigma_samples=sigma,
-        decomposition=decomposition,
+        latent=latent,
+        log_surface=log_surface,
+        sigma=sigma,
         pooling="independent",
         fit_info={
             "n_compilations": conv_draws.n_compilations + sev_draws.n_compilations,

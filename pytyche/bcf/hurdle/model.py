@@ -22,7 +22,7 @@ from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import HurdleBCFResult, build_decomposition
 from pytyche.contracts.observed import ObservedExperimentData
 
-__all__ = ["_fit_joint_hurdle_bcf", "hurdle_arrays", "severity_mean"]
+__all__ = ["_fit_joint_hurdle_bcf", "assemble_hurdle_result", "hurdle_arrays", "severity_mean"]
 
 
 def hurdle_arrays(observed: ObservedExperimentData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,6 +39,38 @@ def severity_mean(log_surface: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     log_surface += (0.5 * sigma.astype(np.float32) ** 2)[None, :, None]
     np.exp(log_surface, out=log_surface)
     return log_surface
+
+
+def assemble_hurdle_result(
+    *,
+    stash: ObservedExperimentData,
+    treatments: tuple[str, ...],
+    config: GPUBCFConfig,
+    latent: np.ndarray,
+    log_surface: np.ndarray,
+    sigma: np.ndarray,
+    pooling: str,
+    fit_info: dict,
+) -> HurdleBCFResult:
+    """Turn the two channels' per-arm surfaces into a :class:`HurdleBCFResult` (both poolings).
+
+    ``latent`` and ``log_surface`` are ``(n, S, K)`` probit-latent and log-severity surfaces
+    (consumed in place), ``sigma`` the ``(S,)`` severity error sd.
+    """
+    p = ndtr(latent, out=latent)
+    sev = severity_mean(log_surface, sigma)
+    decomposition, rpv = build_decomposition(p, sev)
+    return HurdleBCFResult(
+        observed=stash,
+        treatments=treatments,
+        config=config,
+        outcome_samples=rpv,
+        n_chains=config.num_chains,
+        sigma_samples=sigma,
+        decomposition=decomposition,
+        pooling=pooling,
+        fit_info=fit_info,
+    )
 
 
 def _fit_joint_hurdle_bcf(
@@ -67,19 +99,15 @@ def _fit_joint_hurdle_bcf(
             mu_covariates=design.mu_covariates,
             progress=progress,
         )
-        p = arm_surfaces(draws.mu, draws.tau, 0)
-        ndtr(p, out=p)
         sigma = sigma_draws(draws.sigma, 1)
-        sev = severity_mean(arm_surfaces(draws.mu, draws.tau, 1), sigma)
-        decomposition, rpv = build_decomposition(p, sev)
-    return HurdleBCFResult(
-        observed=stash,
+        latent, log_surface = arm_surfaces(draws.mu, draws.tau, 0), arm_surfaces(draws.mu, draws.tau, 1)
+    return assemble_hurdle_result(
+        stash=stash,
         treatments=observed.variant_names,
         config=config,
-        outcome_samples=rpv,
-        n_chains=config.num_chains,
-        sigma_samples=sigma,
-        decomposition=decomposition,
+        latent=latent,
+        log_surface=log_surface,
+        sigma=sigma,
         pooling="joint",
         fit_info={"n_compilations": draws.n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
     )
