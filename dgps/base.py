@@ -19,6 +19,25 @@ into a ``Generator`` for :class:`~pytyche.experiment.SequentialExperiment`:
    variant-major order with per-visitor expected outcomes under every treatment of the plan's
    universe, ``p``/``m`` for hurdle metrics, and the latent cluster ids.
 
+Truth is conditional on the observed features
+---------------------------------------------
+The data are drawn from the *latent* surface (:meth:`DGPTemplate.surface`, which may depend on a
+visitor's hidden cluster), but the truth a round returns is what a model that sees only the
+features can estimate: :meth:`DGPTemplate.conditional_surface`, ``E[. | x]``. For a template whose
+surface depends on a latent mixture component, the exact cluster posterior ``P(c | x)``
+(:meth:`DGPTemplate.cluster_posterior`, from the known feature distributions) averages the
+per-cluster surfaces:
+
+- ``P(convert | x, a) = sum_c P(c|x) p_c(x, a)``;
+- ``E[revenue | convert, x, a] = sum_c P(c|x) p_c(x, a) m_c(x, a) / sum_c P(c|x) p_c(x, a)``;
+- ``E[Y | x, a] = sum_c P(c|x) p_c(x, a) m_c(x, a)`` (hurdle), ``sum_c P(c|x) p_c(x, a)``
+  (binary), ``sum_c P(c|x) mean_c(x, a)`` (continuous).
+
+So two visitors with identical features get identical truth. The latent surface's expected
+outcome travels along as ``CalibrationTruth.latent_expected_outcome`` (the "omniscient" oracle
+that knows the cluster; never a scoring target) and the cluster ids stay for segment-recovery
+evaluation.
+
 Outcome families: ``hurdle`` (conversion ``~ Bernoulli(p)``, revenue given conversion lognormal
 with mean ``m`` and log-sd ``severity_sigma``: ``E[Y] = p·m``), ``binary`` (``Bernoulli(p)``),
 ``continuous`` (``Normal(mean, outcome_sd)``).
@@ -39,7 +58,16 @@ from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData, Vari
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.plan import NextRoundPlan
 
-__all__ = ["DGPTemplate", "Surface", "SimGenerator", "ARCHETYPES", "archetype_visitors", "ARCHETYPE_SCHEMA"]
+__all__ = [
+    "DGPTemplate",
+    "Surface",
+    "SimGenerator",
+    "ARCHETYPES",
+    "ArchetypeTemplate",
+    "archetype_visitors",
+    "archetype_posterior",
+    "ARCHETYPE_SCHEMA",
+]
 
 Family = Literal["hurdle", "binary", "continuous"]
 
@@ -85,7 +113,34 @@ class DGPTemplate(ABC):
 
     @abstractmethod
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
-        """The true per-arm outcome surface of these visitors in round ``round_idx``."""
+        """The latent per-arm outcome surface of these visitors in round ``round_idx`` (the data's law)."""
+
+    def cluster_posterior(self, visitors: pd.DataFrame, round_idx: int) -> np.ndarray | None:
+        """``(n, C)`` exact ``P(cluster | features)``, or ``None`` when :meth:`surface` ignores the cluster.
+
+        Templates drawing visitors from :func:`archetype_visitors` inherit
+        :class:`ArchetypeTemplate`'s implementation; a template with its own latent mixture must
+        override this.
+        """
+        return None
+
+    def conditional_surface(self, visitors: pd.DataFrame, round_idx: int) -> Surface:
+        """The surface a model that sees only the features estimates: ``E[. | x]`` (module docstring)."""
+        n = len(visitors)
+        post = self.cluster_posterior(visitors, round_idx)
+        if post is None:
+            return self.surface(visitors, np.full(n, -1, dtype=np.int64), round_idx)
+        parts = [self.surface(visitors, np.full(n, c, dtype=np.int64), round_idx) for c in range(post.shape[1])]
+        w = [post[:, c][:, None] for c in range(post.shape[1])]
+        if self.family == "continuous":
+            return Surface(mean=sum(wc * s.mean for wc, s in zip(w, parts)))
+        p = sum(wc * s.p for wc, s in zip(w, parts))
+        if self.family == "binary":
+            return Surface(p=p)
+        rev = sum(wc * s.p * s.m for wc, s in zip(w, parts))
+        m_prior = sum(wc * s.m for wc, s in zip(w, parts))  # only where no cluster converts at all
+        m = np.divide(rev, p, out=np.array(m_prior, dtype=np.float64), where=p > 0)
+        return Surface(p=p, m=m)
 
     def params(self) -> dict[str, Any]:
         """The template's parameters (for records)."""
@@ -136,7 +191,10 @@ class SimGenerator:
         return [np.random.default_rng(c) for c in children]
 
     def population(self, n: int, round_idx: int = 0) -> tuple[pd.DataFrame, np.ndarray, Surface]:
-        """Visitors, clusters and true surface of round ``round_idx`` without any assignment."""
+        """Visitors, clusters and the *latent* surface (the data's law) of round ``round_idx``, no assignment.
+
+        The truth a round scores against is ``self.template.conditional_surface(visitors, round_idx)``.
+        """
         rng_v, _, _ = self._streams(round_idx)
         visitors, clusters = self.template.draw_visitors(rng_v, n, round_idx)
         return visitors, clusters, self.template.surface(visitors, clusters, round_idx)
@@ -158,8 +216,8 @@ class SimGenerator:
 
         rng_v, rng_a, rng_y = self._streams(round_idx)
         visitors, clusters = self.template.draw_visitors(rng_v, n, round_idx)
-        surf = self.template.surface(visitors, clusters, round_idx)
-        expected = surf.expected()[:, cols]
+        surf = self.template.surface(visitors, clusters, round_idx)  # the data's law (may see the cluster)
+        cond = self.template.conditional_surface(visitors, round_idx)  # the truth: E[. | x]
         assignment = plan.assign(visitors, rng_a)
         arm, probs = assignment.arm, assignment.probs
 
@@ -179,7 +237,7 @@ class SimGenerator:
             y = (u[rows, arm] < p[rows, arm]).astype(np.int64)
         else:
             p = m = None
-            y = expected[rows, arm] + self.template.outcome_sd * z[rows, arm]
+            y = surf.mean[:, cols][rows, arm] + self.template.outcome_sd * z[rows, arm]  # type: ignore[index]
 
         present = [a for a in range(k) if np.any(arm == a)]
         prop_cols = propensity_columns(len(present)) if len(present) >= 2 else ()
@@ -192,11 +250,12 @@ class SimGenerator:
         variants = tuple(VariantData(universe[a], frame.iloc[np.flatnonzero(arm == a)].reset_index(drop=True)) for a in present)
         observed = ObservedExperimentData(self.experiment_id, self.template.metric, variants, self.template.schema, round_idx)
         truth = CalibrationTruth(
-            expected[order],
+            cond.expected()[:, cols][order],
             universe,
             np.asarray(clusters)[order],
-            None if fam != "hurdle" else p[order],  # type: ignore[index]
-            None if fam != "hurdle" else m[order],  # type: ignore[index]
+            None if fam != "hurdle" else cond.p[:, cols][order],  # type: ignore[index]
+            None if fam != "hurdle" else cond.m[:, cols][order],  # type: ignore[index]
+            latent_expected_outcome=surf.expected()[:, cols][order],
         )
         return observed, truth
 
@@ -255,7 +314,91 @@ def archetype_visitors(
     return frame, clusters.astype(np.int64)
 
 
+def _log_interval_prob(dist: Any, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``log P(lo < T <= hi)`` for a scipy continuous distribution, without cancellation in either tail."""
+    lower = hi <= dist.median()
+    with np.errstate(divide="ignore"):
+        # lower half: F(hi) - F(lo) = F(hi) (1 - F(lo)/F(hi)); upper half: S(lo) (1 - S(hi)/S(lo))
+        a = np.where(lower, dist.logcdf(hi), dist.logsf(lo))
+        b = np.where(lower, dist.logcdf(lo), dist.logsf(hi))
+        return a + np.log1p(-np.exp(np.minimum(b - a, 0.0)))
+
+
+def archetype_posterior(visitors: pd.DataFrame, weights: Sequence[float] | None = None) -> np.ndarray:
+    """``(n, 4)`` exact ``P(cluster | device, tenure_months, visits_30d, channel)`` of :func:`archetype_visitors`.
+
+    Bayes' rule over the mixture: ``P(c | x) ∝ w_c · P(device | c) · P(tenure | c) · P(visits | c)``
+    (``channel`` is uniform in every cluster and cancels). ``tenure_months`` is a gamma draw rounded
+    to 0.1, so its likelihood is the gamma probability of the rounding cell
+    ``[t - 0.05, t + 0.05)`` (clipped at 0), not a density; ``visits_30d`` is Poisson. Computed in
+    log space so extreme feature values do not underflow.
+    """
+    from scipy import stats
+
+    w = _CLUSTER_WEIGHTS if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    dev = visitors["device"].to_numpy()
+    tenure = visitors["tenure_months"].to_numpy(dtype=np.float64)
+    visits = visitors["visits_30d"].to_numpy(dtype=np.float64)
+    dev_idx = np.full(len(dev), -1)
+    for j, d in enumerate(_DEVICES):
+        dev_idx[dev == d] = j
+    if np.any(dev_idx < 0):
+        raise invalid("visitors", "archetype_posterior", f"devices among {list(_DEVICES)}", sorted(set(dev[dev_idx < 0].tolist())))
+    lo, hi = np.maximum(tenure - 0.05, 0.0), tenure + 0.05
+    with np.errstate(divide="ignore"):
+        log_w = np.log(w)
+        log_dev = np.log(_DEVICE_PROBS)
+    logp = np.empty((len(dev), len(w)))
+    for c in range(len(w)):
+        gamma = stats.gamma(2.0, scale=_TENURE_MEAN[c] / 2.0)
+        logp[:, c] = (
+            log_w[c]
+            + log_dev[c, dev_idx]
+            + _log_interval_prob(gamma, lo, hi)
+            + stats.poisson.logpmf(visits, _VISITS_MEAN[c])
+        )
+    logp -= logp.max(axis=1, keepdims=True)
+    post = np.exp(logp)
+    return post / post.sum(axis=1, keepdims=True)
+
+
+class ArchetypeTemplate(DGPTemplate):
+    """A template whose visitors are the four-archetype mixture (:func:`archetype_visitors`).
+
+    Draws visitors with :attr:`cluster_weights` (``None``: the documented 30/25/20/25%) and
+    supplies the exact cluster posterior for the truth ``E[. | x]``.
+    """
+
+    schema = ARCHETYPE_SCHEMA
+    cluster_weights: tuple[float, ...] | None = None
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        return archetype_visitors(rng, n, self.cluster_weights)
+
+    def cluster_posterior(self, visitors: pd.DataFrame, round_idx: int) -> np.ndarray:
+        return archetype_posterior(visitors, self.cluster_weights)
+
+
 def engagement(visitors: pd.DataFrame) -> np.ndarray:
     """A smooth within-cluster modifier in about [0.8, 1.25]: more visits, higher propensity to buy."""
     v = visitors["visits_30d"].to_numpy(dtype=np.float64)
     return 1.0 + 0.25 * np.tanh((v - 5.0) / 5.0)
+
+
+def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:
+    """``k`` irrelevant numeric features ``noise_1 .. noise_k``: independent ``N(0, 1)`` rounded to 0.01."""
+    return pd.DataFrame({f"noise_{j + 1}": np.round(rng.standard_normal(n), 2) for j in range(k)})
+
+
+def feature_template(cls: type[DGPTemplate]) -> Any:
+    """A registry ``make(*, seed, n_visitors, experiment_id, **params)`` for a dataclass template.
+
+    The template's dataclass fields are its parameters (an unknown one raises ``TypeError``, a bad
+    value the template's own ``ValueError``).
+    """
+
+    def make(*, seed: int = 0, n_visitors: int | None = None, experiment_id: str | None = None, **params: Any) -> SimGenerator:
+        return SimGenerator(cls(**params), seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+
+    make.__doc__ = f"A ``{cls.name}`` generator; parameters are :class:`{cls.__name__}`'s fields (truth in its module docstring)."
+    return make

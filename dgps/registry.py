@@ -7,7 +7,7 @@ from typing import Any
 
 from dgps.base import SimGenerator
 
-__all__ = ["make_generator", "list_templates", "template_doc"]
+__all__ = ["TEMPLATE_ROLES", "make_generator", "list_templates", "template_doc", "templates_for"]
 
 #: template name -> module under ``dgps.templates`` (each has ``make(**params)``)
 _TEMPLATES: dict[str, str] = {
@@ -18,7 +18,55 @@ _TEMPLATES: dict[str, str] = {
     "continuous_metric": "dgps.templates.continuous_metric",
     "many_arms": "dgps.templates.many_arms",
     "drifting": "dgps.templates.drifting",
+    "smooth_numeric": "dgps.templates.smooth_numeric",
+    "opposing": "dgps.templates.opposing",
+    "rare_segment": "dgps.templates.rare_segment",
+    "interaction": "dgps.templates.interaction",
+    "sparse_signal": "dgps.templates.sparse_signal",
 }
+
+#: Which templates calibration artifacts are *fitted* on and which are *held out* to validate them.
+#: Held out means held out: an artifact's fitting sweep never uses a "validate" template, and its
+#: ``provenance["validation"]`` is measured only on "validate" templates of its regime. The
+#: "benchmark" templates (null and many-arm stress cases) feed neither.
+#:
+#: ===================  ==========  =======  ============================================
+#: template             family      K        role
+#: ===================  ==========  =======  ============================================
+#: clustered_realistic  hurdle      3        fit (revenue_per_visitor, K = 3)
+#: harmful_arm          hurdle      3        fit (revenue_per_visitor, K = 3)
+#: rare_segment         hurdle      3        validate (revenue_per_visitor, K = 3)
+#: drifting             hurdle      2        fit (revenue_per_visitor, K = 2)
+#: smooth_numeric       hurdle      2        fit (revenue_per_visitor, K = 2)
+#: opposing             hurdle      2        validate (revenue_per_visitor, K = 2)
+#: binary_conversion    binary      2        fit (conversion_rate, K = 2)
+#: interaction          binary      2        validate (conversion_rate, K = 2)
+#: continuous_metric    continuous  2        fit (continuous, K = 2)
+#: sparse_signal        continuous  2        validate (continuous, K = 2)
+#: null_effect          hurdle      2+       benchmark (decision honesty on null data)
+#: many_arms            hurdle      5        benchmark (regret with many arms)
+#: ===================  ==========  =======  ============================================
+TEMPLATE_ROLES: dict[str, str] = {
+    "clustered_realistic": "fit",
+    "harmful_arm": "fit",
+    "drifting": "fit",
+    "smooth_numeric": "fit",
+    "binary_conversion": "fit",
+    "continuous_metric": "fit",
+    "rare_segment": "validate",
+    "opposing": "validate",
+    "interaction": "validate",
+    "sparse_signal": "validate",
+    "null_effect": "benchmark",
+    "many_arms": "benchmark",
+}
+
+
+def templates_for(role: str) -> list[str]:
+    """Registered templates with ``role`` ("fit", "validate" or "benchmark"), sorted."""
+    if role not in ("fit", "validate", "benchmark"):
+        raise ValueError(f"The 'role' parameter of templates_for must be 'fit', 'validate' or 'benchmark'. Got {role!r} instead.")
+    return sorted(t for t, r in TEMPLATE_ROLES.items() if r == role)
 
 
 def list_templates() -> list[str]:

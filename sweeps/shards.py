@@ -58,8 +58,9 @@ __all__ = [
     "write_text",
 ]
 
-#: the six truth-comparison metrics of one round (glossary: truth comparison)
-TRUTH_METRICS = ("cate_rmse", "policy_accuracy", "oracle_gap_rpv", "rpv_policy", "rpv_uniform", "rpv_oracle")
+#: the truth-comparison metrics of one round (docs: truth comparison); ``rpv_omniscient`` (the
+#: latent-cluster oracle, reported only) is null when the truth carries no latent surface
+TRUTH_METRICS = ("cate_rmse", "policy_accuracy", "oracle_gap_rpv", "rpv_policy", "rpv_uniform", "rpv_oracle", "rpv_omniscient")
 
 _IDENTITY_SCHEMA = [
     ("sweep", pa.string()),

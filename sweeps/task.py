@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeps.shards import TRUTH_METRICS
+
 if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import Task
 
@@ -63,7 +65,6 @@ class TaskResult:
     worker: str = ""
 
 
-_TRUTH_FIELDS = ("cate_rmse", "policy_accuracy", "oracle_gap_rpv", "rpv_policy", "rpv_uniform", "rpv_oracle")
 
 
 def _families_for(experiment: Any, wanted: tuple[str, ...]) -> tuple[list[str], Any]:
@@ -103,8 +104,9 @@ def round_rows(task: "Task", experiment: Any) -> list[dict[str, Any]]:
     tc = experiment.truth_comparison
     if tc is not None:
         row: dict[str, Any] = {"kind": "truth", "round_idx": experiment.round_idx, "sample_size": experiment.observed.n_visitors}
-        for name in _TRUTH_FIELDS:
-            row[name] = float(getattr(tc, name))
+        for name in TRUTH_METRICS:
+            value = getattr(tc, name)
+            row[name] = None if value is None else float(value)
         rows.append(row)
     return rows
 

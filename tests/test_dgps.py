@@ -25,8 +25,13 @@ TEMPLATES = [
     "continuous_metric",
     "drifting",
     "harmful_arm",
+    "interaction",
     "many_arms",
     "null_effect",
+    "opposing",
+    "rare_segment",
+    "smooth_numeric",
+    "sparse_signal",
 ]
 
 
@@ -79,9 +84,12 @@ def test_every_template_is_reproducible_and_truth_is_aligned(name):
     # another seed too
     obs4, _ = make_generator(name, seed=8)(0, plan)
     assert not obs4.features_frame().equals(obs.features_frame())
-    # truth rows are in the observed variant-major order: recompute the surface from the rows
+    # truth rows are in the observed variant-major order: recompute the surfaces from the rows.
+    # The truth is E[. | x] (conditional surface); the latent surface travels alongside.
+    cond = gen.template.conditional_surface(obs.features_frame(), 0)
+    np.testing.assert_allclose(truth.expected_outcome, cond.expected())
     surf = gen.template.surface(obs.features_frame(), truth.cluster_ids, 0)
-    np.testing.assert_allclose(truth.expected_outcome, surf.expected())
+    np.testing.assert_allclose(truth.latent_expected_outcome, surf.expected())
     assert truth.treatments == gen.treatments
     CalibrationBundle(obs, truth)  # all arms drawn: truth and observed agree exactly
     # the outcome family matches pt.fit's dispatch expectations
@@ -212,3 +220,55 @@ def test_generators_pickle():
     b, _ = clone(2, plan)
     np.testing.assert_array_equal(a.outcome, b.outcome)
     assert isinstance(clone, SimGenerator)
+
+
+def test_every_template_has_a_role_and_fit_and_validation_are_disjoint_per_regime():
+    from dgps.registry import TEMPLATE_ROLES, templates_for
+
+    assert sorted(TEMPLATE_ROLES) == TEMPLATES
+    fit, val = set(templates_for("fit")), set(templates_for("validate"))
+    assert fit and val and not fit & val
+    # every artifact regime (metric family, K) with a fitting template has a held-out one
+    def regime(name):
+        gen = make_generator(name)
+        return gen.template.family, len(gen.treatments)
+
+    assert {regime(t) for t in fit} == {regime(t) for t in val}
+    with pytest.raises(ValueError, match="'role' parameter"):
+        templates_for("train")
+
+
+def test_new_templates_truth_matches_their_documentation():
+    # smooth_numeric: the discount helps the young and hurts past age ~40
+    v, _, s = make_generator("smooth_numeric").population(20_000)
+    cate = s.expected()[:, 1] - s.expected()[:, 0]
+    age = v["age"].to_numpy()
+    assert np.all(cate[age <= 35] > 0) and np.all(cate[age >= 45] < 0)
+    # opposing: conversion falls and basket rises everywhere; RPV rises for ~22% (big baskets)
+    v, _, s = make_generator("opposing").population(40_000)
+    assert np.all(s.p[:, 1] < s.p[:, 0]) and np.all(s.m[:, 1] > s.m[:, 0])
+    up = s.expected()[:, 1] > s.expected()[:, 0]
+    assert 0.17 < up.mean() < 0.27 and v["basket_history"][up].min() > 90
+    # rare_segment: ~2.8% in the segment, where vip_offer wins; broad_promo wins elsewhere
+    v, c, s = make_generator("rare_segment").population(60_000)
+    assert abs(c.mean() - 0.7**10) < 4 * np.sqrt(0.028 * 0.972 / 60_000)
+    best = np.argmax(s.expected(), axis=1)
+    assert np.all(best[c == 1] == 1) and np.all(best[c == 0] == 2)
+    # interaction: the effect lives only where device and channel meet
+    v, _, s = make_generator("interaction").population(20_000)
+    eff = s.p[:, 1] - s.p[:, 0]
+    mp = (v["device"] == "mobile").to_numpy() & (v["channel"] == "paid").to_numpy()
+    de = (v["device"] == "desktop").to_numpy() & (v["channel"] == "email").to_numpy()
+    np.testing.assert_allclose(eff[mp], 0.06)
+    np.testing.assert_allclose(eff[de], -0.02)
+    np.testing.assert_allclose(eff[~mp & ~de], 0.0, atol=1e-12)
+    # sparse_signal: only x1 and x2 matter; many irrelevant features by default
+    gen = make_generator("sparse_signal")
+    v, _, s = gen.population(5_000)
+    assert len(gen.template.schema.feature_types) == 22
+    tau = s.mean[:, 1] - s.mean[:, 0]
+    np.testing.assert_allclose(tau, (v["x1"] > 0) + 0.5 * v["x2"] - 0.25)
+    with pytest.raises(TypeError):
+        make_generator("sparse_signal", not_a_param=1)
+    with pytest.raises(ValueError, match="n_noise"):
+        make_generator("sparse_signal", n_noise=-1)

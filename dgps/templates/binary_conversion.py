@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
 from pytyche._validation import invalid
 
 BASE_RATE = np.array([0.08, 0.14, 0.11, 0.06])
 
 
 @dataclass(frozen=True)
-class BinaryConversion(DGPTemplate):
+class BinaryConversion(ArchetypeTemplate):
     """See the module docstring."""
 
     lift: tuple[float, float, float, float] = (0.08, -0.03, 0.04, 0.0)
@@ -35,16 +35,12 @@ class BinaryConversion(DGPTemplate):
     metric = "conversion_rate"
     family = "binary"
     treatments = ("control", "treatment")
-    schema = ARCHETYPE_SCHEMA
 
     def __post_init__(self) -> None:
         lift = tuple(float(x) for x in self.lift)
         if len(lift) != 4 or any(not np.isfinite(x) or abs(x) >= 1 for x in lift):
             raise invalid("lift", "binary_conversion", "4 finite additive lifts in (-1, 1), one per cluster", list(self.lift))
         object.__setattr__(self, "lift", lift)
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         p0 = BASE_RATE[clusters] * engagement(visitors)

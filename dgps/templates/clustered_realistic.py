@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
 from pytyche._validation import check_float
 
 BASE_P = np.array([0.030, 0.050, 0.040, 0.020])
@@ -44,7 +44,7 @@ LIFT_M = np.array([[1.0, 1.0, 1.0, 1.0], [0.90, 0.85, 0.90, 0.90], [1.00, 0.97, 
 
 
 @dataclass(frozen=True)
-class ClusteredRealistic(DGPTemplate):
+class ClusteredRealistic(ArchetypeTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -55,7 +55,6 @@ class ClusteredRealistic(DGPTemplate):
     metric = "revenue_per_visitor"
     family = "hurdle"
     treatments = ("control", "low_promo", "free_ship")
-    schema = ARCHETYPE_SCHEMA
 
     #: (arm, cluster) multipliers of conversion and basket; subclasses (``many_arms``) swap them
     lift_p = LIFT_P
@@ -66,9 +65,6 @@ class ClusteredRealistic(DGPTemplate):
         check_float(self.effect_scale, "effect_scale", w, low=0.0)
         check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
         check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale

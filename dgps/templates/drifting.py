@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 from pytyche._validation import check_float
 
@@ -28,7 +28,7 @@ SENSITIVITY = np.array([1.5, 0.5, 1.0, 1.0])
 
 
 @dataclass(frozen=True)
-class Drifting(DGPTemplate):
+class Drifting(ArchetypeTemplate):
     """See the module docstring."""
 
     initial_lift: float = 0.6
@@ -40,7 +40,6 @@ class Drifting(DGPTemplate):
     metric = "revenue_per_visitor"
     family = "hurdle"
     treatments = ("control", "promo")
-    schema = ARCHETYPE_SCHEMA
 
     def __post_init__(self) -> None:
         w = "drifting"
@@ -52,9 +51,6 @@ class Drifting(DGPTemplate):
     def lift(self, round_idx: int) -> float:
         """The population-level promo lift (before cluster sensitivity) in round ``round_idx``."""
         return self.initial_lift - self.drift_per_round * round_idx
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         p0 = BASE_P[clusters] * engagement(visitors) * self.conversion_scale

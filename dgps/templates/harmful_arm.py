@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 from pytyche._validation import check_float
 
 
 @dataclass(frozen=True)
-class HarmfulArm(DGPTemplate):
+class HarmfulArm(ArchetypeTemplate):
     """See the module docstring."""
 
     good_lift: float = 0.25
@@ -37,7 +37,6 @@ class HarmfulArm(DGPTemplate):
     metric = "revenue_per_visitor"
     family = "hurdle"
     treatments = ("control", "good", "harmful")
-    schema = ARCHETYPE_SCHEMA
 
     def __post_init__(self) -> None:
         w = "harmful_arm"
@@ -45,9 +44,6 @@ class HarmfulArm(DGPTemplate):
         check_float(self.harm, "harm", w, low=0.0, high=1.0, high_open=True)
         check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
         check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         p0 = BASE_P[clusters] * engagement(visitors) * self.conversion_scale

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors, engagement
+from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 from pytyche._validation import check_float, invalid
 
 
 @dataclass(frozen=True)
-class NullEffect(DGPTemplate):
+class NullEffect(ArchetypeTemplate):
     """See the module docstring."""
 
     treatments: tuple[str, ...] = field(default=("control", "treatment"))
@@ -34,7 +34,6 @@ class NullEffect(DGPTemplate):
     name = "null_effect"
     metric = "revenue_per_visitor"
     family = "hurdle"
-    schema = ARCHETYPE_SCHEMA
 
     def __post_init__(self) -> None:
         t = tuple(self.treatments)
@@ -43,9 +42,6 @@ class NullEffect(DGPTemplate):
         object.__setattr__(self, "treatments", t)
         check_float(self.conversion_scale, "conversion_scale", "null_effect", low=0.0, low_open=True)
         check_float(self.severity_sigma, "severity_sigma", "null_effect", low=0.0, low_open=True)
-
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        return archetype_visitors(rng, n)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         k = len(self.treatments)

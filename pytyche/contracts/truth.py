@@ -2,6 +2,35 @@
 
 ``CalibrationTruth`` only travels inside a ``CalibrationBundle`` (or next to observed data in a
 generator's return), never inside a posterior, so analysis code cannot peek at it.
+
+What the truth is
+-----------------
+Every scored quantity is the one the posterior estimates: a function of the observed features
+``x`` only, ``E[. | x]``. A DGP may generate data from a latent cluster the model never sees; the
+truth averages it out with the exact cluster posterior ``P(c | x)`` (see ``dgps.base``), so two
+visitors with identical features always have identical truth. Per family (``a`` an arm, ``0``
+control, the sample the cumulative visitors the posterior was fitted on):
+
+``expected_outcome[i, a]``
+    ``E[Y | x_i, a]``: revenue per visitor (hurdle), conversion probability (binary), the mean
+    (continuous). Drifting DGPs use the surface of the round visitor ``i`` arrived in.
+``p[i, a]``, ``m[i, a]`` (hurdle)
+    ``P(Y > 0 | x_i, a)`` and ``E[Y | Y > 0, x_i, a]``, so ``expected_outcome = p · m``.
+``cate`` (per visitor)
+    ``E[Y | x_i, a] - E[Y | x_i, 0]`` for every visitor and non-control arm.
+``ate``
+    the *sample* average of the conditional effects over the cumulative visitors the posterior
+    was fitted on, ``mean_i cate[i, a]`` (a mixed/conditional SATE, not the population ATE), which
+    is the average of the posterior's per-visitor CATE draws over the same visitors.
+``gate``
+    the same sample average restricted to a segment's members among those visitors.
+``conversion_effect`` / ``severity_effect`` (hurdle)
+    ``p[i, a] - p[i, 0]`` and ``m[i, a] - m[i, 0]`` per visitor.
+oracle policy
+    ``argmax_a E[Y | x_i, a]`` (:attr:`CalibrationTruth.optimal_arm`): attainable by a policy that
+    sees ``x``. ``latent_expected_outcome`` (optional) is the data's own cluster-level
+    ``E[Y | x_i, c_i, a]``: the "omniscient" oracle that knows the cluster, reported as an extra
+    column only, never a scoring target.
 """
 
 from __future__ import annotations
@@ -28,9 +57,13 @@ class CalibrationTruth:
         ``(n, K)`` true conversion probability and expected severity given conversion (hurdle
         metrics only; ``None`` otherwise). ``expected_outcome == p * m`` then.
     cluster_ids
-        ``(n,)`` the DGP's latent mixture component of each visitor (``-1`` when none).
+        ``(n,)`` the DGP's latent mixture component of each visitor (``-1`` when none); kept for
+        segment-recovery evaluation, never used to score.
     treatments
         Arm names, control first (the K of the arrays).
+    latent_expected_outcome
+        Optional ``(n, K)`` expected outcome given the features *and* the latent cluster (the
+        omniscient oracle's view; see the module docstring). ``None`` when not recorded.
     """
 
     expected_outcome: np.ndarray
@@ -38,6 +71,7 @@ class CalibrationTruth:
     cluster_ids: np.ndarray
     p: np.ndarray | None = None
     m: np.ndarray | None = None
+    latent_expected_outcome: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         w = "CalibrationTruth"
@@ -63,6 +97,11 @@ class CalibrationTruth:
                 raise ValueError(f"The 'expected_outcome' parameter of {w} must equal p * m for hurdle truth.")
             object.__setattr__(self, "p", p)
             object.__setattr__(self, "m", m)
+        if self.latent_expected_outcome is not None:
+            lat = np.asarray(self.latent_expected_outcome, dtype=np.float64)
+            if lat.shape != eo.shape or not np.all(np.isfinite(lat)):
+                raise ValueError(f"The 'latent_expected_outcome' parameter of {w} must be a finite {eo.shape} array or None. Got shape {lat.shape} instead.")
+            object.__setattr__(self, "latent_expected_outcome", lat)
         object.__setattr__(self, "expected_outcome", eo)
         object.__setattr__(self, "cluster_ids", cid)
         object.__setattr__(self, "treatments", tuple(self.treatments))
@@ -107,6 +146,7 @@ class CalibrationTruth:
             self.cluster_ids[idx],
             None if self.p is None else self.p[idx],
             None if self.m is None else self.m[idx],
+            None if self.latent_expected_outcome is None else self.latent_expected_outcome[idx],
         )
 
     @staticmethod
@@ -114,12 +154,14 @@ class CalibrationTruth:
         if not parts:
             raise ValueError("CalibrationTruth.concat needs at least one part.")
         hurdle = parts[0].p is not None
+        latent = all(t.latent_expected_outcome is not None for t in parts)
         return CalibrationTruth(
             np.concatenate([t.expected_outcome for t in parts]),
             parts[0].treatments,
             np.concatenate([t.cluster_ids for t in parts]),
             np.concatenate([t.p for t in parts]) if hurdle else None,  # type: ignore[misc]
             np.concatenate([t.m for t in parts]) if hurdle else None,  # type: ignore[misc]
+            np.concatenate([t.latent_expected_outcome for t in parts]) if latent else None,  # type: ignore[misc]
         )
 
 

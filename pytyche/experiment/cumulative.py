@@ -169,7 +169,13 @@ def cumulative_truth(
     hurdle = all(t.p is not None for t in truths)
     p = reindex([t.p[:, c] for t, c in zip(truths, cols)], positions, n_total) if hurdle else None  # type: ignore[index]
     m = reindex([t.m[:, c] for t, c in zip(truths, cols)], positions, n_total) if hurdle else None  # type: ignore[index]
-    return CalibrationTruth(eo, order, cid, p, m)
+    latent = all(t.latent_expected_outcome is not None for t in truths)
+    lat = (
+        reindex([t.latent_expected_outcome[:, c] for t, c in zip(truths, cols)], positions, n_total)  # type: ignore[index]
+        if latent
+        else None
+    )
+    return CalibrationTruth(eo, order, cid, p, m, lat)
 
 
 def cumulative_cells(rounds: Sequence[ObservedExperimentData], positions: Sequence[np.ndarray]) -> np.ndarray:

@@ -88,10 +88,16 @@ class TruthComparison:
         ``rpv_oracle - rpv_policy``: expected outcome per visitor lost by the recommended policy.
     rpv_policy, rpv_uniform, rpv_oracle
         Mean true expected outcome per visitor under the recommended policy, under uniform random
-        allocation over the fitted treatments, and under the truth-optimal policy.
+        allocation over the fitted treatments, and under the oracle policy.
+    rpv_omniscient
+        Mean expected outcome per visitor of the *omniscient* oracle that also knows each
+        visitor's latent cluster (``None`` when the truth carries no latent surface). No policy
+        that sees only the features can reach it; it is reported, never scored against.
 
-    The *recommended policy* gives each visitor the treatment with the highest posterior mean
-    outcome in the visitor's policy-tree segment (among the next round's active treatments).
+    The truth is ``E[. | x]`` (see :mod:`pytyche.contracts.truth`); the *oracle policy* is
+    ``argmax_a E[Y | x, a]``, which a policy that sees the features can attain. The *recommended
+    policy* gives each visitor the treatment with the highest posterior mean outcome in the
+    visitor's policy-tree segment (among the next round's active treatments).
     """
 
     cate_rmse: float
@@ -100,6 +106,7 @@ class TruthComparison:
     rpv_policy: float
     rpv_uniform: float
     rpv_oracle: float
+    rpv_omniscient: float | None = None
 
     @property
     def uniform_gap_rpv(self) -> float:
@@ -152,6 +159,8 @@ def compare_to_truth(posterior: Any, truth: CalibrationTruth, rec_arm: np.ndarra
     rpv_policy = float(got.mean())
     rpv_oracle = float(best.mean())
     rpv_uniform = float(eo.mean())
+    lat = truth.latent_expected_outcome
+    rpv_omniscient = None if lat is None else float(lat[:, cols].max(axis=1).mean())
     return TruthComparison(
         cate_rmse=cate_rmse,
         policy_accuracy=accuracy,
@@ -159,6 +168,7 @@ def compare_to_truth(posterior: Any, truth: CalibrationTruth, rec_arm: np.ndarra
         rpv_policy=rpv_policy,
         rpv_uniform=rpv_uniform,
         rpv_oracle=rpv_oracle,
+        rpv_omniscient=rpv_omniscient,
     )
 
 

@@ -1,0 +1,93 @@
+"""``rare_segment``: a rare, high-value segment that only one of three treatments serves well.
+
+Truth
+-----
+No latent cluster (truth ``E[. | x]`` is the surface); ``cluster_ids`` mark the rare segment (1)
+versus everyone else (0), a function of ``x``, for segment-recovery evaluation. Features:
+``prior_orders`` (geometric: ``P(k) = 0.3 · 0.7^k``, mean 2.3), ``device`` (desktop 40% /
+mobile 50% / tablet 10%), ``region`` (north / south / east / west, uniform, irrelevant) and
+``n_noise`` irrelevant ``noise_j ~ N(0, 1)``. The rare segment is ``prior_orders >=
+vip_threshold`` (default 10: ``0.7^10`` ≈ 2.8% of visitors). Treatments ``control``,
+``vip_offer``, ``broad_promo``; metric ``revenue_per_visitor`` (hurdle).
+
+- control ``p0 = 0.03 · conversion_scale · (1 + 0.1 · min(prior_orders, 10))``,
+  ``m0 = 60 + 4 · min(prior_orders, 20)``;
+- ``vip_offer``: in the segment ``p × (1 + 1.0 s)``, ``m × (1 + 0.3 s)``; elsewhere
+  ``p × (1 - 0.1 s)``, basket unchanged;
+- ``broad_promo``: ``p × (1 + 0.15 s)``, ``m × (1 - 0.05 s)`` everywhere; ``s = effect_scale``.
+
+At ``s = 1``: ``broad_promo`` wins outside the segment (+9%), ``vip_offer`` wins inside it
+(+160%) and loses 10% elsewhere. The oracle is a two-leaf policy; finding the small leaf is the
+test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dgps.base import DGPTemplate, Surface, feature_template, noise_features
+from pytyche._validation import check_float, check_int
+from pytyche.contracts.observed import VisitorSchema
+
+_DEVICES = ("desktop", "mobile", "tablet")
+_REGIONS = ("north", "south", "east", "west")
+
+
+@dataclass(frozen=True)
+class RareSegment(DGPTemplate):
+    """See the module docstring."""
+
+    effect_scale: float = 1.0
+    conversion_scale: float = 1.0
+    severity_sigma: float = 0.6
+    vip_threshold: int = 10
+    n_noise: int = 2
+
+    name = "rare_segment"
+    metric = "revenue_per_visitor"
+    family = "hurdle"
+    treatments = ("control", "vip_offer", "broad_promo")
+
+    def __post_init__(self) -> None:
+        w = self.name
+        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=5.0)
+        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
+        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+        check_int(self.vip_threshold, "vip_threshold", w, low=1)
+        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+
+    @property
+    def schema(self) -> VisitorSchema:  # type: ignore[override]
+        cols = {"prior_orders": "numeric", "device": "categorical", "region": "categorical"}
+        cols.update({f"noise_{j + 1}": "numeric" for j in range(self.n_noise)})
+        return VisitorSchema(cols, "outcome")
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        orders = (rng.geometric(0.3, size=n) - 1).astype(np.float64)
+        frame = pd.DataFrame(
+            {
+                "prior_orders": orders,
+                "device": np.asarray(_DEVICES, dtype=object)[rng.choice(3, size=n, p=[0.4, 0.5, 0.1])],
+                "region": np.asarray(_REGIONS, dtype=object)[rng.integers(0, 4, size=n)],
+            }
+        )
+        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
+        return frame, (orders >= self.vip_threshold).astype(np.int64)
+
+    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
+        s = self.effect_scale
+        orders = visitors["prior_orders"].to_numpy(dtype=np.float64)
+        vip = orders >= self.vip_threshold
+        p0 = 0.03 * self.conversion_scale * (1.0 + 0.1 * np.minimum(orders, 10.0))
+        m0 = 60.0 + 4.0 * np.minimum(orders, 20.0)
+        p_vip = p0 * np.where(vip, 1.0 + 1.0 * s, np.maximum(1.0 - 0.1 * s, 0.0))
+        m_vip = m0 * np.where(vip, 1.0 + 0.3 * s, 1.0)
+        p = np.clip(np.column_stack([p0, p_vip, p0 * (1.0 + 0.15 * s)]), 0.0, 0.95)
+        m = np.column_stack([m0, m_vip, m0 * (1.0 - 0.05 * s)])
+        return Surface(p=p, m=m)
+
+
+make = feature_template(RareSegment)

@@ -1,0 +1,67 @@
+"""``sparse_signal``: a continuous outcome where two features matter among many irrelevant ones.
+
+Truth
+-----
+No latent cluster (truth ``E[. | x]`` is the surface). Features: ``x1``, ``x2`` (the signal) and
+``n_noise`` irrelevant ``noise_j`` (default 20), all independent ``N(0, 1)`` rounded to 0.01.
+Treatments ``control``, ``treatment``; metric ``order_value`` (continuous, noise sd
+``outcome_sd``, default 2).
+
+- control mean ``mu0 = 5 + 1.5 x1 + 0.5 x2²``;
+- effect ``tau = effect_scale · (1.0 · [x1 > 0] + 0.5 x2 - 0.25)``.
+
+A step in ``x1`` plus a slope in ``x2`` (the prognostic part shares ``x1``: targeted-selection
+style confounding of the two surfaces). The oracle treats where ``[x1 > 0] + 0.5 x2 > 0.25``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dgps.base import DGPTemplate, Surface, feature_template, noise_features
+from pytyche._validation import check_float, check_int
+from pytyche.contracts.observed import VisitorSchema
+
+
+@dataclass(frozen=True)
+class SparseSignal(DGPTemplate):
+    """See the module docstring."""
+
+    effect_scale: float = 1.0
+    outcome_sd: float = 2.0
+    n_noise: int = 20
+
+    name = "sparse_signal"
+    metric = "order_value"
+    family = "continuous"
+    treatments = ("control", "treatment")
+
+    def __post_init__(self) -> None:
+        w = self.name
+        check_float(self.effect_scale, "effect_scale", w)
+        check_float(self.outcome_sd, "outcome_sd", w, low=0.0, low_open=True)
+        check_int(self.n_noise, "n_noise", w, low=0, high=500)
+
+    @property
+    def schema(self) -> VisitorSchema:  # type: ignore[override]
+        cols = {"x1": "numeric", "x2": "numeric"}
+        cols.update({f"noise_{j + 1}": "numeric" for j in range(self.n_noise)})
+        return VisitorSchema(cols, "outcome")
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frame = pd.DataFrame({"x1": np.round(rng.standard_normal(n), 2), "x2": np.round(rng.standard_normal(n), 2)})
+        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
+        return frame, np.full(n, -1, dtype=np.int64)
+
+    def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
+        x1 = visitors["x1"].to_numpy(dtype=np.float64)
+        x2 = visitors["x2"].to_numpy(dtype=np.float64)
+        mu0 = 5.0 + 1.5 * x1 + 0.5 * x2**2
+        tau = self.effect_scale * (1.0 * (x1 > 0) + 0.5 * x2 - 0.25)
+        return Surface(mean=np.column_stack([mu0, mu0 + tau]))
+
+
+make = feature_template(SparseSignal)
