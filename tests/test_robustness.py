@@ -64,12 +64,16 @@ def assert_exactly_once(out, spec):
 @pytest.fixture(scope="module")
 def ray_cluster():
     import ray
+    from ray import cloudpickle
 
+    # the crash runner below lives in this test module, which workers cannot import by name
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
@@ -472,3 +476,32 @@ def test_child_runs_logged_as_cells_finish_survive_a_killed_driver(ray_cluster, 
     final = _children(client, report.mlflow_run_id)
     assert sorted(c.data.tags["pytyche.cell_id"] for c in final) == sorted([fast_cell, slow_cell])
     assert all(c.info.status == "FINISHED" for c in final)
+
+
+# ---- a restarting actor (the single-node stand-in for a lost node; see test_multinode.py) -------
+
+
+def crash_first_attempt_runner(task):
+    """Kill the worker process on the first attempt of every task (Ray then restarts the actor)."""
+    import pathlib
+
+    marker = pathlib.Path(task.params_dict["marker_dir"]) / f"crashed-{task.task_id}"
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return run_synthetic_task(task)
+
+
+def test_restarting_actor_gets_no_task_until_it_answers(ray_cluster, tmp_path):
+    """Ray restarts a crashed actor (``max_restarts``) and calls meanwhile fail with
+    ``ActorUnavailableError``. The pool used to hand the requeued task straight back to the
+    restarting actor, burning every attempt in milliseconds; now the slot waits for a probe."""
+    from sweeps.driver import run_sweep
+
+    out = tmp_path / "sweep"
+    actors = {"count": 1, "max_restarts": 3, "max_task_retries": 0, "max_attempts": 2}
+    spec = synthetic_spec(out, replications=2, actors=actors, params={"marker_dir": str(tmp_path)})
+    report = run_sweep(spec, runner=crash_first_attempt_runner, tracking=False, progress=False)
+    assert len(list(tmp_path.glob("crashed-*"))) == 2, "every task must have crashed its actor once"
+    assert report.n_failed == 0 and report.complete and report.n_resubmitted == 2, report.failures
+    assert_exactly_once(out, spec)
