@@ -362,7 +362,17 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _read(paths: Sequence[Path], schema: pa.Schema) -> "pd.DataFrame":
-    tables = [pq.read_table(p) for p in paths if p.is_file()]
+    tables = []
+    for p in paths:
+        if not p.is_file():
+            continue
+        try:
+            tables.append(pq.read_table(p))
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ValueError(
+                f"The shard {str(p)!r} is damaged ({err}). Run `pytyche-sweep resume` on the sweep: it verifies "
+                "every shard and runs the tasks whose shards are bad again."
+            ) from None
     if not tables:
         return _table([], schema).to_pandas()
     return pa.concat_tables(tables, promote_options="default").to_pandas()

@@ -158,6 +158,11 @@ def test_shard_with_changed_bytes_or_missing_truth_is_detected(tmp_path):
     _finish_without_ray(spec, out)
     a, b, c = sorted(finished_ids(out))
     assert verify_shards(out) == {}
+    good = shard_path(out, c).read_bytes()
+    shard_path(out, c).write_bytes(good[:100])  # read before a resume: a clear error, not pyarrow's
+    with pytest.raises(ValueError, match=r"is damaged .*pytyche-sweep resume"):
+        read_records(out)
+    shard_path(out, c).write_bytes(good)
     raw = bytearray(shard_path(out, a).read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # one flipped byte: still the right size, maybe still readable
     shard_path(out, a).write_bytes(bytes(raw))
