@@ -102,7 +102,7 @@ def _spec_arg(text: str, out: str | None) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sweeps.driver import connect_ray, run_sweep
+    from sweeps.driver import run_sweep
 
     spec = _spec_arg(args.spec, args.out)
     actors = spec.actors.to_dict()
@@ -114,8 +114,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = spec.replace(actors=actors)
     ray_init = {k: v for k, v in (("num_cpus", args.num_cpus), ("num_gpus", args.num_gpus)) if v is not None}
     runner = resolve_runner(args.runner)
-    started = connect_ray(args.address, **ray_init)
-    _handle_sigterm()  # after ray.init, which installs its own (aborting) SIGTERM handler
+    # Ray starts inside run_sweep, only when a task is left; the SIGTERM handler goes back on
+    # after ray.init, which installs its own (aborting) one
     report = run_sweep(
         spec,
         address=args.address,
@@ -124,10 +124,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         tracking=not args.no_tracking,
         tracking_uri=args.tracking_uri,
-        shutdown=started,
+        ray_init=ray_init,
+        after_connect=_handle_sigterm,
     )
+    for tid, why in report.corrupt:
+        print(f"  redone {tid}: {why}", file=sys.stderr)
     print(
         f"{report.name}: {report.n_completed} tasks finished now, {report.n_skipped} already done, "
+        f"{len(report.corrupt)} with bad shards redone, "
         f"{report.n_failed} failed, of {report.n_tasks} ({report.tasks_per_minute:.2f} tasks/min); "
         f"shards in {report.output_dir / 'records'}"
     )

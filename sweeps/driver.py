@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeps.shards import clean_temp, finished_ids, write_failure, write_shard, write_text
+from sweeps.shards import clean_temp, finished_ids, verify_shards, write_failure, write_shard, write_text
 from sweeps.spec import SweepSpec, Task, spec_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,6 +71,10 @@ class SweepReport:
         Task calls resubmitted after actor deaths, and actors replaced.
     mlflow_run_id
         The sweep's parent MLflow run, when tracking was on.
+    corrupt
+        ``(task_id, reason)`` of finished tasks whose shards failed verification at the start of
+        the call (truncated, unreadable, not matching their checksums): moved to
+        ``<out>/corrupt/`` and run again.
     worker_seconds
         Sum of the finished tasks' wall times inside the workers.
     compiles
@@ -90,6 +94,7 @@ class SweepReport:
     n_resubmitted: int = 0
     n_replaced: int = 0
     mlflow_run_id: str | None = None
+    corrupt: tuple[tuple[str, str], ...] = ()
     worker_seconds: float = 0.0
     compiles: tuple[int, ...] = field(default=(), repr=False)
     finish_times: tuple[float, ...] = field(default=(), repr=False)
@@ -252,8 +257,15 @@ def run_sweep(
     experiment_name: str = "pytyche-sweeps",
     ray_init: Mapping[str, Any] | None = None,
     shutdown: bool | None = None,
+    after_connect: Callable[[], None] | None = None,
 ) -> SweepReport:
     """Run (or resume) a sweep.
+
+    Finished tasks' shards are verified first (:func:`~sweeps.shards.verify_shards`): a bad one
+    is moved aside, reported (a warning and :attr:`SweepReport.corrupt`) and its task runs again.
+    Ray is touched only when a task is left to run. MLflow child runs are logged as each grid
+    cell's last task finishes (and for any finished cell still missing one at the end), once per
+    cell across reruns.
 
     Parameters
     ----------
@@ -279,6 +291,9 @@ def run_sweep(
         Extra ``ray.init`` arguments when this call starts or attaches Ray.
     shutdown
         Shut Ray down at the end; default: only if this call started it.
+    after_connect
+        Called once right after Ray is initialised or attached (only when tasks are left); the
+        CLI re-installs its SIGTERM handler there, since ``ray.init`` replaces it.
 
     Returns
     -------
@@ -294,6 +309,7 @@ def run_sweep(
     clean_temp(out_dir)
     tasks = spec.tasks()
     write_manifest(spec, out_dir, tasks)
+    corrupt = verify_shards(out_dir, [t.task_id for t in tasks])
     done = finished_ids(out_dir)
     todo = [t for t in tasks if t.task_id not in done]
     n_skipped = len(tasks) - len(todo)
@@ -314,6 +330,8 @@ def run_sweep(
     try:
         if todo and max_tasks != 0:
             started = connect_ray(address, **dict(ray_init or {}))
+            if after_connect is not None:
+                after_connect()
             check_resources(spec, fixed=started and address is None)
             size = min(spec.actors.count, len(todo) if max_tasks is None else min(len(todo), max_tasks))
             pool = make_pool(spec, runner, size)
@@ -322,12 +340,27 @@ def run_sweep(
 
                 bar = tqdm(total=len(tasks), initial=n_skipped, desc=spec.name, unit="task", dynamic_ncols=True)
 
+            cells: dict[str, list[Task]] = {}
+            for t in tasks:
+                cells.setdefault(t.cell_id, []).append(t)
+            finished_now = set(done)
+
             def on_outcome(outcome: "Outcome", now: _Tally) -> None:
-                if tracker is not None:
-                    tracker.log_progress(
-                        done=n_skipped + now.completed, total=len(tasks), failed=len(now.failures),
-                        elapsed=time.perf_counter() - t0,
-                    )
+                if tracker is None:
+                    return
+                tracker.log_progress(
+                    done=n_skipped + now.completed, total=len(tasks), failed=len(now.failures),
+                    elapsed=time.perf_counter() - t0,
+                )
+                if not outcome.ok:
+                    return
+                finished_now.add(outcome.task.task_id)
+                cell = cells[outcome.task.cell_id]
+                if all(t.task_id in finished_now for t in cell):
+                    try:  # the cell's child run now, so a driver killed later still shows it
+                        tracker.log_cells(cell)
+                    except Exception as err:  # tracking must not stop the sweep; retried at the end
+                        logger.warning("MLflow child run of cell %s not logged yet: %s", outcome.task.cell_id, err)
 
             tally = execute_tasks(todo, pool, out_dir, max_tasks=max_tasks, progress=bar, on_outcome=on_outcome)
         status = "FINISHED"
@@ -366,6 +399,7 @@ def run_sweep(
         n_resubmitted=0 if pool is None else pool.n_resubmitted,
         n_replaced=0 if pool is None else pool.n_replaced,
         mlflow_run_id=None if tracker is None else tracker.run_id,
+        corrupt=tuple(sorted(corrupt.items())),
         worker_seconds=tally.worker_seconds,
         compiles=tuple(tally.compiles),
         finish_times=tuple(t - t0 for t in tally.finished_at),

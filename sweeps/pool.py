@@ -9,7 +9,12 @@ Failure handling, per outcome of a task's call:
 - the actor died or became unreachable (``RayActorError``: process crash, node loss, restarts
   exhausted): the task goes back to the front of the queue until it has been tried
   ``max_attempts`` times; a permanently dead actor (``ActorDiedError``) is replaced by a fresh
-  one from ``make_worker``. (Crashes Ray already retried inside the actor, with
+  one from ``make_worker``. An actor that is only *unavailable* (``ActorUnavailableError``:
+  Ray is restarting it, e.g. on another node after its node was lost) gets no new task until a
+  cheap probe call (``tasks_done``) answers; if it is still unreachable after
+  ``unavailable_timeout`` seconds, or turns out dead, it is replaced. (Without the probe, the
+  requeued task went straight back to the restarting actor and used up its attempts in
+  milliseconds.) (Crashes Ray already retried inside the actor, with
   ``max_restarts``/``max_task_retries``, never reach the pool.)
 - the task raised (``RayTaskError``: a bug or bad input, which would fail again): returned as a
   failed :class:`Outcome` at once, not retried.
@@ -34,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Outcome", "WorkerPool"]
 
 _WAIT_SLICE = 1.0  # seconds per ray.wait call
+_PROBE_PAUSE = 0.5  # seconds between probes of an unavailable actor
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class WorkerPool:
         Number of actors (>= 1).
     max_attempts
         Calls per task across actor deaths before it is reported failed (>= 1).
+    unavailable_timeout
+        Seconds an unavailable (restarting) actor may take to answer a probe before it is
+        replaced.
 
     Examples
     --------
@@ -94,7 +103,7 @@ class WorkerPool:
     ...     outcome = pool.get_next_unordered()
     """
 
-    def __init__(self, make_worker: Callable[[int], Any], size: int, *, max_attempts: int = 3) -> None:
+    def __init__(self, make_worker: Callable[[int], Any], size: int, *, max_attempts: int = 3, unavailable_timeout: float = 300.0) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"The 'size' parameter of WorkerPool must be an int >= 1. Got {size!r} instead.")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
@@ -105,6 +114,8 @@ class WorkerPool:
         self._idle: collections.deque[int] = collections.deque(range(size))
         self._queue: collections.deque[tuple["Task", int]] = collections.deque()
         self._in_flight: dict[Any, _Call] = {}
+        self._probes: dict[Any, tuple[int, float]] = {}  # probe ref -> (slot, unavailable since)
+        self._unavailable_timeout = float(unavailable_timeout)
         self._replaced = 0
         self._resubmitted = 0
 
@@ -131,6 +142,29 @@ class WorkerPool:
         """Whether any task is queued or running."""
         return bool(self._in_flight or self._queue)
 
+    def _probe(self, index: int, since: float) -> None:
+        """Hold slot ``index`` back until its actor answers a cheap call."""
+        self._probes[self._workers[index].tasks_done.remote()] = (index, since)
+
+    def _probe_answered(self, ref: Any) -> None:
+        import ray
+        from ray.exceptions import ActorDiedError, RayActorError
+
+        index, since = self._probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ActorDiedError:
+            self._replace(index)
+        except RayActorError:  # still unavailable: probe again, or give up on it
+            if time.monotonic() - since < self._unavailable_timeout:
+                time.sleep(_PROBE_PAUSE)
+                self._probe(index, since)
+                return
+            self._replace(index)
+        except Exception:  # noqa: BLE001 - anything else: a fresh actor is the safe choice
+            self._replace(index)
+        self._idle.append(index)
+
     def get_next_unordered(self, timeout: float | None = None) -> Outcome:
         """The next task to end, in completion order.
 
@@ -147,21 +181,24 @@ class WorkerPool:
             When nothing ended within ``timeout``.
         """
         import ray
-        from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._dispatch()
-            if not self._in_flight:
+            if not self._in_flight and not (self._queue and self._probes):
                 raise StopIteration("No task is queued or running in the WorkerPool.")
             # wait in short slices so Ctrl-C (KeyboardInterrupt) reaches the driver promptly
             left = _WAIT_SLICE if deadline is None else max(0.0, min(_WAIT_SLICE, deadline - time.monotonic()))
-            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=left)
+            ready, _ = ray.wait(list(self._in_flight) + list(self._probes), num_returns=1, timeout=left)
             if not ready:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"No task ended within {timeout} s.")
                 continue
             ref = ready[0]
+            if ref in self._probes:
+                self._probe_answered(ref)
+                continue
             call = self._in_flight.pop(ref)
             try:
                 result = ray.get(ref)
@@ -171,7 +208,11 @@ class WorkerPool:
             except RayActorError as err:  # the actor died or is unreachable
                 if isinstance(err, ActorDiedError):
                     self._replace(call.worker_index)
-                self._idle.append(call.worker_index)
+                    self._idle.append(call.worker_index)
+                elif isinstance(err, ActorUnavailableError):  # restarting: no work until it answers
+                    self._probe(call.worker_index, time.monotonic())
+                else:
+                    self._idle.append(call.worker_index)
                 if call.attempts >= self._max_attempts:
                     return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
                 self._resubmitted += 1
@@ -227,6 +268,7 @@ class WorkerPool:
 
         self._queue.clear()
         self._in_flight.clear()
+        self._probes.clear()
         for w in self._workers:
             try:
                 ray.kill(w, no_restart=True)

@@ -5,12 +5,20 @@ Layout of a sweep's output directory::
     <out>/records/<task_id>.parquet     the task's CalibrationRecord rows (coverage)
     <out>/truth/<task_id>.parquet       its truth-comparison rows and one timing row
     <out>/failures/<task_id>.txt        the last error of a task that failed (removed on success)
+    <out>/checksums/<task_id>.json      row counts and sha256 of the two shards, taken at write time
+    <out>/corrupt/<task_id>.*           shards that failed verification, moved aside (see below)
 
 Each file is written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a driver killed at any moment leaves either a whole file or none (temporary
 files start with ``.`` and end in ``.tmp``; :func:`clean_temp` removes leftovers). The truth
-shard is written first and the records shard last: the presence of
+shard is written first, then the checksum file, and the records shard last: the presence of
 ``records/<task_id>.parquet`` is what marks a task finished, and a rerun skips it.
+
+A rename is atomic, but a disk can still lose or truncate a finished file (a full disk, a copy
+interrupted between machines, a bad sync). :func:`verify_shards` checks every finished task's
+shards against the row counts and sha256 recorded when they were written (shards written before
+checksums existed are checked by reading them whole) and moves a bad task's files to
+``corrupt/``, so the task counts as unfinished and a resume runs it again.
 
 ``records/`` holds only coverage records (the :class:`~pytyche.contracts.CalibrationRecord`
 fields plus the task's identity columns), so ``scripts/fit_sbc_correction.py --records
@@ -25,9 +33,12 @@ Every row carries the task's identity columns (``sweep``, ``task_id``, ``cell_id
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +56,7 @@ __all__ = [
     "RECORD_SCHEMA",
     "TRUTH_SCHEMA",
     "TRUTH_METRICS",
+    "checksum_path",
     "clean_temp",
     "failure_path",
     "finished_ids",
@@ -53,10 +65,13 @@ __all__ = [
     "shard_path",
     "truth_path",
     "shard_rows",
+    "verify_shards",
     "write_failure",
     "write_shard",
     "write_text",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: the truth-comparison metrics of one round (docs: truth comparison); ``rpv_omniscient`` (the
 #: latent-cluster oracle, reported only) is null when the truth carries no latent surface
@@ -122,6 +137,10 @@ def failure_path(out: str | os.PathLike[str], task_id: str) -> Path:
     return Path(out) / "failures" / f"{task_id}.txt"
 
 
+def checksum_path(out: str | os.PathLike[str], task_id: str) -> Path:
+    return Path(out) / "checksums" / f"{task_id}.json"
+
+
 def finished_ids(out: str | os.PathLike[str]) -> set[str]:
     """Ids of the tasks whose shard exists (the tasks a rerun skips)."""
     d = records_dir(out)
@@ -133,7 +152,7 @@ def finished_ids(out: str | os.PathLike[str]) -> set[str]:
 def clean_temp(out: str | os.PathLike[str]) -> int:
     """Remove temporary files a killed writer left behind; return how many were removed."""
     n = 0
-    for d in (records_dir(out), Path(out) / "truth", Path(out) / "failures", Path(out)):
+    for d in (records_dir(out), Path(out) / "truth", Path(out) / "failures", Path(out) / "checksums", Path(out)):
         if d.is_dir():
             for p in d.iterdir():
                 if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
@@ -233,11 +252,94 @@ def write_shard(out: str | os.PathLike[str], task: "Task", result: "TaskResult")
     cal = [r for r in rows if r["kind"] == "calibration"]
     other = [r for r in rows if r["kind"] != "calibration"]
     truth_table = _table(other, TRUTH_SCHEMA)
-    _atomic_write(truth_path(out, task.task_id), lambda tmp: pq.write_table(truth_table, tmp))
     records_table = _table(cal, RECORD_SCHEMA)
-    path = _atomic_write(shard_path(out, task.task_id), lambda tmp: pq.write_table(records_table, tmp))
+    # serialise first, so the checksums describe exactly the bytes that are then written
+    truth_bytes, records_bytes = _parquet_bytes(truth_table), _parquet_bytes(records_table)
+    _atomic_write(truth_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(truth_bytes))
+    sums = {
+        "records": {"rows": records_table.num_rows, "sha256": hashlib.sha256(records_bytes).hexdigest()},
+        "truth": {"rows": truth_table.num_rows, "sha256": hashlib.sha256(truth_bytes).hexdigest()},
+    }
+    write_text(checksum_path(out, task.task_id), json.dumps(sums, sort_keys=True) + "\n")
+    path = _atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(records_bytes))
     failure_path(out, task.task_id).unlink(missing_ok=True)
     return path
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shard_problem(out: str | os.PathLike[str], task_id: str) -> str | None:
+    """Why a finished task's shards cannot be trusted, or ``None`` when they check out."""
+    files = {"records": shard_path(out, task_id), "truth": truth_path(out, task_id)}
+    if not files["truth"].is_file():
+        return "its truth shard is missing"
+    cpath = checksum_path(out, task_id)
+    if cpath.is_file():
+        try:
+            sums = json.loads(cpath.read_text(encoding="utf-8"))
+            expected = {k: (int(sums[k]["rows"]), str(sums[k]["sha256"])) for k in files}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"its checksum file {cpath.name} is unreadable ({type(err).__name__})"
+        for kind, path in files.items():
+            if _sha256(path) != expected[kind][1]:
+                return f"its {kind} shard {path.name} does not match the sha256 recorded when it was written ({path.stat().st_size} bytes now)"
+        return None
+    # written before checksums existed: the shards must at least read whole
+    for kind, path in files.items():
+        try:
+            n = pq.read_table(path).num_rows
+        except Exception as err:  # pyarrow raises several types for damaged files
+            return f"its {kind} shard {path.name} is unreadable ({type(err).__name__}: {err})"
+        if kind == "truth" and n < 1:
+            return f"its truth shard {path.name} has no rows"
+    return None
+
+
+def verify_shards(out: str | os.PathLike[str], task_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Check finished tasks' shards; move bad ones to ``<out>/corrupt/`` so their tasks run again.
+
+    Parameters
+    ----------
+    out
+        The sweep's output directory.
+    task_ids
+        Check only these finished tasks (default: every finished task).
+
+    Returns
+    -------
+    dict
+        ``task_id -> reason`` for each task whose shards failed (now unfinished); each is also
+        logged as a warning.
+    """
+    done = finished_ids(out)
+    ids = sorted(done if task_ids is None else set(task_ids) & done)
+    bad: dict[str, str] = {}
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for tid in ids:
+        problem = _shard_problem(out, tid)
+        if problem is None:
+            continue
+        bad[tid] = problem
+        aside = Path(out) / "corrupt"
+        aside.mkdir(parents=True, exist_ok=True)
+        # the records shard (the finish marker) first, so a crash here leaves the task unfinished
+        for kind, path in (("records", shard_path(out, tid)), ("truth", truth_path(out, tid)), ("checksums", checksum_path(out, tid))):
+            if path.is_file():
+                os.replace(path, aside / f"{tid}.{kind}.{stamp}{path.suffix}")
+        logger.warning("task %s: %s; its shards were moved to %s and the task will run again", tid, problem, aside)
+    return bad
 
 
 def write_failure(out: str | os.PathLike[str], task: "Task", error: str) -> Path:
@@ -261,7 +363,17 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _read(paths: Sequence[Path], schema: pa.Schema) -> "pd.DataFrame":
-    tables = [pq.read_table(p) for p in paths if p.is_file()]
+    tables = []
+    for p in paths:
+        if not p.is_file():
+            continue
+        try:
+            tables.append(pq.read_table(p))
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ValueError(
+                f"The shard {str(p)!r} is damaged ({err}). Run `pytyche-sweep resume` on the sweep: it verifies "
+                "every shard and runs the tasks whose shards are bad again."
+            ) from None
     if not tables:
         return _table([], schema).to_pandas()
     return pa.concat_tables(tables, promote_options="default").to_pandas()

@@ -490,8 +490,34 @@ def _parse_templates(value: Any) -> tuple[TemplateSpec, ...]:
         clash = set(params) & set(grid)
         if clash:
             raise _err(f"{where}.grid", "keys not also fixed in params", sorted(clash))
+        _check_template_params(name, params, grid, where)
         out.append(TemplateSpec(name=name, params=_freeze(params), grid=_freeze(grid)))
     return tuple(out)
+
+
+def _check_template_params(name: str, params: Mapping[str, Any], grid: Mapping[str, list[Any]], where: str) -> None:
+    """Every fixed and grid value against the template's ``make()`` (before a cluster is touched)."""
+    from sweeps.template_params import check_template_param
+
+    for key, value in params.items():
+        check_template_param(name, key, value, field=f"{where}.params.{key}")
+    for key, values in grid.items():
+        for i, value in enumerate(values):
+            check_template_param(name, key, value, field=f"{where}.grid.{key}[{i}]")
+
+
+def _check_calibration(name: str) -> None:
+    """Resolve the artifact now (registry name or JSON path), so a wrong one fails at load."""
+    from pytyche.calibrate.calibration import Calibration
+
+    try:
+        Calibration.from_sweep(name)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"The 'calibration' field of {_WHERE} names no usable artifact: {err}") from None
+
+
+# seeds become BCF seeds, which jax.random.key tells apart only up to 2**32 - 1
+_MAX_SEED = 2**32 - 1
 
 
 def _parse_seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
@@ -500,8 +526,8 @@ def _parse_seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
         raise _err("seeds", "absent when 'replications' is given (give one of them)", raw["seeds"])
     if has_seeds:
         seeds = raw["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
-            raise _err("seeds", "a non-empty list of ints >= 0", seeds)
+        if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and 0 <= s <= _MAX_SEED for s in seeds):
+            raise _err("seeds", "a non-empty list of ints in [0, 2**32 - 1]", seeds)
         if len(set(seeds)) != len(seeds):
             raise _err("seeds", "a list without repeated seeds", seeds)
         return tuple(seeds)
@@ -509,8 +535,8 @@ def _parse_seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
     if not _is_int(reps) or reps < 1:
         raise _err("replications", "an int >= 1", reps)
     base = raw.get("seed", 0)
-    if not _is_int(base) or base < 0:
-        raise _err("seed", "an int >= 0", base)
+    if not _is_int(base) or base < 0 or base + reps - 1 > _MAX_SEED:
+        raise _err("seed", f"an int >= 0 with seed + replications - 1 <= 2**32 - 1 (replications={reps})", base)
     return tuple(range(base, base + reps))
 
 
@@ -540,7 +566,12 @@ def _parse_schedule(value: Any) -> ScheduleSpec:
         sizes = args["sizes"]
         if not isinstance(sizes, list) or not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
             raise _err("schedule.args.sizes", "a non-empty list of ints >= 1", sizes)
-    return ScheduleSpec(kind=kind, args=_freeze(args))
+    spec = ScheduleSpec(kind=kind, args=_freeze(args))
+    try:  # what the tasks will build (e.g. a geometric schedule must not overflow)
+        spec.build()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"The 'schedule.args' field of {_WHERE} does not build a schedule: {err}") from None
+    return spec
 
 
 def _check_bcf(bcf: Mapping[str, Any], name: str) -> None:
@@ -666,6 +697,8 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
         calibration = None
     elif not isinstance(calibration, str) or not calibration.strip():
         raise _err("calibration", "false/null (uncalibrated) or an artifact registry name or JSON path", calibration)
+    else:
+        _check_calibration(calibration)
     levels = _parse_levels(raw.get("levels", [0.5, 0.8, 0.9, 0.95]))
     families = _parse_families(raw.get("families", ["cate", "ate"]))
     actors = _parse_actors(raw.get("actors"))

@@ -2,8 +2,10 @@
 
 One parent run per sweep output directory (resumed, not duplicated, when the sweep is rerun):
 the spec as params and as the ``spec.yaml`` artifact, and progress metrics (``tasks_done``,
-``tasks_failed``, ``elapsed_s``) as tasks finish. One child run per grid cell, created once the
-cell's every replication has finished: the cell's params (template, template params, BCF
+``tasks_failed``, ``elapsed_s``) as tasks finish. One child run per grid cell, created as soon as
+the cell's every replication has finished (so a driver killed hours in still shows the cells it
+completed), found again by its ``pytyche.cell_id`` tag on a rerun instead of being duplicated
+(a child run left unfinished by a killed driver is deleted and written again): the cell's params (template, template params, BCF
 settings) and per-round metrics (``step`` = round index) averaged over its replications:
 
 - ``coverage_<family>_<level%>`` and ``width_<family>_<level%>``: ``n_targets``-weighted mean
@@ -144,6 +146,7 @@ class SweepTracker:
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+        self._logged: set[str] | None = None  # cells with a finished child run (cached)
 
     # ---- parent run -------------------------------------------------------------------------
     def _experiment_id(self) -> str:
@@ -223,13 +226,27 @@ class SweepTracker:
 
     # ---- child runs -------------------------------------------------------------------------
     def logged_cells(self) -> set[str]:
-        """Cell ids that already have a child run under the parent run."""
+        """Cell ids that already have a finished child run under the parent run.
+
+        A child run of a cell that is not ``FINISHED`` (the driver was killed while writing it)
+        is deleted, so the cell is logged again whole.
+        """
         if self.run_id is None:
             return set()
         runs = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50000,
         )
-        return {r.data.tags.get("pytyche.cell_id") for r in runs} - {None}
+        logged = set()
+        for r in runs:
+            cell = r.data.tags.get("pytyche.cell_id")
+            if cell is None:
+                continue
+            if r.info.status == "FINISHED":
+                logged.add(cell)
+            else:
+                self.client.delete_run(r.info.run_id)
+        self._logged = logged
+        return set(logged)
 
     def log_cells(self, tasks: Iterable["Task"]) -> list[str]:
         """Create the child runs of every finished cell that has none yet; return their run ids."""
@@ -244,7 +261,7 @@ class SweepTracker:
         ready = [c for c, ts in by_cell.items() if all(t.task_id in finished for t in ts)]
         if not ready:
             return []
-        logged = self.logged_cells()
+        logged = self.logged_cells() if self._logged is None else self._logged
         created = []
         for cell_id in ready:
             if cell_id in logged:
@@ -270,6 +287,8 @@ class SweepTracker:
                 self.client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
             self.client.set_terminated(run.info.run_id, "FINISHED")
             created.append(run.info.run_id)
+            logged.add(cell_id)
+        self._logged = logged
         return created
 
     # ---- artifacts and end ------------------------------------------------------------------

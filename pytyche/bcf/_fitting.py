@@ -62,9 +62,47 @@ def check_calibration(calibration: Any, where: str) -> Any:
     return calibration
 
 
+def check_outcome_scale(observed: ObservedExperimentData, where: str) -> None:
+    """Refuse outcomes too large for float32 draws (see ``sampler.MAX_ABS_OUTCOME``), naming the cause."""
+    from pytyche.bcf.sampler import MAX_ABS_OUTCOME
+
+    y = np.asarray(observed.outcome, dtype=np.float64)
+    big = float(np.abs(y).max(initial=0.0))
+    if big > MAX_ABS_OUTCOME:
+        raise invalid(
+            "observed",
+            where,
+            f"data whose outcome magnitudes are at most {MAX_ABS_OUTCOME:g} (posterior draws are float32, "
+            f"largest value 3.4e38); rescale outcome column {observed.schema.outcome!r}",
+            f"a value of magnitude {big:.3g}",
+            show=False,
+        )
+
+
+def check_finite_posterior(result: Any) -> Any:
+    """Never return a posterior holding a NaN or infinite draw: raise ``FloatingPointError``."""
+    arrays = {"outcome_samples": result.outcome_samples, "sigma_samples": result.sigma_samples}
+    dec = result.decomposition
+    if dec is not None:
+        arrays.update({f"decomposition.{f.name}": getattr(dec, f.name) for f in dataclasses.fields(dec)})
+    bad = {}
+    for name, a in arrays.items():
+        if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
+            count = int(a.size - np.count_nonzero(np.isfinite(a)))
+            if count:
+                bad[name] = f"{count} of {a.size}"
+    if bad:
+        raise FloatingPointError(
+            f"The {type(result).__name__} posterior has non-finite draws ({bad} values are NaN or inf), so it is "
+            "not returned. A channel overflowed (e.g. exp of a huge log-severity): rescale the outcome towards O(1)."
+        )
+    return result
+
+
 def check_common(observed: Any, observed_copy: Any, progress: Any, calibration: Any, config: Any, overrides: dict[str, Any], where: str) -> tuple[ObservedExperimentData, GPUBCFConfig, bool]:
     """Validate the arguments every fit entry point shares."""
     observed = check_observed(observed, where)
+    check_outcome_scale(observed, where)
     check_observed_copy(observed_copy, where)
     progress = check_progress(progress, where)
     cfg = resolve_config(config, overrides, where)
@@ -105,12 +143,14 @@ def sigma_draws(sigma: np.ndarray, component: int) -> np.ndarray:
 
 
 def attach_calibration(result: Any, calibration: Any) -> Any:
-    """Attach ``calibration``; an explicit ``Calibration.skip()`` labels the result and warns once.
+    """Check the posterior is finite (:func:`check_finite_posterior`), then attach ``calibration``;
+    an explicit ``Calibration.skip()`` labels the result and warns once.
 
     The warning fires on the first fit with a given skip object (the glossary: "uncalibrated
     posteriors are explicitly labeled in result objects and the library emits a warning on first
     fit"); ``calibration=None`` attaches nothing and stays silent at this level.
     """
+    check_finite_posterior(result)
     if calibration is None:
         return result
     if getattr(calibration, "skipped", False):

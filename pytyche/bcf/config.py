@@ -16,7 +16,11 @@ import numbers
 from dataclasses import dataclass, fields
 from statistics import NormalDist
 
-__all__ = ['GPUBCFConfig', 'compute_num_trees_tau']
+__all__ = ['GPUBCFConfig', 'MAX_SEED', 'compute_num_trees_tau']
+
+#: largest PRNG seed: `jax.random.key` keeps the low 32 bits of a seed (x64 disabled, JAX's
+#: default), so a larger one would collide with a smaller one (and from 2**63 on it raises)
+MAX_SEED = 2**32 - 1
 
 
 def _fmt(value: object) -> str:
@@ -88,7 +92,11 @@ class GPUBCFConfig:
     num_chains
         Independent chains, run vectorized (bartz ``num_chains``).
     seed
-        Seed of the JAX PRNG; equal seeds give bitwise-equal draws on one device.
+        Seed of the JAX PRNG, an int in ``[0, 2**32 - 1]``; equal seeds give bitwise-equal
+        draws on one device. The bound is what `jax.random.key` takes in JAX's default 32-bit
+        mode: it keeps only the low 32 bits of a larger seed (``key(2**32)`` equals ``key(0)``,
+        so distinct seeds would silently give the same draws) and raises ``OverflowError`` from
+        ``2**63`` on.
     k_mu
         Leaf-prior ``k`` of the mu-forest: the prior sd of the forest sum is
         ``scale / k_mu``, with ``scale`` = 3 on the probit scale for binary
@@ -170,6 +178,12 @@ class GPUBCFConfig:
             _check_int(owner, name, getattr(self, name), 1)
         _check_int(owner, 'num_burnin', self.num_burnin, 0)
         _check_int(owner, 'seed', self.seed, 0)
+        if self.seed > MAX_SEED:
+            msg = (
+                f"The 'seed' parameter of {owner} must be an int in [0, 2**32 - 1] (the seeds "
+                f'jax.random.key tells apart). Got {self.seed!r} instead.'
+            )
+            raise ValueError(msg)
         _check_int(owner, 'max_depth_mu', self.max_depth_mu, 2)
         _check_int(owner, 'max_depth_tau', self.max_depth_tau, 2)
         for name in ('max_depth_mu', 'max_depth_tau'):

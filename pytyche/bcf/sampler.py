@@ -37,11 +37,15 @@ from bartz.prepcovars import GivenSplitsBinner
 
 from pytyche.bcf import kernel
 from pytyche.bcf.config import GPUBCFConfig
+from pytyche.bcf.memory import check_fit_memory
 
 __all__ = ['BCFDraws', 'run_bcf', 'compilation_count']
 
 _OUTCOME_TYPES = ('continuous', 'binary')
 _WHERE = 'run_bcf'
+#: largest outcome magnitude a fit accepts: draws are float32 (largest value 3.4e38), and a
+#: posterior spreads beyond the data, so 1e30 leaves eight orders of magnitude of headroom
+MAX_ABS_OUTCOME = 1e30
 
 # ---------------------------------------------------------------------------
 # compilation counter
@@ -238,6 +242,13 @@ def _validate(
     observed = ~miss
     if not np.all(np.isfinite(ya[observed])):
         raise _bad('y', 'finite at every non-missing entry', 'non-finite values')
+    big = np.abs(np.where(observed, ya, 0.0)).max(initial=0.0)
+    if big > MAX_ABS_OUTCOME:
+        raise _bad(
+            'y',
+            f'of magnitude at most {MAX_ABS_OUTCOME:g} (the posterior draws are float32); rescale the outcome',
+            f'a value of magnitude {big:.3g}',
+        )
     for c, t in enumerate(types):
         if t == 'binary':
             vals = ya[c][observed[c]]
@@ -382,7 +393,10 @@ def _prepare(
             offset[c] = NormalDist().inv_cdf(prop)
         else:
             m = vals.mean()
-            s = vals.std()
+            # sd of the values scaled to [-1, 1] first: squares of huge or tiny values would
+            # overflow to inf or underflow to 0
+            span = np.abs(vals - m).max(initial=0.0)
+            s = span * ((vals - m) / span).std() if span > 0 else 0.0
             if not (math.isfinite(s) and s > 0):
                 s = 1.0
             shift[c], scale[c] = m, s
@@ -492,6 +506,19 @@ def _run_chunk(
     return lax.fori_loop(0, count, body, (state, buf))
 
 
+def _check_finite_draws(**draws: np.ndarray) -> None:
+    """Never return a posterior with a non-finite value: raise naming the arrays that have one."""
+    bad = {name: int(np.size(a) - np.count_nonzero(np.isfinite(a))) for name, a in draws.items()}
+    bad = {name: count for name, count in bad.items() if count}
+    if bad:
+        where = ', '.join(f'{name}: {count} of {draws[name].size}' for name, count in bad.items())
+        raise FloatingPointError(
+            f'{_WHERE} produced non-finite posterior draws ({where} values are NaN or inf), so no '
+            'posterior is returned. The MCMC diverged or overflowed: check the outcome scale '
+            f'(magnitudes up to {MAX_ABS_OUTCOME:g} are accepted; rescale towards O(1)) and the priors.'
+        )
+
+
 # ---------------------------------------------------------------------------
 # entry point
 
@@ -546,7 +573,12 @@ def run_bcf(
     Raises
     ------
     TypeError, ValueError
-        On any invalid argument; the message names the parameter.
+        On any invalid argument; the message names the parameter. A ``ValueError`` naming a
+        config field also when the fit's estimated memory exceeds what is free
+        (`pytyche.bcf.memory`), before anything is allocated.
+    FloatingPointError
+        If any draw came out NaN or infinite (a posterior with a non-finite value is never
+        returned).
 
     Notes
     -----
@@ -572,6 +604,9 @@ def run_bcf(
     )
     n = xa.shape[0]
     k = len(types)
+    check_fit_memory(
+        config, n=n, p=xa.shape[1] + (0 if mu_cov is None else mu_cov.shape[1]), k=k, n_arms=n_arms, where=_WHERE
+    )
     prep = _prepare(xa, arma, ya, miss, types, n_arms, mu_cov, config)
 
     univariate = k == 1
@@ -639,6 +674,7 @@ def run_bcf(
     sigma = sigma * prep.scale
     is_bin = np.array([t == 'binary' for t in types])
     sigma[..., is_bin] = 1.0
+    _check_finite_draws(mu=mu, tau=tau, sigma=sigma)
 
     return BCFDraws(
         mu=np.ascontiguousarray(mu, np.float32),

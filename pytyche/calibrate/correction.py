@@ -625,25 +625,23 @@ class LayeredCalibrationCorrection:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LayeredCalibrationCorrection":
-        where = "LayeredCalibrationCorrection.from_dict"
-        if not isinstance(d, Mapping):
-            raise wrong_type("d", where, "a mapping", d)
-        if d.get("format") != FORMAT:
-            raise invalid("d", where, f"an artifact with format {FORMAT!r}", d.get("format"))
-        try:
-            return cls(
-                metric=d["metric"],
-                n_treatments=int(d["n_treatments"]),
-                pooling=d["pooling"],
-                band_edges=tuple(float(e) for e in d["band_edges"]),
-                min_units=int(d["min_units"]),
-                layers=tuple(LayerCurve.from_dict(c) for c in d["layers"]),
-                family_curves=tuple(LayerCurve.from_dict(c) for c in d["family_curves"]),
-                provenance=d.get("provenance", {}),
-            )
-        except KeyError as err:
-            raise invalid("d", where, "an artifact with every field", f"a mapping missing {err}", show=False) from None
+    def from_dict(cls, d: Mapping[str, Any], *, source: str | None = None) -> "LayeredCalibrationCorrection":
+        """Rebuild an artifact from :meth:`to_dict`'s mapping.
+
+        Parameters
+        ----------
+        d
+            The mapping (a parsed artifact JSON).
+        source
+            Where it came from (the file), quoted in error messages.
+
+        Raises
+        ------
+        ValueError
+            For a malformed artifact: the message names the source, the field (e.g.
+            ``layers[2].nominal``), what was expected and what was found.
+        """
+        return _artifact_from_dict(cls, d, "the mapping passed to LayeredCalibrationCorrection.from_dict" if source is None else source)
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the artifact JSON atomically (temporary file then rename); return the path."""
@@ -663,9 +661,97 @@ class LayeredCalibrationCorrection:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> "LayeredCalibrationCorrection":
-        """Load an artifact written by :meth:`to_json` (exact round trip)."""
+        """Load an artifact written by :meth:`to_json` (exact round trip).
+
+        Raises
+        ------
+        ValueError
+            When the file is not valid JSON (with the line and column) or a field is malformed;
+            the message names the file and the field.
+        """
+        source = f"calibration artifact {str(path)!r}"
         with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+            try:
+                data = json.load(fh)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"The {source} is not valid JSON: {err}.") from None
+        return cls.from_dict(data, source=source)
+
+
+class _Malformed(ValueError):
+    """A field of an artifact that is not what :meth:`LayeredCalibrationCorrection.to_dict` writes."""
+
+
+def _bad_field(source: str, field: str, expected: str, got: Any) -> _Malformed:
+    text = repr(got)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return _Malformed(f"The '{field}' field of the {source} must be {expected}. Got {text} instead.")
+
+
+def _field(d: Mapping[str, Any], key: str, field: str, source: str) -> Any:
+    if key not in d:
+        raise _bad_field(source, field, "present", f"a mapping with keys {sorted(d)}")
+    return d[key]
+
+
+def _int_field(value: Any, field: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad_field(source, field, "an int", value)
+    return value
+
+
+def _numbers_field(value: Any, field: str, source: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise _bad_field(source, field, "a list of numbers", value)
+    return tuple(float(v) for v in value)
+
+
+def _curve_from_dict(c: Any, field: str, source: str) -> LayerCurve:
+    if not isinstance(c, Mapping):
+        raise _bad_field(source, field, "a mapping (a layer curve)", c)
+    family = _field(c, "family", f"{field}.family", source)
+    if not isinstance(family, str):
+        raise _bad_field(source, f"{field}.family", "a str", family)
+    band = _field(c, "band", f"{field}.band", source)
+    if band is not None:
+        band = _int_field(band, f"{field}.band", source)
+    values = {k: _numbers_field(_field(c, k, f"{field}.{k}", source), f"{field}.{k}", source) for k in ("nominal", "empirical", "raw", "weight")}
+    counts = {k: _int_field(_field(c, k, f"{field}.{k}", source), f"{field}.{k}", source) for k in ("n_records", "n_units")}
+    try:
+        return LayerCurve(family=family, band=band, **values, **counts)
+    except (TypeError, ValueError) as err:
+        raise _Malformed(f"The '{field}' field of the {source} is not a valid layer curve: {err}") from None
+
+
+def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
+    if not isinstance(d, Mapping):
+        raise _bad_field(source, "(top level)", "a JSON object (mapping)", type(d).__name__)
+    fmt = d.get("format")
+    if fmt != FORMAT:
+        raise _bad_field(source, "format", repr(FORMAT), fmt)
+    metric = _field(d, "metric", "metric", source)
+    n_treatments = _int_field(_field(d, "n_treatments", "n_treatments", source), "n_treatments", source)
+    pooling = _field(d, "pooling", "pooling", source)
+    band_edges = _numbers_field(_field(d, "band_edges", "band_edges", source), "band_edges", source)
+    min_units = _int_field(_field(d, "min_units", "min_units", source), "min_units", source)
+    curves = {}
+    for key in ("layers", "family_curves"):
+        items = _field(d, key, key, source)
+        if not isinstance(items, list):
+            raise _bad_field(source, key, "a list of layer curves", items)
+        curves[key] = tuple(_curve_from_dict(c, f"{key}[{i}]", source) for i, c in enumerate(items))
+    provenance = d.get("provenance", {})
+    if not isinstance(provenance, Mapping):
+        raise _bad_field(source, "provenance", "a mapping", provenance)
+    try:
+        return cls(
+            metric=metric, n_treatments=n_treatments, pooling=pooling, band_edges=band_edges,
+            min_units=min_units, provenance=provenance, **curves,
+        )
+    except (TypeError, ValueError) as err:
+        # the constructor's message names the field (its parameter) and the value
+        raise _Malformed(f"The {source} is not a valid artifact: {err}") from None
 
 
 def _code_version() -> str:

@@ -217,11 +217,14 @@ def rule_from_dict(data: dict[str, Any]) -> SegmentRule | AllOf:
         raise ValueError(f"A serialized rule must be a dict with a 'kind' key. Got {data!r} instead.")
     kw = {k: v for k, v in data.items() if k != "kind"}
     if data["kind"] == "all":
-        return AllOf(tuple(rule_from_dict(r) for r in kw.get("rules", ())))  # type: ignore[arg-type]
+        rules = kw.get("rules", ())
+        if isinstance(rules, (str, bytes, dict)) or not isinstance(rules, (list, tuple)) or set(kw) - {"rules"}:
+            raise ValueError(f"The 'rules' field of a serialized 'all' rule must be a list of serialized rules (and its only field). Got {data!r} instead.")
+        return AllOf(tuple(rule_from_dict(r) for r in rules))  # type: ignore[arg-type]
     if data["kind"] not in _KINDS:
         raise ValueError(
             f"The 'kind' of a serialized rule must be one of 'eq', 'in', 'cmp', 'between', 'all'. Got {data['kind']!r} instead."
         )
-    if data["kind"] == "in":
-        kw["values"] = tuple(kw["values"])
+    if data["kind"] == "in" and isinstance(kw.get("values"), list):
+        kw["values"] = tuple(kw["values"])  # anything else: InRule's own check names 'values'
     return _KINDS[data["kind"]](**kw)

@@ -19,7 +19,11 @@ from typing import Protocol, runtime_checkable
 
 from pytyche._validation import check_float, check_int, invalid, wrong_type
 
-__all__ = ["Schedule", "GeometricSchedule", "FixedSchedule", "ExplicitSchedule", "is_exhausted"]
+__all__ = ["Schedule", "GeometricSchedule", "FixedSchedule", "ExplicitSchedule", "MAX_ROUND_SIZE", "is_exhausted"]
+
+#: largest visitor count a geometric round may reach (sizes are computed in log space against
+#: it, so no ``growth**r`` is ever formed that could overflow a float)
+MAX_ROUND_SIZE = 2**62
 
 
 @runtime_checkable
@@ -81,15 +85,30 @@ class GeometricSchedule:
         w = "GeometricSchedule"
         object.__setattr__(self, "initial", check_int(self.initial, "initial", w, low=1))
         object.__setattr__(self, "growth", check_float(self.growth, "growth", w, low=1.0))
+        if self.initial > MAX_ROUND_SIZE:
+            raise invalid("initial", w, f"an int in [1, 2**62] (MAX_ROUND_SIZE)", self.initial)
         if self.n_rounds is not None:
             object.__setattr__(self, "n_rounds", check_int(self.n_rounds, "n_rounds", w, low=1))
+        # a bounded schedule must reach its last round; an open-ended one at least its second
+        last = 1 if self.n_rounds is None else self.n_rounds - 1
+        if last and self._log_size(last) > math.log(MAX_ROUND_SIZE):
+            what = "open-ended, round 1" if self.n_rounds is None else f"n_rounds={self.n_rounds}, round {last}"
+            raise invalid(
+                "growth", w,
+                f"small enough that initial * growth**r stays within 2**62 visitors ({what} would have "
+                f"about 10**{self._log_size(last) / math.log(10):.0f})",
+                self.growth,
+            )
+
+    def _log_size(self, r: int) -> float:
+        return math.log(self.initial) + r * math.log(self.growth)
 
     def size(self, round_idx: int) -> int:
         r = _check_round(self, round_idx, self.n_rounds)
-        value = self.initial * self.growth**r
-        if not math.isfinite(value) or value > 2**62:
-            raise invalid("round_idx", "GeometricSchedule.size", "small enough for a finite visitor count", r)
-        return int(round(value))
+        # log space: growth**r itself can overflow a float (OverflowError) long before r is large
+        if self._log_size(r) > math.log(MAX_ROUND_SIZE):
+            raise invalid("round_idx", "GeometricSchedule.size", "small enough for a visitor count within 2**62", r)
+        return min(int(round(self.initial * self.growth**r)), MAX_ROUND_SIZE)
 
 
 @dataclass(frozen=True)
