@@ -180,7 +180,10 @@ def write_manifest(spec: SweepSpec, out: Path, tasks: Iterable[Task]) -> None:
     write_text(out / "spec.yaml", spec.to_yaml())
     manifest = {
         "name": spec.name,
-        "tasks": {t.task_id: {"cell_id": t.cell_id, "seed": t.seed, "replication": t.replication} for t in tasks},
+        "tasks": {
+            t.task_id: {"cell_id": t.cell_id, "seed": t.seed, "replication": t.replication, **({"draws": t.draws} if t.population else {})}
+            for t in tasks
+        },
         "cells": {t.cell_id: t.cell_label for t in tasks},
     }
     write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")

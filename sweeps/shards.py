@@ -16,7 +16,8 @@ shard is written first and the records shard last: the presence of
 fields plus the task's identity columns), so ``scripts/fit_sbc_correction.py --records
 <out>/records`` and :meth:`~pytyche.calibrate.LayeredCalibrationCorrection.fit` read it as is.
 Every row carries the task's identity columns (``sweep``, ``task_id``, ``cell_id``,
-``cell_label``, ``template``, ``params``, ``bcf``, ``seed``, ``replication``) and a ``kind``:
+``cell_label``, ``template``, ``params``, ``bcf``, ``seed``, ``replication``, and ``draws``: the
+JSON of the values drawn from the spec's DGP population, ``{}`` when none) and a ``kind``:
 
 - ``calibration``: one coverage record (one quantity family at one nominal level in one round),
 - ``truth``: one round's truth-comparison metrics (oracle gap, policy accuracy, CATE RMSE, RPVs),
@@ -154,6 +155,8 @@ def _identity(task: "Task") -> dict[str, Any]:
         "bcf": canonical_json(task.bcf_dict),
         "seed": task.seed,
         "replication": task.replication,
+        # the values drawn for this replication from the spec's DGP population ("{}" when none)
+        "draws": canonical_json(task.draws),
     }
 
 

@@ -10,7 +10,9 @@ settings) and per-round metrics (``step`` = round index) averaged over its repli
   coverage and mean interval width of the raw intervals (e.g. ``coverage_cate_90``),
 - the truth comparison: ``cate_rmse``, ``policy_accuracy``, ``oracle_gap_rpv``, ``rpv_policy``,
   ``rpv_uniform``, ``rpv_oracle``,
-- ``task_seconds`` (mean wall time of the cell's tasks) and ``n_replications``.
+- ``task_seconds`` (mean wall time of the cell's tasks) and ``n_replications``;
+- with a DGP population: its distributions as ``population.*`` params and each replication's
+  drawn values as ``draw.<name>`` metrics (step = replication).
 
 Aggregation outputs (coverage plots, regret tables and plots, the calibration artifact JSON) are
 attached to the parent run with :meth:`SweepTracker.log_artifacts`.
@@ -41,6 +43,7 @@ __all__ = [
     "SweepTracker",
     "artifact_location",
     "cell_metrics",
+    "draw_metrics",
     "default_tracking_uri",
     "flatten_params",
     "log_to_sweep_run",
@@ -110,6 +113,18 @@ def cell_metrics(frame: "pd.DataFrame") -> list[tuple[str, float, int]]:
         out.append(("task_seconds", float(timing["seconds"].mean()), 0))
         out.append(("n_replications", float(len(timing)), 0))
     return [(k, v, s) for k, v, s in out if np.isfinite(v)]
+
+
+def draw_metrics(tasks: Iterable["Task"]) -> list[tuple[str, float, int]]:
+    """``(draw.<name>, value, replication)`` of every numeric value a cell's tasks drew from the
+    spec's DGP population (``draw.effect_scale``, ``draw.schedule.per_round``...): the regime of
+    each replication, one step per replication."""
+    out = []
+    for t in tasks:
+        for key, value in t.draws.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append((f"draw.{key}", float(value), int(t.replication)))
+    return out
 
 
 class SweepTracker:
@@ -263,8 +278,9 @@ class SweepTracker:
             params = {"template": first.template, "n_replications": str(len(cell_tasks))}
             params.update(flatten_params(first.params_dict, "params."))
             params.update(flatten_params(first.bcf_dict, "bcf."))
+            params.update(flatten_params(first.population_dict, "population."))
             ts = int(time.time() * 1000)
-            metrics = [Metric(k, v, ts, s) for k, v, s in cell_metrics(frame)]
+            metrics = [Metric(k, v, ts, s) for k, v, s in cell_metrics(frame) + draw_metrics(cell_tasks)]
             self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in sorted(params.items())][:100])
             for i in range(0, len(metrics), 1000):
                 self.client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
