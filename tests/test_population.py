@@ -172,7 +172,7 @@ def test_population_sweep_records_its_draws(tmp_path):
     client = MlflowClient(uri)
     parent = client.get_run(report.mlflow_run_id)
     (child,) = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert json.loads(child.data.params["population.scale_ratio"]) == {"uniform": [1.0, 2.5]}
+    assert json.loads(child.data.params["population.scale_ratio.uniform"]) == [1.0, 2.5]
     hist = sorted(client.get_metric_history(child.info.run_id, "draw.scale_ratio"), key=lambda m: m.step)
     assert [m.step for m in hist] == list(range(6))
     assert [m.value for m in hist] == [t.draws["scale_ratio"] for t in sorted(tasks.values(), key=lambda t: t.replication)]
