@@ -176,3 +176,33 @@ def test_population_sweep_records_its_draws(tmp_path):
     hist = sorted(client.get_metric_history(child.info.run_id, "draw.scale_ratio"), key=lambda m: m.step)
     assert [m.step for m in hist] == list(range(6))
     assert [m.value for m in hist] == [t.draws["scale_ratio"] for t in sorted(tasks.values(), key=lambda t: t.replication)]
+
+
+def test_calibration_specs_parse_at_the_default_mcmc_config():
+    """experiments/calibration: every spec loads, runs the library's default MCMC settings (the
+    artifacts' regime), one round drawn in [1k, 20k] visitors, and its registered templates accept
+    their populations. Templates issue 11 adds are checked once they are registered."""
+    import pathlib
+
+    from dgps.registry import list_templates
+    from pytyche.bcf.config import GPUBCFConfig
+    from pytyche.calibrate import mcmc_of
+    from sweeps.spec import load_spec
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "calibration"
+    files = sorted(root.glob("*.yaml"))
+    assert len(files) == 8 and (root / "README.md").is_file()
+    readme = (root / "README.md").read_text()
+    for f in files:
+        spec = load_spec(f)
+        assert f.name in readme
+        assert mcmc_of(GPUBCFConfig(**spec.bcf_dict)) == mcmc_of(GPUBCFConfig())
+        tasks = spec.tasks()
+        assert all(t.schedule.n_rounds == 1 and 1000 <= t.schedule.args_dict["sizes"][0] <= 20000 for t in tasks)
+        fit, known = f.stem.endswith("_fit"), [t.name in list_templates() for t in spec.templates]
+        if all(known):
+            spec.check_templates()
+        # held-out templates are never fitted on
+        if not fit:
+            fit_spec = load_spec(root / f.name.replace("_validate", "_fit"))
+            assert not {t.name for t in spec.templates} & {t.name for t in fit_spec.templates}
