@@ -598,6 +598,9 @@ def test_fit_script_writes_artifact_and_crossfitted_table(tmp_path, capsys):
     cal = Calibration.from_sweep(str(out))
     assert (cal.metric, cal.n_treatments, cal.pooling) == ("revenue_per_visitor", 2, "joint")
     assert cal.provenance["spec"]["content"] == {"name": "planted", "seeds": [0, 1]}
+    # no absolute path of this machine: paths outside the repository are reduced to their name
+    assert cal.provenance["records"] == "records" and cal.provenance["spec"]["path"] == "spec.yaml"
+    assert "git_dirty" in cal.provenance
     assert cal.provenance["record_counts"]["other_regimes"] == len(other)
     table = mod.coverage_table(frame.iloc[: len(recs)], cal.correction, folds=2, seed=0)
     for row in table.itertuples():
