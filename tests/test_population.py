@@ -150,7 +150,7 @@ def test_population_sweep_records_its_draws(tmp_path):
         }
     )
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         report = run_sweep(spec, runner=run_synthetic_task, tracking_uri=uri, progress=False)
     finally:
         ray.shutdown()
