@@ -85,22 +85,19 @@ def registry_names(registry: str | os.PathLike[str] | None = None) -> list[str]:
 _LOADED: dict[tuple[str, int, int], LayeredCalibrationCorrection] = {}
 
 
-def _load(path: Path, *, quiet: bool = False) -> LayeredCalibrationCorrection:
-    """Load an artifact, memoised by (path, mtime, size): auto-resolution reads the registry each round."""
+def _load(path: Path) -> LayeredCalibrationCorrection:
+    """Load an artifact, memoised by (path, mtime, size): auto-resolution reads the registry each
+    round. Silent: :meth:`Calibration.from_sweep` warns about legacy artifacts itself, on every
+    call, so a memoised load never swallows the warning."""
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     hit = _LOADED.get(key)
     if hit is not None:
         return hit
     with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore", LegacyCalibrationWarning)
-        else:
-            # one warning per load, pointing at the user's from_sweep call
-            warnings.simplefilter("always", LegacyCalibrationWarning)
+        warnings.simplefilter("ignore", LegacyCalibrationWarning)
         correction = LayeredCalibrationCorrection.from_json(path)
-    if not quiet or correction.mcmc is not None:
-        _LOADED[key] = correction
+    _LOADED[key] = correction
     return correction
 
 
@@ -257,6 +254,15 @@ class Calibration:
             raise FileNotFoundError(f"The 'name_or_path' parameter of {where} names no file: {str(path)!r}.")
         correction = _load(path)
         label = path.stem if path.parent == _registry(registry) else str(path)
+        if correction.mcmc is None:
+            warnings.warn(
+                f"The calibration artifact {label!r} records no MCMC settings (trees, draws, chains): it predates "
+                "them (format 1), so the regime check cannot verify that it was fitted at the posterior's MCMC "
+                "configuration, which shapes interval width. Refit it with a current sweep to get a regime-checked "
+                "artifact.",
+                LegacyCalibrationWarning,
+                stacklevel=2,
+            )
         return cls(correction=correction, name=label)
 
     # ---- auto ----------------------------------------------------------------------------------
@@ -284,7 +290,7 @@ class Calibration:
         n = int(observed.n_visitors)
         ranked, why = [], []
         for name in registry_names(folder):
-            correction = _load(folder / f"{name}.json", quiet=True)
+            correction = _load(folder / f"{name}.json")
             cand = Calibration(correction=correction, name=name)
             if correction.mcmc is None:
                 why.append(f"{name!r}: legacy artifact without MCMC settings")
