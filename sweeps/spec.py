@@ -28,8 +28,9 @@ A template parameter or a schedule argument may instead be a distribution drawn 
 
 The grid expands to :class:`Task` objects: one per (template, template-grid combination,
 BCF-grid combination, seed); a task carries its drawn values in ``params`` / ``schedule`` and the
-distributions in ``population`` (its grid cell is the population, not the draws). A task is frozen, pickles cleanly, and has a stable id: the first 16
-hex digits of the sha256 of its canonical JSON (sorted keys, no whitespace). The id covers exactly
+distributions in ``population`` (its grid cell is the population, not the draws). A task is
+frozen, pickles cleanly, and has a stable id: the first 16 hex digits of the sha256 of its
+canonical JSON (sorted keys, no whitespace). The id covers exactly
 what changes the task's result (not the sweep's name, actor layout or output directory), so a
 renamed or re-laid-out sweep still resumes from the shards it already wrote.
 """

@@ -7,7 +7,10 @@ cell's every replication has finished: the cell's params (template, template par
 settings) and per-round metrics (``step`` = round index) averaged over its replications:
 
 - ``coverage_<family>_<level%>`` and ``width_<family>_<level%>``: ``n_targets``-weighted mean
-  coverage and mean interval width of the raw intervals (e.g. ``coverage_cate_90``),
+  coverage and mean interval width of the raw intervals (e.g. ``coverage_cate_90``), and
+  ``coverage_sd_<family>_<level%>`` the sd of the per-task coverages (the spread across
+  datasets); a validation sweep logs the same with a ``calibrated_`` prefix for the calibrated
+  intervals,
 - the truth comparison: ``cate_rmse``, ``policy_accuracy``, ``oracle_gap_rpv``, ``rpv_policy``,
   ``rpv_uniform``, ``rpv_oracle``,
 - ``task_seconds`` (mean wall time of the cell's tasks) and ``n_replications``;
@@ -95,12 +98,17 @@ def cell_metrics(frame: "pd.DataFrame") -> list[tuple[str, float, int]]:
 
     out: list[tuple[str, float, int]] = []
     cal = frame[frame["kind"] == "calibration"]
-    if len(cal):
-        for (fam, q, r), g in cal.groupby(["family", "nominal", "round_idx"], sort=True):
+    flag = cal["calibrated"].fillna(False).astype(bool) if "calibrated" in cal else None
+    for prefix, part in (("", cal if flag is None else cal[~flag]), ("calibrated_", cal.iloc[0:0] if flag is None else cal[flag])):
+        for (fam, q, r), g in part.groupby(["family", "nominal", "round_idx"], sort=True):
             w = g["n_targets"].to_numpy(dtype=float)
             lv = _level_key(q)
-            out.append((f"coverage_{fam}_{lv}", float(np.average(g["coverage"], weights=w)), int(r)))
-            out.append((f"width_{fam}_{lv}", float(np.average(g["mean_width"], weights=w)), int(r)))
+            out.append((f"{prefix}coverage_{fam}_{lv}", float(np.average(g["coverage"], weights=w)), int(r)))
+            out.append((f"{prefix}width_{fam}_{lv}", float(np.average(g["mean_width"], weights=w)), int(r)))
+            # the spread across datasets (tasks): per-visitor coverage within one is correlated
+            per_task = g.groupby("task_id").apply(lambda u: np.average(u["coverage"], weights=u["n_targets"]), include_groups=False)
+            if len(per_task) > 1:
+                out.append((f"{prefix}coverage_sd_{fam}_{lv}", float(per_task.std(ddof=1)), int(r)))
     truth = frame[frame["kind"] == "truth"]
     if len(truth):
         for r, g in truth.groupby("round_idx", sort=True):

@@ -142,6 +142,12 @@ def test_validate_end_to_end(ray_cluster, tmp_path):
     run_id = json.loads((out / "mlflow.json").read_text())["run_id"]
     arts = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "validation")}
     assert {"validation/validation.json", "validation/validation.png"} <= arts
+    # its cell's child run separates raw from calibrated coverage and gives the spread across datasets
+    client = MlflowClient(uri)
+    (child,) = client.search_runs([client.get_run(run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    m = child.data.metrics
+    assert m["calibrated_coverage_cate_90"] >= m["coverage_cate_90"] and m["coverage_sd_cate_90"] >= 0
+    assert m["calibrated_width_cate_90"] > 1.3 * m["width_cate_90"]
 
     # rerun without running: the same summary from the shards already there
     assert main(["validate", str(art), str(spec_path), "--no-run", "--no-tracking"]) == 0
