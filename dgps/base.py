@@ -401,4 +401,5 @@ def feature_template(cls: type[DGPTemplate]) -> Any:
         return SimGenerator(cls(**params), seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
 
     make.__doc__ = f"A ``{cls.name}`` generator; parameters are :class:`{cls.__name__}`'s fields (truth in its module docstring)."
+    make.template_class = cls  # type: ignore[attr-defined]  (read by sweeps.template_params)
     return make

@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     # calibration
     "Calibration": "pytyche.calibrate",
     "LayeredCalibrationCorrection": "pytyche.calibrate",
+    "CalibrationExtrapolationWarning": "pytyche.calibrate",
+    "LegacyCalibrationWarning": "pytyche.calibrate",
     # sequential experiment
     "sequential_experiment": "pytyche.experiment",
     "SequentialExperiment": "pytyche.experiment",

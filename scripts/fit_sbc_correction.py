@@ -51,6 +51,9 @@ def read_records(path: str | Path) -> pd.DataFrame:
     raise FileNotFoundError(f"The '--records' path {str(p)!r} does not exist.")
 
 
+_REPO = Path(__file__).resolve().parents[1]
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -59,6 +62,25 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _git_dirty() -> bool | None:
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def _portable(path: str | Path) -> str:
+    """Relative to the repository when inside it, else the last component: no absolute paths."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(_REPO).as_posix()
+    except (ValueError, OSError):
+        return p.name
 
 
 def _spec_provenance(spec: str | None) -> dict[str, Any] | None:
@@ -73,7 +95,7 @@ def _spec_provenance(spec: str | None) -> dict[str, Any] | None:
         content: Any = yaml.safe_load(text)
     except Exception:  # noqa: BLE001 - keep the text when it is not YAML
         content = text
-    return {"path": str(p), "sha256": hashlib.sha256(raw).hexdigest(), "content": content}
+    return {"path": _portable(p), "sha256": hashlib.sha256(raw).hexdigest(), "content": content}
 
 
 def _fold_of(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
@@ -178,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--bands must be comma-separated numbers. Got {args.bands!r} instead.") from None
     frame = read_records(args.records)
     provenance: dict[str, Any] = {
-        "records": str(Path(args.records)),
+        "records": _portable(args.records),
         "commit": _git_commit(),
+        "git_dirty": _git_dirty(),
         "script": "scripts/fit_sbc_correction.py",
     }
     spec = _spec_provenance(args.spec)

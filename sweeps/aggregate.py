@@ -4,13 +4,17 @@ From a sweep's output directory (see :mod:`sweeps.shards`):
 
 1. :func:`coverage_curves`: the empirical coverage ``R(p)`` of the raw central intervals at each
    nominal level ``p``, per regime (metric, K, pooling) and quantity family: the
-   ``n_targets``-weighted mean of the records' coverage, with a standard error from the spread
-   over replications (a replication's rounds share data, so the replication is the unit);
+   ``n_targets``-weighted mean of the records' coverage, with the spread across datasets (a
+   dataset is one task, i.e. one replication of one grid cell: its rounds share data and its
+   visitors' coverages are strongly correlated, so the dataset is the unit): standard error,
+   standard deviation and a t-interval over the per-dataset coverages (:func:`dataset_coverage`);
 2. :func:`plot_coverage`: one PNG per regime, a curve per family against the diagonal;
 3. :func:`fit_artifact`: :meth:`pytyche.calibrate.LayeredCalibrationCorrection.fit` on the
    regime's records, saved with ``to_json`` (the format ``pt.Calibration.from_sweep(path)``
-   loads), with provenance: the sweep's spec (content and sha256), the git commit, record /
-   task / replication counts and the date.
+   loads), with provenance: the sweep's spec (content and sha256), the git commit (and whether
+   the checkout was dirty; ``require_clean=True`` refuses a dirty one), record / task /
+   replication counts and the date. Provenance holds no absolute path: paths inside the
+   repository are relative to it, others are reduced to their last component.
 
 :func:`aggregate` does all three and, when the sweep has an MLflow parent run, attaches the
 outputs to it.
@@ -41,6 +45,9 @@ __all__ = [
     "AggregateResult",
     "aggregate",
     "coverage_curves",
+    "dataset_coverage",
+    "portable_path",
+    "t_interval",
     "fit_artifact",
     "git_commit",
     "plot_coverage",
@@ -49,6 +56,65 @@ __all__ = [
 ]
 
 REGIME = ("metric", "n_treatments", "pooling")
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: str | os.PathLike[str]) -> str:
+    """A path fit for provenance: relative to the repository when inside it, else its last
+    component (never an absolute path of the machine that made it)."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(_REPO).as_posix()
+    except (ValueError, OSError):
+        return p.name
+
+
+def t_interval(values: Any, level: float = 0.95) -> tuple[float, float, float, float]:
+    """``(mean, sd, lo, hi)``: the mean of ``values`` and its Student-t interval (NaN bounds
+    with fewer than two values)."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan"), float("nan"), float("nan")
+    sd = float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + level / 2.0, v.size - 1)) * sd / np.sqrt(v.size)
+    return mean, sd, mean - half, mean + half
+
+
+def dataset_coverage(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """Coverage per dataset: one row per (regime, family, nominal, calibrated, dataset).
+
+    A dataset is one task (``template``, ``task_id``): its coverage pools its rounds' targets
+    (``n_targets``-weighted), since its rounds share data.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``metric, n_treatments, pooling, family, nominal, calibrated, template,
+        task_id, coverage, n_targets, mean_width, sample_size`` (the largest round's).
+    """
+    import pandas as pd
+
+    cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+    cols = [*REGIME, "family", "nominal", "calibrated", "template", "task_id", "coverage", "n_targets", "mean_width", "sample_size"]
+    if cal.empty:
+        return pd.DataFrame(columns=cols)
+    calibrated = cal["calibrated"].fillna(False).astype(bool) if "calibrated" in cal else pd.Series(False, index=cal.index)
+    cal = cal.assign(calibrated=calibrated, _w=cal["n_targets"].astype(float))
+    cal = cal.assign(_cw=cal["_w"] * cal["coverage"], _ww=cal["_w"] * cal["mean_width"])
+    keys = [*REGIME, "family", "nominal", "calibrated", "template", "task_id"]
+    g = cal.groupby(keys, sort=True).agg(_w=("_w", "sum"), _cw=("_cw", "sum"), _ww=("_ww", "sum"), sample_size=("sample_size", "max"))
+    g = g.reset_index()
+    g["coverage"] = g["_cw"] / g["_w"]
+    g["mean_width"] = g["_ww"] / g["_w"]
+    g["n_targets"] = g["_w"].astype(int)
+    g["n_treatments"] = g["n_treatments"].astype(int)
+    return g[cols]
 
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> tuple[str | None, bool | None]:
@@ -80,13 +146,20 @@ def coverage_curves(frame: "pd.DataFrame") -> "pd.DataFrame":
     -------
     DataFrame
         Columns ``metric, n_treatments, pooling, family, nominal, coverage, se, n_records,
-        n_targets, n_replications, mean_width``; ``coverage`` is the ``n_targets``-weighted
-        mean, ``se`` the standard error over replications (NaN with one replication).
+        n_targets, n_replications, mean_width, dataset_mean, dataset_sd, dataset_ci_lo,
+        dataset_ci_hi, dataset_min, dataset_max``; ``coverage`` is the ``n_targets``-weighted
+        mean, ``se`` the standard error over replications (NaN with one replication), and the
+        ``dataset_*`` columns the mean of the per-dataset coverages, their sd, the 95%
+        t-interval of that mean and their range. Calibrated-interval records (validation
+        sweeps) are left out.
     """
     import pandas as pd
 
     cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
-    cols = [*REGIME, "family", "nominal", "coverage", "se", "n_records", "n_targets", "n_replications", "mean_width"]
+    if "calibrated" in cal:
+        cal = cal[~cal["calibrated"].fillna(False).astype(bool)]
+    spread = ["dataset_mean", "dataset_sd", "dataset_ci_lo", "dataset_ci_hi", "dataset_min", "dataset_max"]
+    cols = [*REGIME, "family", "nominal", "coverage", "se", "n_records", "n_targets", "n_replications", "mean_width", *spread]
     if cal.empty:
         return pd.DataFrame(columns=cols)
     cal = cal.assign(_w=cal["n_targets"].astype(float), _unit=cal["template"].astype(str) + "|" + cal["task_id"].astype(str))
@@ -98,7 +171,8 @@ def coverage_curves(frame: "pd.DataFrame") -> "pd.DataFrame":
         per_unit = g.groupby("_unit").apply(lambda u: np.average(u["coverage"], weights=u["_w"]), include_groups=False)
         n_units = len(per_unit)
         se = float(per_unit.std(ddof=1) / np.sqrt(n_units)) if n_units > 1 else float("nan")
-        rows.append((*key, cov, se, len(g), int(w.sum()), n_units, width))
+        mean, sd, lo, hi = t_interval(per_unit.to_numpy())
+        rows.append((*key, cov, se, len(g), int(w.sum()), n_units, width, mean, sd, lo, hi, float(per_unit.min()), float(per_unit.max())))
     out = pd.DataFrame(rows, columns=cols)
     out["n_treatments"] = out["n_treatments"].astype(int)
     return out
@@ -148,17 +222,24 @@ def sweep_provenance(out: str | os.PathLike[str], frame: "pd.DataFrame | None" =
     import yaml
 
     out = Path(out)
-    prov: dict[str, Any] = {"output_dir": str(out.resolve())}
+    prov: dict[str, Any] = {"output_dir": portable_path(out)}
     spec_file = out / "spec.yaml"
     if spec_file.is_file():
         raw = spec_file.read_bytes()
         content = yaml.safe_load(raw.decode("utf-8"))
+        if isinstance(content, Mapping) and isinstance(content.get("output_dir"), str):
+            content = {**content, "output_dir": portable_path(content["output_dir"])}
+        if isinstance(content, Mapping) and isinstance(content.get("calibration"), str):
+            content = {**content, "calibration": Path(content["calibration"]).name}
         prov["sweep"] = content.get("name") if isinstance(content, Mapping) else None
-        prov["spec"] = {"path": str(spec_file), "sha256": hashlib.sha256(raw).hexdigest(), "content": content}
+        prov["spec"] = {"path": portable_path(spec_file), "sha256": hashlib.sha256(raw).hexdigest(), "content": content}
     manifest = out / "manifest.json"
     n_grid = None
     if manifest.is_file():
-        n_grid = len(json.loads(manifest.read_text()).get("tasks", {}))
+        m = json.loads(manifest.read_text())
+        n_grid = len(m.get("tasks", {}))
+        if "commit" in m:  # the code that ran the sweep's tasks
+            prov["run_commit"], prov["run_git_dirty"] = m.get("commit"), m.get("git_dirty")
     commit, dirty = git_commit()
     prov["commit"] = commit
     prov["git_dirty"] = dirty
@@ -198,6 +279,7 @@ def fit_artifact(
     pooling: str | None = None,
     path: str | os.PathLike[str] | None = None,
     frame: "pd.DataFrame | None" = None,
+    require_clean: bool = False,
     **fit_kwargs: Any,
 ) -> tuple["LayeredCalibrationCorrection", Path]:
     """Fit the sweep's :class:`~pytyche.calibrate.LayeredCalibrationCorrection` and write it.
@@ -212,8 +294,13 @@ def fit_artifact(
         Artifact path (default ``<out>/calibration_<metric>_K<k>_<pooling>.json``).
     frame
         The sweep's rows, when already loaded.
+    require_clean
+        Refuse (``ValueError``) unless the checkout is a clean git commit (the sweep's run
+        commit too, when the manifest records it): the rule for artifacts that ship. Otherwise
+        a dirty checkout is only flagged (``git_dirty: true`` in the provenance).
     **fit_kwargs
-        ``band_edges``, ``min_units`` for :meth:`LayeredCalibrationCorrection.fit`.
+        ``band_edges``, ``min_units``, ``mcmc``, ``beyond_data`` for
+        :meth:`LayeredCalibrationCorrection.fit`.
 
     Returns
     -------
@@ -224,8 +311,19 @@ def fit_artifact(
     if frame is None:
         frame = read_records(out, kinds=["calibration"])
     cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
+    if "calibrated" in cal:
+        cal = cal[~cal["calibrated"].fillna(False).astype(bool)]
     regime = _pick_regime(cal, metric, n_treatments, pooling)
     provenance = sweep_provenance(out, cal)
+    if require_clean:
+        for key in ("git_dirty", "run_git_dirty"):
+            if key in provenance and provenance[key] is not False:
+                what = "the sweep ran from" if key == "run_git_dirty" else "this checkout is"
+                raise ValueError(
+                    f"The 'require_clean' parameter of fit_artifact refuses an artifact whose code is not a clean git "
+                    f"commit: {what} {'a dirty checkout' if provenance[key] else 'not a git checkout'}. Commit first "
+                    "(and rerun the sweep if its run commit was dirty), or pass require_clean=False to flag it."
+                )
     correction = LayeredCalibrationCorrection.fit(cal, *regime, provenance, **fit_kwargs)
     if path is None:
         path = Path(out) / f"calibration_{regime[0]}_K{regime[1]}_{regime[2]}.json"
@@ -253,12 +351,15 @@ def aggregate(
     fit: bool = True,
     tracking: bool = True,
     tracking_uri: str | None = None,
+    require_clean: bool = False,
     **fit_kwargs: Any,
 ) -> AggregateResult:
     """Coverage curves, plots and (``fit=True``) the calibration artifact of a sweep directory.
 
-    Writes ``<out>/coverage_curves.csv``, ``<out>/coverage_*.png`` and the artifact (see
-    :func:`fit_artifact`); attaches them to the sweep's MLflow parent run when it has one.
+    Writes ``<out>/coverage_curves.csv``, ``<out>/coverage_per_dataset.csv`` (one row per
+    dataset, family and level: the spread behind each pooled number), ``<out>/coverage_*.png``
+    and the artifact (see :func:`fit_artifact`); attaches them to the sweep's MLflow parent run
+    when it has one.
     """
     out = Path(out)
     if not out.is_dir():
@@ -266,12 +367,16 @@ def aggregate(
     frame = read_records(out, kinds=["calibration"])
     curves = coverage_curves(frame)
     csv = write_text(out / "coverage_curves.csv", curves.to_csv(index=False))
+    per_dataset = write_text(out / "coverage_per_dataset.csv", dataset_coverage(frame).to_csv(index=False))
     correction, path = None, None
     if fit:
-        correction, path = fit_artifact(out, metric=metric, n_treatments=n_treatments, pooling=pooling, path=artifact, frame=frame, **fit_kwargs)
+        correction, path = fit_artifact(
+            out, metric=metric, n_treatments=n_treatments, pooling=pooling, path=artifact, frame=frame,
+            require_clean=require_clean, **fit_kwargs,
+        )
     plots = plot_coverage(curves, out, correction=correction)
     if tracking:
         from sweeps.tracking import log_to_sweep_run
 
-        log_to_sweep_run(out, [csv, *plots, *([path] if path is not None else [])], "aggregate", tracking_uri=tracking_uri)
+        log_to_sweep_run(out, [csv, per_dataset, *plots, *([path] if path is not None else [])], "aggregate", tracking_uri=tracking_uri)
     return AggregateResult(curves=curves, curves_csv=csv, plots=tuple(plots), artifact=path, correction=correction)

@@ -8,6 +8,7 @@
     pytyche-sweep aggregate OUT [--metric revenue_per_visitor --n-treatments 3 --pooling joint] [--artifact PATH]
     pytyche-sweep regret OUT
     pytyche-sweep tune SPEC --trials 20
+    pytyche-sweep validate ARTIFACT SPEC [--write]                 # held-out raw vs calibrated coverage
 
 ``OUT`` is a sweep's output directory (the spec's ``output_dir`` unless ``--out`` was given).
 ``resume`` also accepts ``OUT`` (it reads ``OUT/spec.yaml``). Exit status: 0 when the sweep is
@@ -70,8 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--artifact", default=None, help="artifact JSON path (default OUT/calibration_<regime>.json)")
     a.add_argument("--min-units", type=int, default=None, help="units a layer needs to be used")
     a.add_argument("--no-fit", action="store_true", help="curves and plots only")
+    a.add_argument("--require-clean", action="store_true", help="refuse to fit unless the code is a clean git commit (for artifacts that ship)")
+    a.add_argument("--beyond-data", default=None, choices=("nearest", "pooled"), help="what serves sample-size bands without data (default nearest)")
     a.add_argument("--no-tracking", action="store_true")
     a.add_argument("--tracking-uri", default=None)
+
+    v = sub.add_parser("validate", help="held-out sweep with an artifact on-path: raw vs calibrated coverage per family and level")
+    v.add_argument("artifact", help="artifact JSON (or registry name)")
+    v.add_argument("spec", help="held-out sweep spec YAML (its BCF settings must be the artifact's MCMC regime)")
+    v.add_argument("--out", default=None, help="output directory (default: the spec's output_dir)")
+    v.add_argument("--write", action="store_true", help="write the summary into the artifact's provenance['validation']")
+    v.add_argument("--no-run", action="store_true", help="summarise the shards already there without running")
+    v.add_argument("--address", default=None)
+    v.add_argument("--runner", default=None)
+    v.add_argument("--max-tasks", type=int, default=None)
+    v.add_argument("--no-progress", action="store_true")
+    v.add_argument("--no-tracking", action="store_true")
+    v.add_argument("--tracking-uri", default=None)
 
     r = sub.add_parser("regret", help="regret benchmark report (Markdown + PNG) of a sweep")
     r.add_argument("out", help="sweep output directory")
@@ -146,9 +162,12 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     from sweeps.aggregate import aggregate
 
     kw = {} if args.min_units is None else {"min_units": args.min_units}
+    if args.beyond_data is not None:
+        kw["beyond_data"] = args.beyond_data
     res = aggregate(
         args.out, metric=args.metric, n_treatments=args.n_treatments, pooling=args.pooling,
-        artifact=args.artifact, fit=not args.no_fit, tracking=not args.no_tracking, tracking_uri=args.tracking_uri, **kw,
+        artifact=args.artifact, fit=not args.no_fit, tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
+        require_clean=args.require_clean, **kw,
     )
     print(res.curves.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"curves: {res.curves_csv}")
@@ -156,6 +175,35 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         print(f"plot: {p}")
     if res.artifact is not None:
         print(f"artifact: {res.artifact}  (load with pt.Calibration.from_sweep({str(res.artifact)!r}))")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sweeps.driver import connect_ray
+    from sweeps.validate import format_table, validate
+
+    spec = _spec_arg(args.spec, args.out)
+    started = False if args.no_run else connect_ray(args.address)
+    _handle_sigterm()
+    try:
+        res = validate(
+            args.artifact, spec, write=args.write, run=not args.no_run, address=args.address,
+            runner=resolve_runner(args.runner), tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
+            progress=not args.no_progress, max_tasks=args.max_tasks,
+        )
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    s = res.summary
+    print(f"{s['artifact']} on held-out {', '.join(s['templates'])}: {s['n_datasets']} datasets, n {s['sample_sizes'][0]}..{s['sample_sizes'][1]}; {s['ci']}")
+    print(format_table(res.table))
+    print(f"summary: {res.summary_path}\nplot: {res.plot_path}\nper dataset: {res.per_dataset_path}")
+    if res.artifact_written:
+        print(f"wrote provenance['validation'] into {args.artifact}")
+    if res.report is not None and not res.report.complete:
+        return 1 if res.report.failures else 3
     return 0
 
 
@@ -216,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     _handle_sigterm()
-    handlers = {"run": _cmd_run, "resume": _cmd_run, "aggregate": _cmd_aggregate, "regret": _cmd_regret, "tune": _cmd_tune}
+    handlers = {"run": _cmd_run, "resume": _cmd_run, "aggregate": _cmd_aggregate, "regret": _cmd_regret, "tune": _cmd_tune,
+                "validate": _cmd_validate}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:

@@ -183,9 +183,17 @@ def write_manifest(spec: SweepSpec, out: Path, tasks: Iterable[Task]) -> None:
     """Write ``<out>/spec.yaml`` and ``<out>/manifest.json`` (task and cell ids) atomically."""
     tasks = list(tasks)
     write_text(out / "spec.yaml", spec.to_yaml())
+    from sweeps.aggregate import git_commit
+
+    commit, dirty = git_commit()
     manifest = {
         "name": spec.name,
-        "tasks": {t.task_id: {"cell_id": t.cell_id, "seed": t.seed, "replication": t.replication} for t in tasks},
+        "commit": commit,  # the code running the sweep (artifact provenance reads it back)
+        "git_dirty": dirty,
+        "tasks": {
+            t.task_id: {"cell_id": t.cell_id, "seed": t.seed, "replication": t.replication, **({"draws": t.draws} if t.population else {})}
+            for t in tasks
+        },
         "cells": {t.cell_id: t.cell_label for t in tasks},
     }
     write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")

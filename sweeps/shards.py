@@ -24,7 +24,8 @@ checksums existed are checked by reading them whole) and moves a bad task's file
 fields plus the task's identity columns), so ``scripts/fit_sbc_correction.py --records
 <out>/records`` and :meth:`~pytyche.calibrate.LayeredCalibrationCorrection.fit` read it as is.
 Every row carries the task's identity columns (``sweep``, ``task_id``, ``cell_id``,
-``cell_label``, ``template``, ``params``, ``bcf``, ``seed``, ``replication``) and a ``kind``:
+``cell_label``, ``template``, ``params``, ``bcf``, ``seed``, ``replication``, and ``draws``: the
+JSON of the values drawn from the spec's DGP population, ``{}`` when none) and a ``kind``:
 
 - ``calibration``: one coverage record (one quantity family at one nominal level in one round),
 - ``truth``: one round's truth-comparison metrics (oracle gap, policy accuracy, CATE RMSE, RPVs),
@@ -174,6 +175,8 @@ def _identity(task: "Task") -> dict[str, Any]:
         "bcf": canonical_json(task.bcf_dict),
         "seed": task.seed,
         "replication": task.replication,
+        # the values drawn for this replication from the spec's DGP population ("{}" when none)
+        "draws": canonical_json(task.draws),
     }
 
 

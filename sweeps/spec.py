@@ -22,9 +22,15 @@ A spec is validated once, when it is loaded, and every error names the field tha
              max_restarts: 3, max_task_retries: 2, max_attempts: 3, env: {}}
     output_dir: sweep_output/tiny_sweep     # relative to the working dir; default sweep_output/<name>
 
+A template parameter or a schedule argument may instead be a distribution drawn per replication
+(a DGP population, see :mod:`sweeps.population`), e.g. ``effect_scale: {uniform: [0, 1.5]}`` or
+``per_round: {loguniform: [1000, 20000], integer: true}``.
+
 The grid expands to :class:`Task` objects: one per (template, template-grid combination,
-BCF-grid combination, seed). A task is frozen, pickles cleanly, and has a stable id: the first 16
-hex digits of the sha256 of its canonical JSON (sorted keys, no whitespace). The id covers exactly
+BCF-grid combination, seed); a task carries its drawn values in ``params`` / ``schedule`` and the
+distributions in ``population`` (its grid cell is the population, not the draws). A task is
+frozen, pickles cleanly, and has a stable id: the first 16 hex digits of the sha256 of its
+canonical JSON (sorted keys, no whitespace). The id covers exactly
 what changes the task's result (not the sweep's name, actor layout or output directory), so a
 renamed or re-laid-out sweep still resumes from the shards it already wrote.
 """
@@ -44,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sweeps import population as _pop
 
 __all__ = [
     "ActorSpec",
@@ -211,6 +219,29 @@ class ScheduleSpec:
         a = self.args_dict
         return len(a["sizes"]) if self.kind == "explicit" else int(a["n_rounds"])
 
+    @property
+    def has_population(self) -> bool:
+        """Whether some argument is a distribution drawn per replication."""
+        a = self.args_dict
+        values = list(a.values()) + (list(a["sizes"]) if self.kind == "explicit" else [])
+        return any(_pop.is_distribution(v) for v in values)
+
+    def drawn(self, *, seed: int, replication: int, template: str) -> tuple["ScheduleSpec", dict[str, Any]]:
+        """The concrete schedule of one replication and its drawn values (``{"schedule.per_round": 4012}``)."""
+        a = self.args_dict
+        draws: dict[str, Any] = {}
+
+        def value(key: str, v: Any) -> Any:
+            if not _pop.is_distribution(v):
+                return v
+            draws[key] = _pop.draw(v, seed=seed, replication=replication, template=template, key=key)
+            return draws[key]
+
+        out = {k: value(f"schedule.{k}", v) for k, v in a.items() if k != "sizes"}
+        if "sizes" in a:
+            out["sizes"] = [value(f"schedule.sizes.{i}", v) for i, v in enumerate(a["sizes"])]
+        return ScheduleSpec(kind=self.kind, args=_freeze(out)), draws
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "args": self.args_dict}
 
@@ -295,10 +326,32 @@ class Task:
     levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
     families: tuple[str, ...] = ("cate", "ate")
     sweep: str = field(default="", compare=False)
+    population: tuple[tuple[str, Any], ...] = ()
 
     @property
     def params_dict(self) -> dict[str, Any]:
         return _thaw_items(self.params)
+
+    @property
+    def population_dict(self) -> dict[str, Any]:
+        """The distributions this task's drawn values came from: template parameter name ->
+        distribution, and ``"schedule"`` -> the spec's schedule (with its distributions)."""
+        return _thaw_items(self.population)
+
+    @property
+    def draws(self) -> dict[str, Any]:
+        """The values drawn for this replication: drawn template parameters by name, drawn schedule
+        arguments as ``schedule.<arg>`` (``schedule.sizes.<i>``). Empty without a population."""
+        pop = self.population_dict
+        params = self.params_dict
+        out = {k: params[k] for k in sorted(pop) if k != "schedule"}
+        if "schedule" in pop:
+            spec_schedule = pop["schedule"]
+            _, drawn = ScheduleSpec(spec_schedule["kind"], _freeze(spec_schedule["args"])).drawn(
+                seed=self.seed, replication=self.replication, template=self.template
+            )
+            out.update(drawn)
+        return out
 
     @property
     def bcf_dict(self) -> dict[str, Any]:
@@ -309,8 +362,11 @@ class Task:
         return _thaw_items(self.experiment)
 
     def identity(self) -> dict[str, Any]:
-        """What determines the task's result (hashed into :attr:`task_id`)."""
-        return {
+        """What determines the task's result (hashed into :attr:`task_id`).
+
+        A task without a population hashes exactly as before populations existed (no
+        ``population`` key), so existing sweeps keep their task ids and resume."""
+        ident = {
             "template": self.template,
             "params": self.params_dict,
             "seed": self.seed,
@@ -323,11 +379,19 @@ class Task:
             "levels": list(self.levels),
             "families": list(self.families),
         }
+        if self.population:
+            ident["population"] = self.population_dict
+        return ident
 
     def cell_identity(self) -> dict[str, Any]:
-        """The grid cell: the identity without the seed and replication."""
+        """The grid cell: the identity without the seed and replication, and with the population's
+        distributions in place of the values drawn for this replication."""
         ident = self.identity()
         del ident["seed"], ident["replication"]
+        pop = self.population_dict
+        ident["params"] = {k: v for k, v in ident["params"].items() if k not in pop}
+        if "schedule" in pop:
+            ident["schedule"] = pop["schedule"]
         return ident
 
     @property
@@ -342,7 +406,13 @@ class Task:
     def cell_label(self) -> str:
         """Readable name of the grid cell: the template and its grid/BCF values."""
         parts = [self.template]
-        parts += [f"{k}={v}" for k, v in sorted(self.params_dict.items())]
+        pop = self.population_dict
+        parts += [f"{k}={v}" for k, v in sorted(self.params_dict.items()) if k not in pop]
+        parts += [f"{k}~{_pop.describe(v)}" for k, v in sorted(pop.items()) if k != "schedule"]
+        if "schedule" in pop:
+            args = pop["schedule"]["args"]
+            parts += [f"schedule.{k}~{_pop.describe(v)}" for k, v in sorted(args.items()) if _pop.is_distribution(v)]
+            parts += [f"schedule.sizes.{i}~{_pop.describe(v)}" for i, v in enumerate(args.get("sizes", [])) if _pop.is_distribution(v)]
         parts += [f"bcf.{k}={v}" for k, v in sorted(self.bcf_dict.items())]
         return " ".join(parts)
 
@@ -425,6 +495,40 @@ class SweepSpec:
         for i, t in enumerate(self.templates):
             if t.name not in names:
                 raise _err(f"templates[{i}].name", f"a registered DGP template ({', '.join(sorted(names))})", t.name)
+        self.check_population()
+
+    def check_population(self) -> None:
+        """Check each distribution of a registered template: its parameter is one the template's
+        ``make`` takes, and the template accepts the distribution's extreme values (bounds, or
+        every choice).
+
+        Raises
+        ------
+        ValueError
+            Naming ``templates[i].params.<name>`` and what the template expects.
+        """
+        import inspect
+
+        from dgps.registry import _TEMPLATES, make_generator
+
+        for i, t in enumerate(self.templates):
+            dists = {k: v for k, v in t.params_dict.items() if _pop.is_distribution(v)}
+            if not dists or t.name not in _TEMPLATES:
+                continue
+            from importlib import import_module
+
+            accepted = set(inspect.signature(import_module(_TEMPLATES[t.name]).make).parameters)
+            fixed = {k: v for k, v in t.params_dict.items() if k not in dists}
+            for key, dist in dists.items():
+                where = f"templates[{i}].params.{key}"
+                if key not in accepted:
+                    raise _err(where, f"a parameter of template {t.name!r} ({', '.join(sorted(accepted - {'seed', 'n_visitors', 'experiment_id'}))})", key)
+                kind = next(k for k in _pop.DISTRIBUTIONS if k in dist)
+                for value in dist[kind]:
+                    try:
+                        make_generator(t.name, **{**fixed, key: value})
+                    except (TypeError, ValueError) as err:
+                        raise _err(where, f"a distribution whose every value template {t.name!r} accepts ({err})", dist) from None
 
 
 def expand_tasks(spec: SweepSpec) -> list[Task]:
@@ -436,18 +540,29 @@ def expand_tasks(spec: SweepSpec) -> list[Task]:
     out: list[Task] = []
     bcf_base = spec.bcf_dict
     for t in spec.templates:
+        fixed = t.params_dict
+        dists = {k: v for k, v in fixed.items() if _pop.is_distribution(v)}
+        pop = dict(dists)
+        if spec.schedule.has_population:
+            pop["schedule"] = spec.schedule.to_dict()
         for combo in _combinations(t.grid_dict):
-            params = {**t.params_dict, **combo}
             for bcombo in _combinations(spec.bcf_grid_dict):
                 bcf = {**bcf_base, **bcombo}
                 for rep, seed in enumerate(spec.seeds):
+                    drawn = {
+                        k: _pop.draw(d, seed=seed, replication=rep, template=t.name, key=k) for k, d in dists.items()
+                    }
+                    params = {**fixed, **combo, **drawn}
+                    schedule = spec.schedule
+                    if spec.schedule.has_population:
+                        schedule, _ = spec.schedule.drawn(seed=seed, replication=rep, template=t.name)
                     out.append(
                         Task(
                             template=t.name,
                             params=_freeze(params),
                             seed=seed,
                             replication=rep,
-                            schedule=spec.schedule,
+                            schedule=schedule,
                             bcf=_freeze(bcf),
                             treatments=spec.treatments,
                             experiment=spec.experiment,
@@ -455,6 +570,7 @@ def expand_tasks(spec: SweepSpec) -> list[Task]:
                             levels=spec.levels,
                             families=spec.families,
                             sweep=spec.name,
+                            population=_freeze(pop),
                         )
                     )
     ids = [t.task_id for t in out]
@@ -483,7 +599,13 @@ def _parse_templates(value: Any) -> tuple[TemplateSpec, ...]:
         if not isinstance(name, str) or not name.strip():
             raise _err(f"{where}.name", "a non-empty str", name)
         params = _mapping(item.get("params"), f"{where}.params")
+        for key, value in params.items():
+            if _pop.is_distribution(value):
+                params[key] = _pop.parse_distribution(value, f"{where}.params.{key}", _err)
         grid = _grid(item.get("grid"), f"{where}.grid")
+        for key, values in grid.items():
+            if any(_pop.is_distribution(v) for v in values):
+                raise _err(f"{where}.grid.{key}", "a list of fixed values (give a distribution in params instead)", values)
         for key in ("seed", "n_visitors"):
             if key in params or key in grid:
                 raise _err(f"{where}.params.{key}", "absent (seeds come from 'replications'/'seeds', round sizes from 'schedule')", params.get(key, grid.get(key)))
@@ -558,17 +680,26 @@ def _parse_schedule(value: Any) -> ScheduleSpec:
     if extra:
         raise _err("schedule.args", f"a mapping with keys {', '.join(sorted(required | optional))} only for kind {kind!r}", sorted(extra))
     for key in ("initial", "per_round", "n_rounds"):
-        if key in args and (not _is_int(args[key]) or args[key] < 1):
-            raise _err(f"schedule.args.{key}", "an int >= 1", args[key])
-    if "growth" in args and (not _is_real(args["growth"]) or args["growth"] < 1):
+        if key in args and _pop.is_distribution(args[key]):
+            args[key] = _pop.parse_distribution(args[key], f"schedule.args.{key}", _err, integer=True, low=1)
+        elif key in args and (not _is_int(args[key]) or args[key] < 1):
+            raise _err(f"schedule.args.{key}", "an int >= 1 (or an integer distribution)", args[key])
+    if "growth" in args and _pop.is_distribution(args["growth"]):
+        args["growth"] = _pop.parse_distribution(args["growth"], "schedule.args.growth", _err, low=1)
+    elif "growth" in args and (not _is_real(args["growth"]) or args["growth"] < 1):
         raise _err("schedule.args.growth", "a real number >= 1", args["growth"])
     if kind == "explicit":
         sizes = args["sizes"]
-        if not isinstance(sizes, list) or not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
+        if not isinstance(sizes, list) or not sizes:
             raise _err("schedule.args.sizes", "a non-empty list of ints >= 1", sizes)
+        for i, v in enumerate(sizes):
+            if _pop.is_distribution(v):
+                sizes[i] = _pop.parse_distribution(v, f"schedule.args.sizes[{i}]", _err, integer=True, low=1)
+            elif not (_is_int(v) and v >= 1):
+                raise _err("schedule.args.sizes", "a non-empty list of ints >= 1 (or integer distributions)", sizes)
     spec = ScheduleSpec(kind=kind, args=_freeze(args))
-    try:  # what the tasks will build (e.g. a geometric schedule must not overflow)
-        spec.build()
+    try:  # what the tasks will build (e.g. a geometric schedule must not overflow); a population: one draw
+        (spec.drawn(seed=0, replication=0, template="")[0] if spec.has_population else spec).build()
     except (TypeError, ValueError) as err:
         raise ValueError(f"The 'schedule.args' field of {_WHERE} does not build a schedule: {err}") from None
     return spec

@@ -102,6 +102,11 @@ def run_synthetic_task(task: "Task") -> "TaskResult":
     key = jax.random.key(task.seed)
     rows: list[dict[str, Any]] = []
     cumulative = _sizes(task)
+    # the MCMC settings the task would fit with (part of the calibration regime)
+    from pytyche.bcf.config import GPUBCFConfig
+    from pytyche.calibrate.correction import mcmc_of
+
+    mcmc = mcmc_of(GPUBCFConfig(**task.bcf_dict))
     for round_idx, n in enumerate(cumulative):
         for family in task.families:
             key, sub = jax.random.split(key)
@@ -113,7 +118,7 @@ def run_synthetic_task(task: "Task") -> "TaskResult":
                         "family": family, "nominal": float(q), "coverage": float(h) / n_targets,
                         "n_targets": n_targets, "mean_width": 2.0 * float(q), "metric": metric,
                         "n_treatments": k, "pooling": pooling, "sample_size": int(n),
-                        "template": task.template, "task_id": task.task_id,
+                        "template": task.template, "task_id": task.task_id, **mcmc,
                     }
                 )
         lost = decay ** (round_idx + 1)

@@ -7,7 +7,8 @@ seed), and for every round measures
 
 - coverage: :func:`pytyche.calibrate.sbc.coverage_records` of the round's posterior against the
   cumulative planted truth, for each of the task's families and nominal levels (raw intervals,
-  so the records can fit a correction);
+  so the records can fit a correction; when the spec names a calibration artifact, as a
+  validation sweep does, also the calibrated intervals, in records marked ``calibrated``);
 - the round's :class:`~pytyche.experiment.TruthComparison` (oracle gap, policy accuracy, CATE
   RMSE, revenue per visitor under the policy, uniform allocation and the oracle).
 
@@ -94,11 +95,14 @@ def round_rows(task: "Task", experiment: Any) -> list[dict[str, Any]]:
         )
     families, segments = _families_for(experiment, task.families)
     rows: list[dict[str, Any]] = []
-    if families:
+    # raw intervals always (they fit corrections); with an artifact on-path (a validation sweep)
+    # also the calibrated ones, marked calibrated=True, from the same posterior
+    modes = (False, True) if task.calibration is not None else (False,)
+    for use_calibration in modes if families else ():
         for rec in coverage_records(
             experiment.posterior, truth, levels=task.levels, families=families, segments=segments,
             replication=task.replication, round_idx=experiment.round_idx, template=task.template,
-            task_id=task.task_id,
+            task_id=task.task_id, use_calibration=use_calibration,
         ):
             rows.append({"kind": "calibration", **rec.to_dict()})
     tc = experiment.truth_comparison

@@ -31,8 +31,7 @@ from typing import Any
 
 __all__ = ["DISTRIBUTIONS", "check_template_param"]
 
-#: per-replication distributions a template parameter may take instead of a value
-DISTRIBUTIONS = ("uniform", "loguniform", "choice")
+from sweeps.population import DISTRIBUTIONS
 
 
 def _err(field: str, expected: str, got: Any) -> ValueError:
@@ -51,13 +50,19 @@ def _signature(template: str) -> dict[str, Any] | None:
         return None
     make = registry._module(template, "check_template_param").make  # noqa: SLF001 (same repository)
     hints = typing.get_type_hints(make)
+    import dataclasses
     import inspect
 
-    return {
+    out = {
         name: hints.get(name, Any)
         for name, p in inspect.signature(make).parameters.items()
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
+    cls = getattr(make, "template_class", None)  # dgps.base.feature_template: parameters are the dataclass fields
+    if cls is not None:
+        field_hints = typing.get_type_hints(cls)
+        out.update({f.name: field_hints.get(f.name, Any) for f in dataclasses.fields(cls)})
+    return out
 
 
 def _is_real(v: Any) -> bool:
@@ -142,24 +147,17 @@ def check_template_param(template: str, key: str, value: Any, *, field: str | No
         raise _err(field, f"a parameter of template {template!r} ({', '.join(known)})", key)
     hint = sig[key]
     if isinstance(value, collections.abc.Mapping):
-        if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-            raise _err(field, f"a value or a distribution {{uniform|loguniform|choice: [...]}} ({_describe(hint)} for template {template!r})", value)
-        (kind, args), = value.items()
+        # a DGP population: the spec parser (sweeps.population) has checked the distribution's
+        # shape; here each bound or option must be a valid value of the parameter
+        kinds = [k for k in DISTRIBUTIONS if k in value]
+        if len(kinds) != 1:
+            raise _err(field, f"a value or a distribution {{{'|'.join(DISTRIBUTIONS)}: [...]}} ({_describe(hint)} for template {template!r})", value)
+        kind = kinds[0]
+        args = value[kind]
         sub = f"{field}.{kind}"
-        if kind == "choice":
-            if not isinstance(args, list) or not args:
-                raise _err(sub, "a non-empty list of options", args)
-            for i, option in enumerate(args):
-                _check_value(template, key, option, hint, f"{sub}[{i}]")
-            return
-        if not isinstance(args, list) or len(args) != 2 or not all(_is_real(a) for a in args):
-            raise _err(sub, "a list [low, high] of two real numbers", args)
-        lo, hi = args
-        if lo > hi:
-            raise _err(sub, "a list [low, high] with low <= high", args)
-        if kind == "loguniform" and lo <= 0:
-            raise _err(sub, "a list [low, high] with 0 < low (a log-uniform range)", args)
-        for i, bound in enumerate(args):
-            _check_value(template, key, bound, hint, f"{sub}[{i}]")
+        if not isinstance(args, (list, tuple)) or not args:
+            raise _err(sub, "a non-empty list", args)
+        for i, option in enumerate(args):
+            _check_value(template, key, option, hint, f"{sub}[{i}]")
         return
     _check_value(template, key, value, hint, field)

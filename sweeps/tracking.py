@@ -9,10 +9,15 @@ completed), found again by its ``pytyche.cell_id`` tag on a rerun instead of bei
 settings) and per-round metrics (``step`` = round index) averaged over its replications:
 
 - ``coverage_<family>_<level%>`` and ``width_<family>_<level%>``: ``n_targets``-weighted mean
-  coverage and mean interval width of the raw intervals (e.g. ``coverage_cate_90``),
+  coverage and mean interval width of the raw intervals (e.g. ``coverage_cate_90``), and
+  ``coverage_sd_<family>_<level%>`` the sd of the per-task coverages (the spread across
+  datasets); a validation sweep logs the same with a ``calibrated_`` prefix for the calibrated
+  intervals,
 - the truth comparison: ``cate_rmse``, ``policy_accuracy``, ``oracle_gap_rpv``, ``rpv_policy``,
   ``rpv_uniform``, ``rpv_oracle``,
-- ``task_seconds`` (mean wall time of the cell's tasks) and ``n_replications``.
+- ``task_seconds`` (mean wall time of the cell's tasks) and ``n_replications``;
+- with a DGP population: its distributions as ``population.*`` params and each replication's
+  drawn values as ``draw.<name>`` metrics (step = replication).
 
 Aggregation outputs (coverage plots, regret tables and plots, the calibration artifact JSON) are
 attached to the parent run with :meth:`SweepTracker.log_artifacts`.
@@ -43,6 +48,7 @@ __all__ = [
     "SweepTracker",
     "artifact_location",
     "cell_metrics",
+    "draw_metrics",
     "default_tracking_uri",
     "flatten_params",
     "log_to_sweep_run",
@@ -94,12 +100,17 @@ def cell_metrics(frame: "pd.DataFrame") -> list[tuple[str, float, int]]:
 
     out: list[tuple[str, float, int]] = []
     cal = frame[frame["kind"] == "calibration"]
-    if len(cal):
-        for (fam, q, r), g in cal.groupby(["family", "nominal", "round_idx"], sort=True):
+    flag = cal["calibrated"].fillna(False).astype(bool) if "calibrated" in cal else None
+    for prefix, part in (("", cal if flag is None else cal[~flag]), ("calibrated_", cal.iloc[0:0] if flag is None else cal[flag])):
+        for (fam, q, r), g in part.groupby(["family", "nominal", "round_idx"], sort=True):
             w = g["n_targets"].to_numpy(dtype=float)
             lv = _level_key(q)
-            out.append((f"coverage_{fam}_{lv}", float(np.average(g["coverage"], weights=w)), int(r)))
-            out.append((f"width_{fam}_{lv}", float(np.average(g["mean_width"], weights=w)), int(r)))
+            out.append((f"{prefix}coverage_{fam}_{lv}", float(np.average(g["coverage"], weights=w)), int(r)))
+            out.append((f"{prefix}width_{fam}_{lv}", float(np.average(g["mean_width"], weights=w)), int(r)))
+            # the spread across datasets (tasks): per-visitor coverage within one is correlated
+            per_task = g.groupby("task_id").apply(lambda u: np.average(u["coverage"], weights=u["n_targets"]), include_groups=False)
+            if len(per_task) > 1:
+                out.append((f"{prefix}coverage_sd_{fam}_{lv}", float(per_task.std(ddof=1)), int(r)))
     truth = frame[frame["kind"] == "truth"]
     if len(truth):
         for r, g in truth.groupby("round_idx", sort=True):
@@ -112,6 +123,18 @@ def cell_metrics(frame: "pd.DataFrame") -> list[tuple[str, float, int]]:
         out.append(("task_seconds", float(timing["seconds"].mean()), 0))
         out.append(("n_replications", float(len(timing)), 0))
     return [(k, v, s) for k, v, s in out if np.isfinite(v)]
+
+
+def draw_metrics(tasks: Iterable["Task"]) -> list[tuple[str, float, int]]:
+    """``(draw.<name>, value, replication)`` of every numeric value a cell's tasks drew from the
+    spec's DGP population (``draw.effect_scale``, ``draw.schedule.per_round``...): the regime of
+    each replication, one step per replication."""
+    out = []
+    for t in tasks:
+        for key, value in t.draws.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append((f"draw.{key}", float(value), int(t.replication)))
+    return out
 
 
 class SweepTracker:
@@ -280,8 +303,9 @@ class SweepTracker:
             params = {"template": first.template, "n_replications": str(len(cell_tasks))}
             params.update(flatten_params(first.params_dict, "params."))
             params.update(flatten_params(first.bcf_dict, "bcf."))
+            params.update(flatten_params(first.population_dict, "population."))
             ts = int(time.time() * 1000)
-            metrics = [Metric(k, v, ts, s) for k, v, s in cell_metrics(frame)]
+            metrics = [Metric(k, v, ts, s) for k, v, s in cell_metrics(frame) + draw_metrics(cell_tasks)]
             self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in sorted(params.items())][:100])
             for i in range(0, len(metrics), 1000):
                 self.client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])

@@ -247,13 +247,16 @@ def test_isotonic_map_is_monotone_and_pools_violations():
     np.testing.assert_allclose([corr.coverage(v, family="gate", sample_size=500) for v in nf], grid, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
 def test_layers_bands_and_fallbacks():
     rng = np.random.default_rng(4)
     recs = binomial_records(rng, 0.7, reps=12, n_targets=500, sample_size=1000)  # band 0, dense
     recs += binomial_records(rng, 0.9, reps=3, n_targets=500, sample_size=20000, template="b")  # band 2, sparse
     recs += binomial_records(rng, 0.8, reps=2, n_targets=1, family="ate", sample_size=1000)  # sparse family
     recs += binomial_records(rng, 0.5, reps=5, n_targets=500, metric="other")  # other regime: ignored
-    corr = LayeredCalibrationCorrection.fit(recs, "revenue_per_visitor", 2, "joint", min_units=10)
+    corr = LayeredCalibrationCorrection.fit(
+        recs, "revenue_per_visitor", 2, "joint", min_units=10, band_edges=(2000, 10000, 50000), beyond_data="pooled"
+    )
     assert corr.provenance["record_counts"]["other_regimes"] == 5 * len(LEVELS)
     assert [corr.band_index(n) for n in (0, 1999, 2000, 9999, 10000, 50000, 10**7)] == [0, 0, 1, 1, 2, 3, 3]
     assert corr.band_label(3) == "[50000, inf)"
@@ -295,7 +298,7 @@ def test_json_round_trip_is_exact(tmp_path):
         b = back.interval(draws, level=0.8, family=fam, sample_size=3000, axis=1)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
-    assert json.loads(path.read_text())["format"] == "pytyche.calibration/1"
+    assert json.loads(path.read_text())["format"] == "pytyche.calibration/2"
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary left behind
     cal = Calibration.from_sweep(str(path))
     assert cal.correction == corr and cal.name == str(path) and cal.metric == "revenue_per_visitor"
@@ -595,6 +598,9 @@ def test_fit_script_writes_artifact_and_crossfitted_table(tmp_path, capsys):
     cal = Calibration.from_sweep(str(out))
     assert (cal.metric, cal.n_treatments, cal.pooling) == ("revenue_per_visitor", 2, "joint")
     assert cal.provenance["spec"]["content"] == {"name": "planted", "seeds": [0, 1]}
+    # no absolute path of this machine: paths outside the repository are reduced to their name
+    assert cal.provenance["records"] == "records" and cal.provenance["spec"]["path"] == "spec.yaml"
+    assert "git_dirty" in cal.provenance
     assert cal.provenance["record_counts"]["other_regimes"] == len(other)
     table = mod.coverage_table(frame.iloc[: len(recs)], cal.correction, folds=2, seed=0)
     for row in table.itertuples():

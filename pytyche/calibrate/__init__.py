@@ -9,13 +9,20 @@ the records into a correction (``scripts/fit_sbc_correction.py`` does it from Pa
 """
 
 from pytyche.calibrate.apply import apply_calibration, claim_level_of, is_calibrated
-from pytyche.calibrate.calibration import Calibration, posterior_pooling, registry_names
+from pytyche.calibrate.calibration import AUTO, REGISTRY_ENV, Calibration, posterior_pooling, registry_names
 from pytyche.calibrate.correction import (
+    BEYOND_DATA,
+    CHECKED_MCMC_FIELDS,
     DEFAULT_BAND_EDGES,
     DEFAULT_LEVELS,
     DEFAULT_MIN_UNITS,
+    MCMC_FIELDS,
+    CalibrationExtrapolationWarning,
+    CalibrationWarning,
     LayeredCalibrationCorrection,
     LayerCurve,
+    LegacyCalibrationWarning,
+    mcmc_of,
     raw_interval,
 )
 from pytyche.calibrate.sbc import (
@@ -30,6 +37,15 @@ from pytyche.calibrate.sbc import (
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 
 __all__ = [
+    "AUTO",
+    "REGISTRY_ENV",
+    "BEYOND_DATA",
+    "CHECKED_MCMC_FIELDS",
+    "CalibrationExtrapolationWarning",
+    "CalibrationWarning",
+    "LegacyCalibrationWarning",
+    "MCMC_FIELDS",
+    "mcmc_of",
     "DEFAULT_BAND_EDGES",
     "DEFAULT_LEVELS",
     "DEFAULT_MIN_UNITS",

@@ -34,8 +34,13 @@ def apply_calibration(posterior: Any, calibration: Calibration) -> Any:
         When ``calibration`` is not a :class:`Calibration` or ``posterior`` is not a dataclass
         with ``observed`` and ``calibration`` fields.
     ValueError
-        Naming each mismatched regime dimension (``metric``, ``n_treatments``, ``pooling``) when
-        ``calibration.applies_to(posterior.observed, pooling)`` is ``False``.
+        Naming each mismatched regime dimension (``metric``, ``n_treatments``, ``pooling``, and
+        the MCMC settings ``num_trees_mu``, ``num_trees_tau``, ``num_draws``, ``num_chains`` of
+        ``posterior.config``) when ``calibration.applies_to(posterior)`` is ``False``; for
+        ``Calibration.from_sweep("auto")``, when no registry artifact applies.
+
+    ``Calibration.from_sweep("auto")`` is resolved here (:meth:`Calibration.resolve`): the
+    returned posterior carries the registry artifact it picked.
     """
     where = "apply_calibration"
     if not isinstance(calibration, Calibration):
@@ -46,12 +51,15 @@ def apply_calibration(posterior: Any, calibration: Calibration) -> Any:
     if "calibration" not in names or not hasattr(posterior, "observed"):
         raise wrong_type("posterior", where, "a posterior result with 'observed' and a 'calibration' field", posterior)
     pooling = posterior_pooling(posterior)
-    if not calibration.applies_to(posterior.observed, pooling):
-        dims = calibration.mismatches(posterior.observed, pooling)
+    config = getattr(posterior, "config", None)
+    if calibration.auto:
+        calibration = calibration.resolve(posterior)
+    if not calibration.applies_to(posterior.observed, pooling, config):
+        dims = calibration.mismatches(posterior.observed, pooling, config)
         label = f" {calibration.name!r}" if calibration.name else ""
         raise ValueError(
             f"The 'calibration' parameter of {where} must match the posterior's regime. Calibration{label} "
-            f"does not apply: mismatched {', '.join(dims)} ({calibration.mismatch_message(posterior.observed, pooling)})."
+            f"does not apply: mismatched {', '.join(dims)} ({calibration.mismatch_message(posterior.observed, pooling, config)})."
         )
     return dataclasses.replace(posterior, calibration=calibration)
 

@@ -1,17 +1,32 @@
 """``Calibration``: an SBC-fitted correction with its regime, or an explicit "uncalibrated".
 
-Three construction paths (glossary, *calibration*)::
+Construction paths (glossary, *calibration*)::
 
     pt.Calibration.from_sweep("clustered_realistic_v1")   # shipped artifact (registry name)
     pt.Calibration.from_sweep("/path/to/sweep.json")      # user-fitted artifact
+    pt.Calibration.from_sweep("auto")                     # the registry artifact whose regime applies
     pt.Calibration.skip()                                 # uncorrected, labelled as such
 
-Registry artifacts are JSON files shipped as package data in ``pytyche/calibrate/registry/``.
+Registry artifacts are JSON files shipped as package data in ``pytyche/calibrate/registry/``; the
+environment variable ``PYTYCHE_CALIBRATION_REGISTRY`` (or ``from_sweep(..., registry=DIR)``)
+points at another folder of artifacts instead.
+
+A regime is what changes coverage: the metric, K, the pooling and the MCMC settings that shape
+interval width (``num_trees_mu``, ``num_trees_tau``, ``num_draws``, ``num_chains``).
+:meth:`Calibration.applies_to` checks all of them against a posterior (the MCMC settings only
+when the artifact records them: legacy artifacts do not, and load with
+:class:`~pytyche.calibrate.LegacyCalibrationWarning`).
+
+``from_sweep("auto")`` returns an *unresolved* calibration: the regime is known only from a
+posterior, so the artifact is picked when the calibration is first applied
+(:func:`~pytyche.calibrate.apply_calibration`, ``posterior.apply_calibration``, or each round of a
+sequential experiment) by :meth:`Calibration.resolve`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,22 +36,76 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import invalid, wrong_type
-from pytyche.calibrate.correction import LayeredCalibrationCorrection, raw_interval
+from pytyche.calibrate.correction import (
+    CHECKED_MCMC_FIELDS,
+    LayeredCalibrationCorrection,
+    LegacyCalibrationWarning,
+    mcmc_of,
+    raw_interval,
+)
 from pytyche.contracts.enums import ClaimLevel
 
-__all__ = ["Calibration", "posterior_pooling", "registry_names"]
+__all__ = ["AUTO", "REGISTRY_ENV", "Calibration", "posterior_pooling", "registry_names"]
 
 
-def _registry_dir() -> Path:
+#: environment variable naming a folder of artifacts to use instead of the shipped registry
+REGISTRY_ENV = "PYTYCHE_CALIBRATION_REGISTRY"
+#: the name :meth:`Calibration.from_sweep` reads as "pick the applicable registry artifact"
+AUTO = "auto"
+
+
+def _shipped_registry_dir() -> Path:
     return Path(str(resources.files("pytyche.calibrate"))) / "registry"
 
 
-def registry_names() -> list[str]:
-    """Names of the calibration artifacts shipped with the package (sorted; may be empty)."""
-    d = _registry_dir()
+def _registry_dir() -> Path:
+    """``$PYTYCHE_CALIBRATION_REGISTRY`` when set, else the shipped registry folder."""
+    override = os.environ.get(REGISTRY_ENV)
+    return Path(override) if override else _shipped_registry_dir()
+
+
+def _registry(registry: str | os.PathLike[str] | None) -> Path:
+    return _registry_dir() if registry is None else Path(registry)
+
+
+def registry_names(registry: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the calibration artifacts in the registry (sorted; may be empty).
+
+    Parameters
+    ----------
+    registry
+        A folder of artifact JSONs; default the shipped registry (or ``$PYTYCHE_CALIBRATION_REGISTRY``).
+    """
+    d = _registry(registry)
     if not d.is_dir():
         return []
-    return sorted(p.stem for p in d.glob("*.json") if p.is_file())
+    return sorted(p.stem for p in d.glob("*.json") if p.is_file() and p.stem != AUTO)
+
+
+_LOADED: dict[tuple[str, int, int], LayeredCalibrationCorrection] = {}
+
+
+def _load(path: Path) -> LayeredCalibrationCorrection:
+    """Load an artifact, memoised by (path, mtime, size): auto-resolution reads the registry each
+    round. Silent: :meth:`Calibration.from_sweep` warns about legacy artifacts itself, on every
+    call, so a memoised load never swallows the warning."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    hit = _LOADED.get(key)
+    if hit is not None:
+        return hit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyCalibrationWarning)
+        correction = LayeredCalibrationCorrection.from_json(path)
+    _LOADED[key] = correction
+    return correction
+
+
+def _posterior_parts(obj: Any) -> tuple[Any, str | None, Any]:
+    """``(observed, pooling, config)`` of a posterior, or ``(obj, None, None)`` for observed data."""
+    if hasattr(obj, "observed") and hasattr(obj, "config"):
+        return obj.observed, posterior_pooling(obj), obj.config
+    return obj, None, None
 
 
 def posterior_pooling(posterior: Any) -> str:
@@ -69,6 +138,11 @@ class Calibration:
         The artifact's provenance (sweep spec, code version/commit, record counts, date).
     name
         Registry name or file path it was loaded from, when any.
+    auto
+        ``True`` for ``from_sweep("auto")``: no correction yet; :meth:`resolve` picks the registry
+        artifact whose regime applies to a posterior when the calibration is applied.
+    registry
+        The registry folder an auto calibration searches (``None``: the default registry).
 
     Regime fields left ``None`` are taken from ``correction``; given ones must agree with it.
     """
@@ -80,11 +154,21 @@ class Calibration:
     skipped: bool = False
     provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
     name: str | None = None
+    auto: bool = False
+    registry: str | None = None
 
     def __post_init__(self) -> None:
         where = "Calibration"
         if not isinstance(self.skipped, bool):
             raise wrong_type("skipped", where, "a bool", self.skipped)
+        if not isinstance(self.auto, bool):
+            raise wrong_type("auto", where, "a bool", self.auto)
+        if self.auto:
+            if self.skipped or self.correction is not None:
+                raise invalid("auto", where, "False with a correction or skipped=True (an auto calibration has neither)", True)
+            if self.registry is not None and not isinstance(self.registry, str):
+                raise wrong_type("registry", where, "None or a folder path", self.registry)
+            return
         if self.skipped:
             if self.correction is not None:
                 raise invalid("correction", where, "None for a skipped calibration", type(self.correction).__name__, show=False)
@@ -115,14 +199,20 @@ class Calibration:
         return cls(correction=correction, name=name)
 
     @classmethod
-    def from_sweep(cls, name_or_path: str | os.PathLike[str]) -> "Calibration":
-        """Load a calibration artifact by registry name or from a JSON path.
+    def from_sweep(cls, name_or_path: str | os.PathLike[str], *, registry: str | os.PathLike[str] | None = None) -> "Calibration":
+        """Load a calibration artifact by registry name or from a JSON path, or ``"auto"``.
 
         Parameters
         ----------
         name_or_path
-            A name from :func:`registry_names` (e.g. ``"clustered_realistic_v1"``) or the path of
-            an artifact JSON written by :meth:`LayeredCalibrationCorrection.to_json`.
+            A name from :func:`registry_names` (e.g. ``"clustered_realistic_v1"``), the path of
+            an artifact JSON written by :meth:`LayeredCalibrationCorrection.to_json`, or
+            ``"auto"``: the registry artifact whose regime (metric, K, pooling, MCMC settings)
+            applies to the posterior, picked when the calibration is first applied (see
+            :meth:`resolve`).
+        registry
+            Folder of artifact JSONs searched for names and by ``"auto"``; default the shipped
+            registry (or ``$PYTYCHE_CALIBRATION_REGISTRY``).
 
         Raises
         ------
@@ -131,8 +221,17 @@ class Calibration:
             artifact.
         FileNotFoundError
             For a path that does not exist.
+
+        Warns
+        -----
+        LegacyCalibrationWarning
+            When the artifact records no MCMC settings (format 1), which then go unchecked.
         """
         where = "Calibration.from_sweep"
+        if registry is not None and not isinstance(registry, (str, os.PathLike)):
+            raise wrong_type("registry", where, "None or a folder path", registry)
+        if isinstance(name_or_path, str) and name_or_path == AUTO:
+            return cls(auto=True, registry=None if registry is None else os.fspath(registry), name=AUTO)
         if isinstance(name_or_path, os.PathLike):
             path = Path(name_or_path)
         elif isinstance(name_or_path, str):
@@ -141,32 +240,104 @@ class Calibration:
             if _looks_like_path(name_or_path) or Path(name_or_path).is_file():
                 path = Path(name_or_path)
             else:
-                names = registry_names()
+                names = registry_names(registry)
                 if name_or_path not in names:
                     avail = ", ".join(repr(n) for n in names) if names else "none shipped yet"
                     raise invalid(
                         "name_or_path", where,
-                        f"a registry name (available: {avail}) or the path of an artifact JSON", name_or_path,
+                        f"'auto', a registry name (available: {avail}) or the path of an artifact JSON", name_or_path,
                     )
-                path = _registry_dir() / f"{name_or_path}.json"
+                path = _registry(registry) / f"{name_or_path}.json"
         else:
             raise wrong_type("name_or_path", where, "a registry name or a path", name_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"The 'name_or_path' parameter of {where} names no file: {str(path)!r}.")
-        correction = LayeredCalibrationCorrection.from_json(path)
-        label = path.stem if path.parent == _registry_dir() else str(path)
+        correction = _load(path)
+        label = path.stem if path.parent == _registry(registry) else str(path)
+        if correction.mcmc is None:
+            warnings.warn(
+                f"The calibration artifact {label!r} records no MCMC settings (trees, draws, chains): it predates "
+                "them (format 1), so the regime check cannot verify that it was fitted at the posterior's MCMC "
+                "configuration, which shapes interval width. Refit it with a current sweep to get a regime-checked "
+                "artifact.",
+                LegacyCalibrationWarning,
+                stacklevel=2,
+            )
         return cls(correction=correction, name=label)
+
+    # ---- auto ----------------------------------------------------------------------------------
+    def resolve(self, posterior: Any) -> "Calibration":
+        """The registry artifact whose regime applies to ``posterior`` (``self`` unless auto).
+
+        Among the registry's artifacts that record their MCMC settings and apply to the posterior
+        (metric, K, pooling, trees, draws, chains), the one with data in the posterior's
+        sample-size band for the most families wins, then the one fitted on more records, then
+        the first name. Legacy artifacts (no MCMC settings) are never picked.
+
+        Raises
+        ------
+        ValueError
+            When no registry artifact applies: the message gives the posterior's regime and why
+            each artifact does not apply.
+        """
+        if not self.auto:
+            return self
+        where = "Calibration.resolve"
+        observed, pooling, config = _posterior_parts(posterior)
+        if config is None:
+            raise wrong_type("posterior", where, "a posterior (with 'observed' and 'config') to pick an artifact for", posterior)
+        folder = _registry(self.registry)
+        n = int(observed.n_visitors)
+        ranked, why = [], []
+        for name in registry_names(folder):
+            correction = _load(folder / f"{name}.json")
+            cand = Calibration(correction=correction, name=name)
+            if correction.mcmc is None:
+                why.append(f"{name!r}: legacy artifact without MCMC settings")
+                continue
+            msg = cand.mismatch_message(observed, pooling, config)
+            if msg:
+                why.append(f"{name!r}: {msg}")
+                continue
+            band = correction.band_index(n)
+            covered = sum(1 for c in correction.family_curves if band in correction.bands_with_data(c.family))
+            total = int(correction.provenance.get("record_counts", {}).get("total", 0))
+            ranked.append(((-covered, -total, name), cand))
+        if not ranked:
+            regime = {"metric": observed.metric, "n_treatments": len(observed.variants), "pooling": pooling, **{
+                k: v for k, v in mcmc_of(config).items() if k in CHECKED_MCMC_FIELDS}}
+            raise ValueError(
+                f"The 'calibration' parameter is Calibration.from_sweep('auto'), but no artifact in the registry "
+                f"{folder.name!r} applies to the posterior's regime {regime}"
+                + (f": {'; '.join(why)}." if why else " (the registry is empty).")
+                + " Fit one with a coverage sweep at this regime, or pass Calibration.skip()."
+            )
+        return min(ranked, key=lambda r: r[0])[1]
 
     # ---- regime -------------------------------------------------------------------------------
     @property
     def claim_level(self) -> ClaimLevel:
         return ClaimLevel.UNCALIBRATED if self.skipped else ClaimLevel.CALIBRATED
 
-    def _details(self, observed: Any, pooling: str | None) -> list[tuple[str, Any, Any]]:
+    @property
+    def mcmc(self) -> Mapping[str, int] | None:
+        """The MCMC settings of the artifact's regime (``None`` when unknown, skipped or auto)."""
+        return None if self.correction is None else self.correction.mcmc
+
+    def _details(self, observed: Any, pooling: str | None, config: Any = None) -> list[tuple[str, Any, Any]]:
+        obs, post_pooling, post_config = _posterior_parts(observed)
+        observed = obs
+        pooling = pooling if pooling is not None else post_pooling
+        config = config if config is not None else post_config
         if not (hasattr(observed, "metric") and hasattr(observed, "variants")):
-            raise wrong_type("observed", "Calibration.applies_to", "an ObservedExperimentData", observed)
+            raise wrong_type("observed", "Calibration.applies_to", "an ObservedExperimentData or a posterior", observed)
         if self.skipped:
             return []
+        if self.auto:
+            raise invalid(
+                "calibration", "Calibration.applies_to", "a resolved calibration (call resolve(posterior) on an auto one)",
+                "Calibration.from_sweep('auto')", show=False,
+            )
         out = []
         if observed.metric != self.metric:
             out.append(("metric", self.metric, observed.metric))
@@ -175,25 +346,49 @@ class Calibration:
             out.append(("n_treatments", self.n_treatments, k))
         if pooling is not None and pooling != self.pooling:
             out.append(("pooling", self.pooling, pooling))
+        mcmc = self.mcmc
+        if config is not None and mcmc is not None:
+            got = mcmc_of(config)
+            for k in CHECKED_MCMC_FIELDS:
+                if k in got and got[k] != mcmc.get(k):
+                    out.append((k, mcmc.get(k), got[k]))
         return out
 
-    def mismatches(self, observed: Any, pooling: str | None = None) -> list[str]:
-        """Names of the regime dimensions (``metric``, ``n_treatments``, ``pooling``) that differ.
+    def mismatches(self, observed: Any, pooling: str | None = None, config: Any = None) -> list[str]:
+        """Names of the regime dimensions that differ: ``metric``, ``n_treatments``, ``pooling``
+        and the MCMC settings ``num_trees_mu``, ``num_trees_tau``, ``num_draws``, ``num_chains``.
 
-        ``pooling=None`` leaves pooling unchecked; a skipped calibration never mismatches.
+        ``observed`` may be a posterior, whose pooling and config are then checked too.
+        ``pooling=None`` / ``config=None`` (with observed data) leave those unchecked; the MCMC
+        settings of a legacy artifact (none recorded) are never checked; a skipped calibration
+        never mismatches.
         """
-        return [d for d, _, _ in self._details(observed, pooling)]
+        return [d for d, _, _ in self._details(observed, pooling, config)]
 
-    def mismatch_message(self, observed: Any, pooling: str | None = None) -> str:
+    def mismatch_message(self, observed: Any, pooling: str | None = None, config: Any = None) -> str:
         """One sentence per mismatched dimension (empty when it applies)."""
         return "; ".join(
-            f"{d}: calibration fitted on {want!r}, data has {got!r}" for d, want, got in self._details(observed, pooling)
+            f"{d}: calibration fitted on {want!r}, {'data' if d in ('metric', 'n_treatments') else 'posterior'} has {got!r}"
+            for d, want, got in self._details(observed, pooling, config)
         )
 
-    def applies_to(self, observed: Any, pooling: str | None = None) -> bool:
-        """``True`` iff ``observed.metric``, ``len(observed.variants)`` and (when given) the pooling
-        mode match the artifact's regime. A skipped calibration applies to anything."""
-        return not self._details(observed, pooling)
+    def applies_to(self, observed: Any, pooling: str | None = None, config: Any = None) -> bool:
+        """``True`` iff ``observed.metric``, ``len(observed.variants)``, (when given) the pooling
+        mode and (when given) the MCMC settings of ``config`` match the artifact's regime.
+
+        Parameters
+        ----------
+        observed
+            ObservedExperimentData, or a posterior (its ``observed``, pooling and ``config``).
+        pooling
+            Pooling mode to check (``"joint"``, ``"independent"``, ``"none"``).
+        config
+            A ``GPUBCFConfig`` (or mapping) whose trees, draws and chains must match the
+            artifact's ``mcmc`` (unchecked for a legacy artifact without them).
+
+        A skipped calibration applies to anything.
+        """
+        return not self._details(observed, pooling, config)
 
     # ---- intervals ----------------------------------------------------------------------------
     def interval(
@@ -201,6 +396,11 @@ class Calibration:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated interval (raw quantile interval when skipped); see
         :meth:`LayeredCalibrationCorrection.interval`."""
+        if self.auto:
+            raise invalid(
+                "calibration", "Calibration.interval", "a resolved calibration (apply it to a posterior first)",
+                "Calibration.from_sweep('auto')", show=False,
+            )
         if self.skipped or self.correction is None:
             return raw_interval(draws, level, axis=axis)
         return self.correction.interval(draws, level=level, family=family, sample_size=sample_size, axis=axis)

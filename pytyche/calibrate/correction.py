@@ -36,10 +36,30 @@ reach) and for every family and interval the posterior computes. Under the Gauss
 
 Layers and fallbacks
 --------------------
-A layer is ``(family, band)`` with bands cut at ``band_edges`` (default ``[0, 2k), [2k, 10k),
-[10k, 50k), [50k, inf)`` visitors). A layer is used when it holds at least ``min_units`` distinct
-(template, task, replication, round) units; otherwise the family's curve pooled over all bands is
-used (same unit rule); otherwise the identity (no correction).
+A layer is ``(family, band)`` with bands cut at ``band_edges`` (default ``[0, 1k), [1k, 2k),
+[2k, 5k), [5k, 10k), [10k, 20k), [20k, 50k), [50k, 100k), [100k, 200k), [200k, 500k),
+[500k, 1M), [1M, inf)`` visitors). A layer is used when it holds at least ``min_units``
+distinct (template, task, replication, round) units: the bands where the sweep *has data*.
+
+Beyond its data (a band whose layer is missing or sparse) the artifact says what it does, in
+``beyond_data``:
+
+- ``"nearest"`` (the default of :meth:`LayeredCalibrationCorrection.fit`): the family's used
+  layer of the nearest band (by band index; the lower band on a tie), because coverage drifts
+  with the sample size (raw coverage falls as n grows), so the nearest band is the better guess;
+- ``"pooled"``: the family's curve pooled over all bands (the behaviour of format-1 artifacts).
+
+Either way, when no curve of the family has enough units the identity (no correction) is used,
+and every interval computed beyond the data emits :class:`CalibrationExtrapolationWarning`.
+
+Regime
+------
+An artifact applies to posteriors of one metric, K and pooling, fitted with the MCMC settings that
+shape interval width: ``mcmc`` holds ``num_trees_mu``, ``num_trees_tau``, ``num_draws`` and
+``num_chains`` (checked by :meth:`pytyche.calibrate.Calibration.applies_to`) and ``num_burnin``
+(recorded, not checked). Artifacts of format 1 (``"pytyche.calibration/1"``) predate these fields:
+they load as *legacy* artifacts whose MCMC settings are unknown and unchecked, with
+:class:`LegacyCalibrationWarning`.
 """
 
 from __future__ import annotations
@@ -49,6 +69,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -58,10 +79,16 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from pytyche._validation import check_choice, check_float, check_int, check_str, invalid, wrong_type
-from pytyche.contracts.truth import QUANTITY_FAMILIES, CalibrationRecord
+from pytyche.contracts.truth import OPTIONAL_RECORD_FIELDS, QUANTITY_FAMILIES, CalibrationRecord
 
 __all__ = [
+    "BEYOND_DATA",
+    "CHECKED_MCMC_FIELDS",
+    "CalibrationExtrapolationWarning",
+    "CalibrationWarning",
     "DEFAULT_BAND_EDGES",
+    "LegacyCalibrationWarning",
+    "MCMC_FIELDS",
     "DEFAULT_LEVELS",
     "DEFAULT_MIN_UNITS",
     "FORMAT",
@@ -73,16 +100,41 @@ __all__ = [
 
 #: nominal levels measured by default in coverage sweeps
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-#: interior cut points of the sample-size bands: [0, 2k), [2k, 10k), [10k, 50k), [50k, inf)
-DEFAULT_BAND_EDGES: tuple[float, ...] = (2000.0, 10000.0, 50000.0)
+#: interior cut points of the sample-size bands: [0, 1k), [1k, 2k), [2k, 5k), [5k, 10k), ...,
+#: [500k, 1M), [1M, inf)
+DEFAULT_BAND_EDGES: tuple[float, ...] = (
+    1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0, 200000.0, 500000.0, 1000000.0,
+)
 #: distinct (template, task, replication, round) units a layer needs before it is used
 DEFAULT_MIN_UNITS = 10
-#: artifact format tag written to (and required in) the JSON
-FORMAT = "pytyche.calibration/1"
+#: artifact format tag written to the JSON
+FORMAT = "pytyche.calibration/2"
+#: older format tags still read (as legacy artifacts: MCMC settings unknown)
+LEGACY_FORMATS = ("pytyche.calibration/1",)
+#: the GPUBCFConfig fields an artifact records in ``mcmc``
+MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains")
+#: the ones that shape interval width and are checked against a posterior's config
+CHECKED_MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_draws", "num_chains")
+#: what an artifact does at sample sizes beyond its data (see the module docstring)
+BEYOND_DATA = ("nearest", "pooled")
+
+
+class CalibrationWarning(UserWarning):
+    """Base class of the warnings a calibration artifact emits about its own validity."""
+
+
+class LegacyCalibrationWarning(CalibrationWarning):
+    """An artifact records no MCMC settings (format 1): they cannot be checked against a posterior."""
+
+
+class CalibrationExtrapolationWarning(CalibrationWarning):
+    """An interval was corrected at a sample size outside the bands the artifact has data for."""
 
 _POOLINGS = ("joint", "independent", "none")
 _CLIP = 1e-6  # coverages are clipped to [_CLIP, 1 - _CLIP] before the probit-type transform
 _RECORD_FIELDS = tuple(f.name for f in fields(CalibrationRecord))
+#: record fields that older records (and shards) may lack
+_OPTIONAL_FIELDS = ("template", "task_id", *(f.name for f in fields(CalibrationRecord) if f.name in OPTIONAL_RECORD_FIELDS))
 
 
 def _z(level: np.ndarray | float) -> np.ndarray:
@@ -251,7 +303,7 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
     except ImportError:  # pragma: no cover - pandas is a dependency
         pd = None
     if pd is not None and isinstance(records, pd.DataFrame):
-        missing = [c for c in _RECORD_FIELDS if c not in records.columns and c not in ("template", "task_id")]
+        missing = [c for c in _RECORD_FIELDS if c not in records.columns and c not in _OPTIONAL_FIELDS]
         if missing:
             raise invalid("records", where, f"a frame with the CalibrationRecord columns (missing {missing})", list(records.columns))
         cols = {c: records[c].to_numpy() for c in _RECORD_FIELDS if c in records.columns}
@@ -266,9 +318,11 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
         n = len(rows)
         cols = {}
         for c in _RECORD_FIELDS:
+            if c == "converters":  # a list per record; not needed to fit
+                continue
             if all(c in r for r in rows):
                 cols[c] = np.array([r[c] for r in rows], dtype=object)
-            elif c not in ("template", "task_id"):
+            elif c not in _OPTIONAL_FIELDS:
                 raise invalid("records", where, f"records carrying every CalibrationRecord field (missing {c!r})", f"{n} records")
     cols.setdefault("template", np.full(n, "", dtype=object))
     cols.setdefault("task_id", np.full(n, "", dtype=object))
@@ -285,7 +339,10 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
         "round_idx": np.asarray(cols["round_idx"]).astype(str),
         "template": np.asarray(cols["template"]).astype(str),
         "task_id": np.asarray(cols["task_id"]).astype(str),
+        "calibrated": _bools(cols.get("calibrated"), n),
     }
+    for name in MCMC_FIELDS:
+        out[name] = _ints(cols.get(name), n)
     if n:
         bad = ~np.isin(out["family"], QUANTITY_FAMILIES)
         if bad.any():
@@ -297,6 +354,40 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
         if np.any(out["n_targets"] < 1):
             raise invalid("records", where, "records with n_targets >= 1", "a record with n_targets < 1", show=False)
     return out
+
+
+def _ints(values: Any, n: int) -> np.ndarray:
+    """Optional int column as float64 with NaN for missing (None/NaN) entries."""
+    if values is None:
+        return np.full(n, np.nan)
+    return np.array([np.nan if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values], dtype=np.float64)
+
+
+def _bools(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.zeros(n, dtype=bool)
+    return np.array([bool(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else False for v in values], dtype=bool)
+
+
+def mcmc_of(config: Any) -> dict[str, int]:
+    """The :data:`MCMC_FIELDS` of a ``GPUBCFConfig`` (or any object / mapping carrying them)."""
+    if isinstance(config, Mapping):
+        return {k: int(config[k]) for k in MCMC_FIELDS if config.get(k) is not None}
+    return {k: int(getattr(config, k)) for k in MCMC_FIELDS if getattr(config, k, None) is not None}
+
+
+def _check_mcmc(value: Any, name: str, where: str) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        value = mcmc_of(value)
+        if not value:
+            raise wrong_type(name, where, "None, a mapping of MCMC settings or a GPUBCFConfig", value)
+    unknown = set(value) - set(MCMC_FIELDS)
+    missing = [k for k in CHECKED_MCMC_FIELDS if k not in value]
+    if unknown or missing:
+        raise invalid(name, where, f"a mapping with {', '.join(CHECKED_MCMC_FIELDS)} (and optionally num_burnin) only", dict(value))
+    return {k: check_int(value[k], f"{name}.{k}", where, low=1) for k in MCMC_FIELDS if k in value}
 
 
 def _fit_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask: np.ndarray) -> LayerCurve:
@@ -361,6 +452,12 @@ class LayeredCalibrationCorrection:
         Per-family curves pooled over the bands (``band is None``).
     provenance
         JSON-serialisable provenance: sweep spec, code version/commit, record counts, date.
+    mcmc
+        The MCMC settings of the records' fits (:data:`MCMC_FIELDS`), part of the regime; ``None``
+        when unknown (legacy artifacts): then they are not checked.
+    beyond_data
+        What serves a band without a used layer: ``"nearest"`` band's layer or the ``"pooled"``
+        family curve (see the module docstring).
     """
 
     metric: str
@@ -371,6 +468,8 @@ class LayeredCalibrationCorrection:
     layers: tuple[LayerCurve, ...] = ()
     family_curves: tuple[LayerCurve, ...] = ()
     provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    mcmc: Mapping[str, int] | None = field(default=None, hash=False)
+    beyond_data: str = "nearest"
 
     def __post_init__(self) -> None:
         where = "LayeredCalibrationCorrection"
@@ -401,6 +500,8 @@ class LayeredCalibrationCorrection:
         if not isinstance(self.provenance, Mapping):
             raise wrong_type("provenance", where, "a mapping", self.provenance)
         object.__setattr__(self, "provenance", _jsonable(dict(self.provenance), "provenance", where))
+        object.__setattr__(self, "mcmc", _check_mcmc(self.mcmc, "mcmc", where))
+        check_choice(self.beyond_data, "beyond_data", where, BEYOND_DATA)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -414,6 +515,8 @@ class LayeredCalibrationCorrection:
         *,
         band_edges: Sequence[float] = DEFAULT_BAND_EDGES,
         min_units: int = DEFAULT_MIN_UNITS,
+        mcmc: Any = None,
+        beyond_data: str = "nearest",
     ) -> "LayeredCalibrationCorrection":
         """Fit the per-layer isotonic R(p) curves from coverage records.
 
@@ -433,6 +536,16 @@ class LayeredCalibrationCorrection:
             Interior sample-size cut points of the bands.
         min_units
             Distinct (template, task, replication, round) units a layer needs to be used.
+        mcmc
+            The MCMC settings of the regime (a mapping of :data:`MCMC_FIELDS` or a
+            ``GPUBCFConfig``). ``None``: read from the records, which must then hold one setting
+            (records without MCMC fields give an artifact whose MCMC settings are unknown).
+            Given: records carrying other settings are left out.
+        beyond_data
+            ``"nearest"`` or ``"pooled"``: what serves bands without data (module docstring).
+
+        Records of calibrated intervals (``calibrated=True``, from a validation sweep) never
+        feed a correction; they are left out and counted in the provenance.
 
         Returns
         -------
@@ -441,7 +554,8 @@ class LayeredCalibrationCorrection:
         Raises
         ------
         ValueError
-            When no record matches the regime, or a record is malformed.
+            When no record matches the regime, the records mix MCMC settings and ``mcmc`` is
+            not given, or a record is malformed.
         """
         where = "LayeredCalibrationCorrection.fit"
         metric = check_str(metric, "metric", where)
@@ -450,9 +564,30 @@ class LayeredCalibrationCorrection:
         min_units = check_int(min_units, "min_units", where, low=1)
         if provenance is not None and not isinstance(provenance, Mapping):
             raise wrong_type("provenance", where, "a mapping or None", provenance)
+        mcmc = _check_mcmc(mcmc, "mcmc", where)
+        beyond_data = check_choice(beyond_data, "beyond_data", where, BEYOND_DATA)
         cols = records_frame(records)
         n_all = len(cols["family"])
         regime = (cols["metric"] == metric) & (cols["n_treatments"] == n_treatments) & (cols["pooling"] == pooling)
+        n_calibrated = int((regime & cols["calibrated"]).sum())
+        regime &= ~cols["calibrated"]
+        known = ~np.isnan(np.column_stack([cols[k] for k in CHECKED_MCMC_FIELDS])).any(axis=1) if n_all else np.zeros(0, bool)
+        settings = sorted({tuple(int(cols[k][i]) for k in CHECKED_MCMC_FIELDS) for i in np.flatnonzero(regime & known)})
+        if mcmc is not None:
+            want = tuple(mcmc[k] for k in CHECKED_MCMC_FIELDS)
+            same = np.all(np.column_stack([cols[k] == v for k, v in zip(CHECKED_MCMC_FIELDS, want)]), axis=1) if n_all else known
+            regime &= ~known | same
+        elif settings:
+            if len(settings) > 1:
+                raise invalid(
+                    "records", where,
+                    f"records of one MCMC setting ({', '.join(CHECKED_MCMC_FIELDS)}) or an explicit 'mcmc' to pick one",
+                    f"settings {settings}", show=False,
+                )
+            mcmc = dict(zip(CHECKED_MCMC_FIELDS, settings[0]))
+            burn = cols["num_burnin"][regime & known]
+            if burn.size and not np.isnan(burn).any() and len(set(burn.tolist())) == 1:
+                mcmc["num_burnin"] = int(burn[0])
         if not regime.any():
             present = sorted({(m, int(k), p) for m, k, p in zip(cols["metric"], cols["n_treatments"], cols["pooling"])})
             raise invalid(
@@ -475,10 +610,16 @@ class LayeredCalibrationCorrection:
         prov: dict[str, Any] = {
             "code_version": _code_version(),
             "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "record_counts": {"total": int(regime.sum()), "other_regimes": int(n_all - regime.sum()), **counts},
+            "record_counts": {
+                "total": int(regime.sum()), "other_regimes": int(n_all - regime.sum() - n_calibrated),
+                **({"calibrated_left_out": n_calibrated} if n_calibrated else {}), **counts,
+            },
         }
         prov.update(dict(provenance or {}))
-        return cls(metric, n_treatments, pooling, probe.band_edges, min_units, tuple(layers), tuple(pooled), prov)
+        return cls(
+            metric, n_treatments, pooling, probe.band_edges, min_units, tuple(layers), tuple(pooled), prov,
+            mcmc=mcmc, beyond_data=beyond_data,
+        )
 
     @classmethod
     def identity(cls, metric: str, n_treatments: int, pooling: str, **kwargs: Any) -> "LayeredCalibrationCorrection":
@@ -502,17 +643,47 @@ class LayeredCalibrationCorrection:
         hi = math.inf if band == len(self.band_edges) else self.band_edges[band]
         return f"[{lo:g}, {hi:g})"
 
+    def bands_with_data(self, family: str) -> list[int]:
+        """Bands whose layer of ``family`` has at least ``min_units`` units (where the sweep has data)."""
+        return sorted(c.band for c in self.layers if c.family == family and c.n_units >= self.min_units)  # type: ignore[misc]
+
     def _resolve(self, family: str, band: int) -> tuple[LayerCurve | None, str]:
-        for c in self.layers:
-            if c.family == family and c.band == band and c.n_units >= self.min_units:
-                return c, "layer"
+        used = {c.band: c for c in self.layers if c.family == family and c.n_units >= self.min_units}
+        if band in used:
+            return used[band], "layer"
+        if self.beyond_data == "nearest" and used:
+            nearest = min(used, key=lambda b: (abs(b - band), b))  # type: ignore[operator]
+            return used[nearest], "nearest"
         for c in self.family_curves:
             if c.family == family and c.n_units >= self.min_units:
                 return c, "family"
         return None, "identity"
 
+    def _served(self, family: str, sample_size: int, where: str) -> LayerCurve | None:
+        """The curve serving an interval; warns when ``sample_size`` is beyond the data."""
+        family = _check_family(family, where)
+        band = self.band_index(_check_sample_size(sample_size, where))
+        curve, how = self._resolve(family, band)
+        if how != "layer" and (self.layers or self.family_curves):
+            data = [self.band_label(b) for b in self.bands_with_data(family)]
+            served = {
+                "nearest": f"the nearest band's curve {self.band_label(curve.band) if curve is not None and curve.band is not None else ''}",
+                "family": "the family's curve pooled over all bands",
+                "identity": "no correction (raw intervals)",
+            }[how]
+            warnings.warn(
+                f"Calibration {family!r} intervals at sample size {sample_size} (band {self.band_label(band)}) are "
+                f"beyond the artifact's data (bands with data: {', '.join(data) if data else 'none'}); "
+                f"using {served.strip()}.",
+                CalibrationExtrapolationWarning,
+                stacklevel=3,
+            )
+        return curve
+
     def source(self, family: str, sample_size: int) -> str:
-        """Which curve serves ``(family, sample_size)``: ``"layer"``, ``"family"`` or ``"identity"``."""
+        """Which curve serves ``(family, sample_size)``: ``"layer"`` (its own band's),
+        ``"nearest"`` (the nearest band with data), ``"family"`` (pooled over bands) or
+        ``"identity"``. Anything but ``"layer"`` is beyond the artifact's data."""
         where = "LayeredCalibrationCorrection.source"
         family = _check_family(family, where)
         return self._resolve(family, self.band_index(_check_sample_size(sample_size, where)))[1]
@@ -556,21 +727,21 @@ class LayeredCalibrationCorrection:
         """Forward map ``R``: empirical coverage of the raw interval at ``nominal``."""
         where = "LayeredCalibrationCorrection.coverage"
         nominal = check_float(nominal, "nominal", where, low=0.0, high=1.0, low_open=True, high_open=True)
-        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        c = self._served(family, sample_size, where)
         return nominal if c is None else float(c.coverage_of(nominal))
 
     def nominal_for(self, level: float, family: str, sample_size: int) -> float:
         """Nominal level whose raw interval has empirical coverage ``level`` (``R^{-1}``)."""
         where = "LayeredCalibrationCorrection.nominal_for"
         level = _check_level(level, where)
-        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        c = self._served(family, sample_size, where)
         return level if c is None else float(c.nominal_for(level))
 
     def multiplier(self, level: float, family: str, sample_size: int) -> float:
         """Half-width multiplier ``w(level) = z(nominal_for(level)) / z(level)`` for the layer."""
         where = "LayeredCalibrationCorrection.multiplier"
         level = _check_level(level, where)
-        c, _ = self._resolve(_check_family(family, where), self.band_index(_check_sample_size(sample_size, where)))
+        c = self._served(family, sample_size, where)
         return 1.0 if c is None else float(c.multiplier(level))
 
     def interval(
@@ -621,6 +792,12 @@ class LayeredCalibrationCorrection:
             "min_units": self.min_units,
             "layers": [c.to_dict() for c in self.layers],
             "family_curves": [c.to_dict() for c in self.family_curves],
+            "mcmc": None if self.mcmc is None else dict(self.mcmc),
+            "beyond_data": self.beyond_data,
+            # informational (recomputed on load): the bands each family has data for
+            "bands_with_data": {
+                c.family: [self.band_label(b) for b in self.bands_with_data(c.family)] for c in self.family_curves
+            },
             "provenance": dict(self.provenance),
         }
 
@@ -728,8 +905,9 @@ def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
     if not isinstance(d, Mapping):
         raise _bad_field(source, "(top level)", "a JSON object (mapping)", type(d).__name__)
     fmt = d.get("format")
-    if fmt != FORMAT:
-        raise _bad_field(source, "format", repr(FORMAT), fmt)
+    if fmt != FORMAT and fmt not in LEGACY_FORMATS:
+        raise _bad_field(source, "format", f"{FORMAT!r} (or legacy {', '.join(map(repr, LEGACY_FORMATS))})", fmt)
+    legacy = fmt in LEGACY_FORMATS
     metric = _field(d, "metric", "metric", source)
     n_treatments = _int_field(_field(d, "n_treatments", "n_treatments", source), "n_treatments", source)
     pooling = _field(d, "pooling", "pooling", source)
@@ -744,14 +922,26 @@ def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
     provenance = d.get("provenance", {})
     if not isinstance(provenance, Mapping):
         raise _bad_field(source, "provenance", "a mapping", provenance)
+    mcmc = None if legacy else _field(d, "mcmc", "mcmc", source)
+    # format 1 fell back to the pooled family curve beyond its data
+    beyond_data = "pooled" if legacy else _field(d, "beyond_data", "beyond_data", source)
     try:
-        return cls(
+        out = cls(
             metric=metric, n_treatments=n_treatments, pooling=pooling, band_edges=band_edges,
-            min_units=min_units, provenance=provenance, **curves,
+            min_units=min_units, provenance=provenance, mcmc=mcmc, beyond_data=beyond_data, **curves,
         )
     except (TypeError, ValueError) as err:
         # the constructor's message names the field (its parameter) and the value
         raise _Malformed(f"The {source} is not a valid artifact: {err}") from None
+    if out.mcmc is None:
+        warnings.warn(
+            f"The {source} (format {fmt!r}) records no MCMC settings (trees, draws, chains), so "
+            "its regime check cannot verify that it was fitted at the posterior's MCMC configuration, which "
+            "shapes interval width. Refit it with a current sweep to get a regime-checked artifact.",
+            LegacyCalibrationWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def _code_version() -> str:

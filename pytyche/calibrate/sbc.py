@@ -37,7 +37,7 @@ import numpy as np
 
 from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.calibrate.calibration import Calibration, posterior_pooling
-from pytyche.calibrate.correction import DEFAULT_LEVELS
+from pytyche.calibrate.correction import DEFAULT_LEVELS, mcmc_of
 from pytyche.contracts.enums import Decision
 from pytyche.contracts.truth import QUANTITY_FAMILIES, CalibrationRecord, CalibrationTruth
 
@@ -241,11 +241,15 @@ def coverage_records(
     use_calibration
         ``False`` (default): raw quantile intervals, as a sweep needs to fit a correction.
         ``True``: the posterior's attached calibration (raw when none or skipped), to measure
-        calibrated coverage.
+        calibrated coverage; the records are then marked ``calibrated=True`` (and never feed a
+        correction).
 
     Returns
     -------
     list of CalibrationRecord
+        Each carries the posterior's MCMC settings (``posterior.config``) and the fit-time
+        observables of :class:`~pytyche.contracts.CalibrationRecord` (converters per arm,
+        posterior sd and |posterior mean| of the family's targets relative to the outcome's sd).
     """
     where = "coverage_records"
     levels = _check_levels(levels, where)
@@ -274,19 +278,52 @@ def coverage_records(
         def interval_for(fam: str) -> IntervalFn | None:
             return interval
     metric, k, pooling = observed.metric, observed.n_variants, posterior_pooling(posterior)
+    calibrated = bool(use_calibration and isinstance(cal, Calibration) and not cal.skipped)
+    mcmc = mcmc_of(getattr(posterior, "config", None) or {})
+    converters, y_sd = _outcome_observables(observed)
     out: list[CalibrationRecord] = []
     for fam in families:
         draws, tv, ax = family_draws(posterior, truth, fam, segments=segments)
         cov, wid, nt = interval_coverage(draws, tv, levels, axis=ax, interval=interval_for(fam))
+        sd_rel, signal = _draw_observables(draws, ax, y_sd)
         for q, c, w in zip(levels, cov, wid):
             out.append(
                 CalibrationRecord(
                     replication=replication, round_idx=round_idx, family=fam, nominal=float(q),
                     coverage=float(c), n_targets=nt, mean_width=float(w), metric=metric,
                     n_treatments=k, pooling=pooling, sample_size=n, template=template, task_id=task_id,
+                    **mcmc, calibrated=calibrated, converters=converters,
+                    min_converters=None if converters is None else min(converters),
+                    posterior_sd_rel=sd_rel, effect_to_noise=signal,
                 )
             )
     return out
+
+
+def _outcome_observables(observed: Any) -> tuple[tuple[int, ...] | None, float | None]:
+    """Converters (non-zero outcomes) per arm for binary/hurdle data (``None`` for a continuous
+    outcome with no zeros) and the sd of the observed outcome (``None`` when it is 0)."""
+    y = np.asarray(observed.outcome, dtype=np.float64)
+    arm = np.asarray(observed.arm)
+    zeros = bool(np.any(y == 0))
+    binary = bool(np.all((y == 0) | (y == 1)))
+    converters = None
+    if zeros or binary:
+        converters = tuple(int(np.count_nonzero(y[arm == a])) for a in range(observed.n_variants))
+    sd = float(np.std(y))
+    return converters, (sd if np.isfinite(sd) and sd > 0 else None)
+
+
+def _draw_observables(draws: np.ndarray, axis: int, y_sd: float | None) -> tuple[float | None, float | None]:
+    """Mean posterior sd and mean |posterior mean| of the targets, each over the outcome's sd."""
+    if y_sd is None:
+        return None, None
+    d = np.asarray(draws, dtype=np.float64)
+    sd = float(np.mean(np.std(d, axis=axis)))
+    signal = float(np.mean(np.abs(np.mean(d, axis=axis))))
+    if not (np.isfinite(sd) and np.isfinite(signal)):
+        return None, None
+    return sd / y_sd, signal / y_sd
 
 
 # ---------------------------------------------------------------------------------------------

@@ -193,7 +193,24 @@ class CalibrationRecord:
     ``coverage`` is the fraction of the ``n_targets`` true quantities (visitors for ``cate``,
     segments for ``gate``, arms for ``ate``, ...) that fell inside their nominal central interval;
     ``mean_width`` the intervals' mean width. The regime (``metric``, ``n_treatments``,
-    ``pooling``) and ``sample_size`` select the calibration layer it feeds.
+    ``pooling`` and the MCMC settings ``num_trees_mu``, ``num_trees_tau``, ``num_draws``,
+    ``num_chains``; ``num_burnin`` for information) and ``sample_size`` select the calibration
+    layer it feeds. ``calibrated`` marks coverage of calibrated intervals (validation sweeps),
+    which never feeds a correction.
+
+    Fit-time observables, to test whether residual miscalibration moves with them (all computable
+    without the truth; ``None`` when not applicable or not measured):
+
+    ``converters``
+        Visitors with a non-zero outcome per arm, control first (binary and hurdle metrics).
+    ``min_converters``
+        The fewest converters of any arm.
+    ``posterior_sd_rel``
+        Mean posterior sd of the family's targets over the sd of the observed outcome.
+    ``effect_to_noise``
+        Mean absolute posterior-mean of the family's targets over the sd of the observed outcome.
+
+    Every field after ``task_id`` is optional: records written before they existed still load.
     """
 
     replication: int
@@ -209,6 +226,16 @@ class CalibrationRecord:
     sample_size: int
     template: str = ""
     task_id: str = ""
+    num_trees_mu: int | None = None
+    num_trees_tau: int | None = None
+    num_burnin: int | None = None
+    num_draws: int | None = None
+    num_chains: int | None = None
+    calibrated: bool = False
+    converters: tuple[int, ...] | None = None
+    min_converters: int | None = None
+    posterior_sd_rel: float | None = None
+    effect_to_noise: float | None = None
 
     def __post_init__(self) -> None:
         w = "CalibrationRecord"
@@ -224,6 +251,31 @@ class CalibrationRecord:
             raise ValueError(f"The 'mean_width' parameter of {w} must be a finite number >= 0. Got {self.mean_width!r} instead.")
         if self.pooling not in ("joint", "independent", "none"):
             raise ValueError(f"The 'pooling' parameter of {w} must be 'joint', 'independent' or 'none'. Got {self.pooling!r} instead.")
+        for name in ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains", "min_converters"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+                raise ValueError(f"The '{name}' parameter of {w} must be None or an int >= 0. Got {v!r} instead.")
+        if not isinstance(self.calibrated, (bool, np.bool_)):
+            raise ValueError(f"The 'calibrated' parameter of {w} must be a bool. Got {self.calibrated!r} instead.")
+        if self.converters is not None:
+            conv = tuple(int(c) for c in self.converters)
+            if len(conv) != self.n_treatments or any(c < 0 for c in conv):
+                raise ValueError(f"The 'converters' parameter of {w} must be None or {self.n_treatments} counts >= 0. Got {self.converters!r} instead.")
+            object.__setattr__(self, "converters", conv)
+        for name in ("posterior_sd_rel", "effect_to_noise"):
+            v = getattr(self, name)
+            if v is not None and (not math.isfinite(float(v)) or float(v) < 0):
+                raise ValueError(f"The '{name}' parameter of {w} must be None or a finite number >= 0. Got {v!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["converters"] is not None:
+            out["converters"] = list(out["converters"])
+        return out
+
+
+#: the CalibrationRecord fields older records may lack (filled with their defaults)
+OPTIONAL_RECORD_FIELDS = (
+    "template", "task_id", "num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains",
+    "calibrated", "converters", "min_converters", "posterior_sd_rel", "effect_to_noise",
+)

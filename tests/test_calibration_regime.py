@@ -1,0 +1,321 @@
+"""Calibration regimes that mean what changes coverage: MCMC settings in the regime, sample-size
+bands from 1k to 1M with a stated behaviour beyond the data, legacy artifacts, the automatic
+registry pick (``Calibration.from_sweep("auto")``, also in a real sequential experiment) and the
+fit-time observables every coverage record carries.
+
+Artifacts are small synthetic corrections fitted on binomial records with a planted width ratio
+(see ``records``) and written to temporary registries.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import ndtr, ndtri
+
+import pytyche as pt
+import pytyche.calibrate as pc
+from pytyche.bcf.config import GPUBCFConfig
+from pytyche.calibrate import (
+    Calibration,
+    CalibrationExtrapolationWarning,
+    LayeredCalibrationCorrection,
+    LegacyCalibrationWarning,
+    apply_calibration,
+    coverage_records,
+)
+from pytyche.contracts import CalibrationRecord, CalibrationTruth, ClaimLevel, make_observed
+from tests._config import TINY
+
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+MCMC = {"num_trees_mu": 20, "num_trees_tau": 10, "num_burnin": 20, "num_draws": 20, "num_chains": 1}
+
+
+def z(q):
+    return ndtri((1.0 + np.asarray(q, dtype=float)) / 2.0)
+
+
+def records(ratio, *, reps=12, n_targets=400, sample_size=3000, metric="m", k=2, pooling="none", mcmc=MCMC,
+            seed=0, calibrated=False, template="t"):
+    """Coverage records of posteriors whose sd is ``1/ratio`` of the truth's spread:
+    coverage ~ Binomial(n_targets, 2 Phi(z(q) / ratio) - 1) / n_targets."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(reps):
+        for q in LEVELS:
+            c = rng.binomial(n_targets, 2 * ndtr(z(q) / ratio) - 1) / n_targets
+            out.append(CalibrationRecord(
+                r, 0, "cate", q, c, n_targets, 1.0, metric, k, pooling, sample_size, template, f"{template}{seed}-{r}",
+                **(mcmc or {}), calibrated=calibrated,
+            ))
+    return out
+
+
+@dataclass(frozen=True)
+class Post:
+    """A posterior-like frozen dataclass: what apply_calibration and coverage_records read."""
+
+    observed: object
+    outcome_samples: np.ndarray
+    config: GPUBCFConfig = TINY
+    calibration: Calibration | None = None
+    pooling: str | None = None
+    decomposition: object = None
+
+    @property
+    def treatments(self):
+        return self.observed.variant_names
+
+    @cached_property
+    def cate_samples(self):
+        return self.outcome_samples[..., 1:] - self.outcome_samples[..., :1]
+
+
+def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False):
+    rng = np.random.default_rng(seed)
+    names = ["control"] + [f"t{i}" for i in range(1, k)]
+    n = n_per_arm * k
+    y = (rng.uniform(size=n) < 0.3).astype(float) if binary else rng.normal(5.0, 2.0, n)
+    frame = pd.DataFrame({"x": rng.uniform(size=n), "outcome": y, "variant": np.repeat(names, n_per_arm)})
+    obs = make_observed(frame, variants=names, experiment_id="e", metric=metric)
+    return Post(obs, rng.normal(size=(n, 40, k)), config=config)
+
+
+def artifact(tmp_path, name, ratio=1.5, **kw):
+    fit_kw = {k: kw.pop(k) for k in ("beyond_data", "band_edges") if k in kw}
+    recs = records(ratio, **kw)
+    r0 = recs[0]
+    corr = LayeredCalibrationCorrection.fit(recs, r0.metric, r0.n_treatments, r0.pooling, min_units=5, **fit_kw)
+    return corr.to_json(tmp_path / f"{name}.json"), corr
+
+
+# ---- MCMC settings in the regime ---------------------------------------------------------------
+
+
+def test_mcmc_settings_are_part_of_the_regime():
+    corr = LayeredCalibrationCorrection.fit(records(1.5), "m", 2, "none", min_units=5)
+    assert corr.mcmc == MCMC  # read from the records
+    cal = Calibration.from_correction(corr, name="art")
+    post = make_post()
+    assert cal.applies_to(post) and cal.applies_to(post.observed, "none", TINY)
+    assert apply_calibration(post, cal).calibration is cal
+    # burn-in is recorded but does not shape interval width: not checked
+    assert cal.applies_to(replace(post, config=replace(TINY, num_burnin=500)))
+    other = replace(post, config=replace(TINY, num_trees_tau=50, num_draws=250))
+    assert cal.mismatches(other) == ["num_trees_tau", "num_draws"] and not cal.applies_to(other)
+    with pytest.raises(ValueError, match="must match the posterior's regime") as err:
+        apply_calibration(other, cal)
+    msg = str(err.value)
+    assert "num_trees_tau: calibration fitted on 10, posterior has 50" in msg
+    assert "num_draws: calibration fitted on 20, posterior has 250" in msg and "num_trees_mu" not in msg
+    # metric/K/pooling keep their message and combine with the MCMC ones
+    wrong = make_post(k=3, config=replace(TINY, num_chains=2))
+    with pytest.raises(ValueError, match=r"mismatched n_treatments, num_chains \(n_treatments: calibration fitted on 2, data has 3; num_chains: calibration fitted on 1, posterior has 2\)"):
+        apply_calibration(wrong, cal)
+    # observed data alone (no config) checks metric, K and pooling only: the seed's applies_to(observed)
+    assert cal.applies_to(other.observed)
+
+
+def test_fit_takes_one_mcmc_setting_and_leaves_calibrated_records_out():
+    mixed = records(1.5) + records(1.2, mcmc={**MCMC, "num_trees_mu": 200}, seed=1)
+    with pytest.raises(ValueError, match=r"'records' parameter of LayeredCalibrationCorrection.fit must be records of one MCMC setting"):
+        LayeredCalibrationCorrection.fit(mixed, "m", 2, "none")
+    picked = LayeredCalibrationCorrection.fit(mixed, "m", 2, "none", mcmc={**MCMC, "num_trees_mu": 200}, min_units=5)
+    assert picked.mcmc["num_trees_mu"] == 200 and picked.provenance["record_counts"]["total"] == 12 * len(LEVELS)
+    with pytest.raises(ValueError, match=r"'mcmc' parameter of LayeredCalibrationCorrection.fit"):
+        LayeredCalibrationCorrection.fit(mixed, "m", 2, "none", mcmc={"num_trees_mu": 200})
+    # records of calibrated intervals (a validation sweep) never feed a correction
+    with_val = records(1.5) + records(1.0, calibrated=True, seed=2)
+    corr = LayeredCalibrationCorrection.fit(with_val, "m", 2, "none", min_units=5)
+    assert corr.provenance["record_counts"]["calibrated_left_out"] == 12 * len(LEVELS)
+    assert corr.provenance["record_counts"]["total"] == 12 * len(LEVELS)
+    # records without MCMC fields (older shards) give an artifact whose MCMC settings are unknown
+    assert LayeredCalibrationCorrection.fit(records(1.5, mcmc=None), "m", 2, "none").mcmc is None
+
+
+# ---- legacy artifacts ----------------------------------------------------------------------------
+
+
+def test_legacy_artifact_loads_with_a_warning_and_unchecked_mcmc(tmp_path):
+    path, corr = artifact(tmp_path, "new")
+    d = json.loads(path.read_text())
+    d["format"] = "pytyche.calibration/1"
+    for key in ("mcmc", "beyond_data", "bands_with_data"):
+        del d[key]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    with pytest.warns(LegacyCalibrationWarning, match="records no MCMC settings"):
+        old = Calibration.from_sweep(tmp_path / "old.json")
+    assert old.mcmc is None and old.correction.beyond_data == "pooled"  # format 1 fell back to the pooled curve
+    post = make_post(config=GPUBCFConfig())  # default config: unknown to the legacy artifact, so unchecked
+    assert old.applies_to(post)
+    # the shipped artifact predates MCMC settings: it is legacy
+    with pytest.warns(LegacyCalibrationWarning):
+        shipped = Calibration.from_sweep("clustered_realistic_v1")
+    assert shipped.mcmc is None and shipped.n_treatments == 3
+    # a current artifact loads silently and round-trips exactly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = Calibration.from_sweep(path)
+    assert again.correction == corr and again.correction.mcmc == MCMC
+    d["format"] = "pytyche.calibration/9"
+    (tmp_path / "future.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="format"):
+        Calibration.from_sweep(tmp_path / "future.json")
+
+
+# ---- sample-size bands and use beyond the data ---------------------------------------------------
+
+
+def test_bands_from_1k_to_1m_and_what_happens_beyond_the_data(tmp_path):
+    corr = LayeredCalibrationCorrection.identity("m", 2, "none")
+    sizes = (999, 1000, 1999, 2000, 4999, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 999999, 1000000, 10**8)
+    assert [corr.band_index(n) for n in sizes] == [0, 1, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 9, 10, 10]
+    assert corr.band_label(2) == "[2000, 5000)" and corr.band_label(10) == "[1e+06, inf)"
+    # data in [2k, 5k) (ratio 1.5) and [10k, 20k) (ratio 2.0); nothing elsewhere
+    recs = records(1.5, sample_size=3000) + records(2.0, sample_size=15000, seed=1, template="u")
+    near = LayeredCalibrationCorrection.fit(recs, "m", 2, "none", min_units=5)
+    assert near.beyond_data == "nearest" and near.bands_with_data("cate") == [2, 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inside the data: no warning
+        w_low, w_high = near.multiplier(0.9, "cate", 3000), near.multiplier(0.9, "cate", 15000)
+    # each layer recovers its planted ratio: 12 reps x 400 targets, 4 binomial SEs on R(0.9)
+    # through dz/dR = 1 / (2 phi(z)) gives about +-0.1 on w
+    assert abs(w_low - 1.5) < 0.12 and abs(w_high - 2.0) < 0.15
+    with pytest.warns(CalibrationExtrapolationWarning, match=r"sample size 1000000 .*\[1e\+06, inf\).*bands with data: \[2000, 5000\), \[10000, 20000\).*nearest band"):
+        assert near.multiplier(0.9, "cate", 1_000_000) == w_high  # nearest covered band: [10k, 20k)
+    with pytest.warns(CalibrationExtrapolationWarning):
+        assert near.multiplier(0.9, "cate", 7000) == w_low  # a gap, equidistant: the lower band
+    with pytest.warns(CalibrationExtrapolationWarning):
+        assert near.multiplier(0.9, "cate", 500) == w_low
+    assert near.source("cate", 7000) == "nearest" and near.source("cate", 3000) == "layer"
+    pooled = LayeredCalibrationCorrection.fit(recs, "m", 2, "none", min_units=5, beyond_data="pooled")
+    with pytest.warns(CalibrationExtrapolationWarning, match="pooled over all bands"):
+        w_pool = pooled.multiplier(0.9, "cate", 1_000_000)
+    assert w_low < w_pool < w_high and pooled.source("cate", 10**6) == "family"
+    # the artifact states its policy and its bands, and both survive the JSON
+    back = LayeredCalibrationCorrection.from_json(near.to_json(tmp_path / "a.json"))
+    d = json.loads((tmp_path / "a.json").read_text())
+    assert d["beyond_data"] == "nearest" and d["bands_with_data"] == {"cate": ["[2000, 5000)", "[10000, 20000)"]}
+    assert back == near
+    with pytest.raises(ValueError, match="'beyond_data' parameter of LayeredCalibrationCorrection.fit"):
+        LayeredCalibrationCorrection.fit(recs, "m", 2, "none", beyond_data="extrapolate")
+
+
+# ---- the automatic pick ------------------------------------------------------------------------
+
+
+def test_auto_picks_the_registry_artifact_whose_regime_applies(tmp_path, monkeypatch):
+    reg = tmp_path / "registry"
+    artifact(reg, "tiny_k2", ratio=1.5, sample_size=3000)
+    artifact(reg, "tiny_k2_big_n", ratio=2.0, sample_size=15000, reps=40)  # more records, other band
+    artifact(reg, "default_k2", ratio=1.2, mcmc={"num_trees_mu": 200, "num_trees_tau": 50, "num_burnin": 200, "num_draws": 250, "num_chains": 2})
+    artifact(reg, "tiny_k3", ratio=1.5, k=3)
+    path, _ = artifact(tmp_path, "legacy_src", ratio=1.5)
+    d = json.loads(path.read_text())
+    d["format"] = "pytyche.calibration/1"
+    (reg / "legacy.json").write_text(json.dumps(d))
+
+    auto = Calibration.from_sweep("auto", registry=reg)
+    assert auto.auto and auto.correction is None and not auto.skipped
+    with pytest.raises(ValueError, match="resolved calibration"):
+        auto.interval(np.zeros((3, 10)), level=0.9, family="cate", sample_size=3)
+    # n = 100: no artifact has data in [0, 1k); the larger one wins
+    post = make_post(n_per_arm=50)
+    got = apply_calibration(post, auto).calibration
+    assert got.name == "tiny_k2_big_n" and not got.auto
+    # n = 3000: the artifact with data in the posterior's band wins over the larger one
+    post3k = make_post(n_per_arm=1500)
+    assert apply_calibration(post3k, auto).calibration.name == "tiny_k2"
+    # the default-config posterior gets the default-config artifact; K = 3 gets the K = 3 one
+    assert auto.resolve(make_post(config=GPUBCFConfig())).name == "default_k2"
+    assert auto.resolve(make_post(k=3)).name == "tiny_k3"
+    # nothing applies: the error gives the regime and why each artifact does not apply
+    with pytest.raises(ValueError, match="no artifact in the registry") as err:
+        auto.resolve(make_post(metric="conversion_rate"))
+    msg = str(err.value)
+    assert "'metric': 'conversion_rate'" in msg and "'legacy': legacy artifact without MCMC settings" in msg
+    assert "'default_k2': metric: calibration fitted on 'm', data has 'conversion_rate'" in msg
+    # the registry folder is overridable through the environment too
+    monkeypatch.setenv(pc.REGISTRY_ENV, str(reg))
+    assert pc.registry_names() == ["default_k2", "legacy", "tiny_k2", "tiny_k2_big_n", "tiny_k3"]
+    assert Calibration.from_sweep("auto").resolve(post3k).name == "tiny_k2"
+    assert Calibration.from_sweep("tiny_k3").n_treatments == 3
+    monkeypatch.setenv(pc.REGISTRY_ENV, str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="registry is empty"):
+        Calibration.from_sweep("auto").resolve(post)
+
+
+@pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
+def test_sequential_experiment_uses_the_auto_artifact(tmp_path):
+    """A real two-round sequential experiment (continuous_metric, tiny BCF) with
+    ``from_sweep("auto")``: each round's posterior carries the registry artifact whose regime
+    (session_minutes, K = 2, no pooling, the tiny MCMC) applies, and its intervals are widened by
+    that artifact's multiplier."""
+    from dgps.registry import make_generator
+
+    reg = tmp_path / "registry"
+    regime = {"metric": "session_minutes", "k": 2, "pooling": "none"}
+    _, right = artifact(reg, "continuous_tiny", ratio=1.6, sample_size=600, mcmc={**MCMC, "num_burnin": 20}, **regime)
+    artifact(reg, "continuous_default", ratio=1.1, sample_size=600, mcmc={"num_trees_mu": 200, "num_trees_tau": 50, "num_draws": 250, "num_chains": 2}, **regime)
+    exp = pt.sequential_experiment(
+        generator=make_generator("continuous_metric", seed=3),
+        schedule=pt.FixedSchedule(per_round=300, n_rounds=2),
+        treatments=["control", "treatment"],
+        calibration=Calibration.from_sweep("auto", registry=reg),
+        seed=3,
+        bcf_config=TINY,
+    )
+    results = list(exp)
+    assert len(results) == 2
+    for r in results:
+        cal = r.posterior.calibration
+        assert cal.name == "continuous_tiny" and cal.correction == right
+        assert r.posterior.claim_level is ClaimLevel.CALIBRATED
+        draws = r.posterior.cate_samples
+        lo, hi = r.posterior.cate_interval(0.9)
+        rlo, rhi = pc.raw_interval(draws, 0.9, axis=1)
+        med = np.median(draws, axis=1)
+        w = right.multiplier(0.9, "cate", r.posterior.n_visitors)
+        np.testing.assert_allclose(hi - med, w * (rhi - med), rtol=1e-5, atol=1e-9)
+        assert w > 1.3  # the planted ratio 1.6 widens
+
+
+# ---- fit-time observables ----------------------------------------------------------------------
+
+
+def test_records_carry_mcmc_settings_and_fit_time_observables():
+    post = make_post(n_per_arm=30, binary=True, seed=4)
+    obs = post.observed
+    y, arm = obs.outcome, obs.arm
+    truth = CalibrationTruth(np.zeros((obs.n_visitors, 2)), obs.variant_names, np.zeros(obs.n_visitors, int))
+    recs = coverage_records(post, truth, levels=(0.5, 0.9), families=["cate", "ate"])
+    assert len(recs) == 4
+    conv = tuple(int((y[arm == a] > 0).sum()) for a in range(2))
+    sd_y = float(np.std(y))
+    cate = post.cate_samples
+    ate = cate.mean(axis=0)
+    for rec in recs:
+        assert (rec.num_trees_mu, rec.num_trees_tau, rec.num_burnin, rec.num_draws, rec.num_chains) == (20, 10, 20, 20, 1)
+        assert not rec.calibrated and rec.converters == conv and rec.min_converters == min(conv)
+        d, ax = (cate, 1) if rec.family == "cate" else (ate, 0)
+        assert rec.posterior_sd_rel == pytest.approx(np.mean(np.std(d, axis=ax)) / sd_y)
+        assert rec.effect_to_noise == pytest.approx(np.mean(np.abs(np.mean(d, axis=ax))) / sd_y)
+        row = rec.to_dict()
+        assert row["converters"] == list(conv) and json.dumps(row)
+    # a continuous outcome has no converters; calibrated intervals are marked as such
+    cont = make_post(n_per_arm=30, seed=5)
+    corr = LayeredCalibrationCorrection.fit(records(1.5), "m", 2, "none", min_units=5)
+    cal_post = apply_calibration(cont, Calibration.from_correction(corr))
+    tr = CalibrationTruth(np.zeros((60, 2)), cont.observed.variant_names, np.zeros(60, int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationExtrapolationWarning)
+        crec = coverage_records(cal_post, tr, levels=(0.9,), families=["cate"], use_calibration=True)
+    assert crec[0].converters is None and crec[0].min_converters is None and crec[0].calibrated
+    with pytest.raises(ValueError, match="'converters' parameter of CalibrationRecord"):
+        replace(recs[0], converters=(1, 2, 3))
