@@ -818,7 +818,7 @@ class LayeredCalibrationCorrection:
             For a malformed artifact: the message names the source, the field (e.g.
             ``layers[2].nominal``), what was expected and what was found.
         """
-        return _artifact_from_dict(cls, d, "the mapping passed to LayeredCalibrationCorrection.from_dict" if source is None else source)
+        return _artifact_from_dict(cls, d, "mapping passed to LayeredCalibrationCorrection.from_dict" if source is None else source)
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the artifact JSON atomically (temporary file then rename); return the path."""
