@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 REGIME = ("metric", "n_treatments", "pooling")
+#: fit-time observables a coverage record may carry (pytyche.contracts.CalibrationRecord)
+OBSERVABLES = ("min_converters", "posterior_sd_rel", "effect_to_noise")
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -96,7 +98,9 @@ def dataset_coverage(frame: "pd.DataFrame") -> "pd.DataFrame":
     -------
     DataFrame
         Columns ``metric, n_treatments, pooling, family, nominal, calibrated, template,
-        task_id, coverage, n_targets, mean_width, sample_size`` (the largest round's).
+        task_id, coverage, n_targets, mean_width, sample_size`` (the largest round's) and, when
+        the records carry them, the fit-time observables (:data:`OBSERVABLES`) of the dataset's
+        last round: ``min_converters``, ``posterior_sd_rel``, ``effect_to_noise``.
     """
     import pandas as pd
 
@@ -114,6 +118,11 @@ def dataset_coverage(frame: "pd.DataFrame") -> "pd.DataFrame":
     g["mean_width"] = g["_ww"] / g["_w"]
     g["n_targets"] = g["_w"].astype(int)
     g["n_treatments"] = g["n_treatments"].astype(int)
+    obs = [c for c in OBSERVABLES if c in cal]
+    if obs:
+        last = cal.sort_values("round_idx").groupby(keys, sort=True)[obs].last().reset_index()
+        g = g.merge(last, on=keys, how="left")
+        cols += obs
     return g[cols]
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweeps.aggregate import REGIME, dataset_coverage, git_commit, portable_path, t_interval
+from sweeps.aggregate import OBSERVABLES, REGIME, dataset_coverage, git_commit, portable_path, t_interval
 from sweeps.shards import read_records, write_text
 from sweeps.spec import SweepSpec, spec_from
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from sweeps.driver import Runner, SweepReport
 
-__all__ = ["ValidationResult", "check_spec_regime", "plot_validation", "summarize", "validate"]
+__all__ = ["ValidationResult", "check_spec_regime", "plot_validation", "residual_correlations", "summarize", "validate"]
 
 CI_LEVEL = 0.95
 
@@ -119,6 +119,41 @@ def _level_rows(per: "pd.DataFrame") -> list[dict[str, Any]]:
     return rows
 
 
+def residual_correlations(per: "pd.DataFrame", *, calibrated: bool = True) -> list[dict[str, Any]]:
+    """Does the residual miscalibration move with something observable at fit time?
+
+    For each family and level, the Spearman rank correlation across datasets between the
+    residual ``coverage - nominal`` (of the calibrated intervals, or the raw ones) and each
+    fit-time observable of :data:`sweeps.aggregate.OBSERVABLES` the records carry, with its
+    p-value and the number of datasets. A hook for the analysis of issue 12 item 5: a
+    correlation that holds across levels suggests conditioning the correction on that quantity.
+    """
+    from scipy.stats import spearmanr
+
+    out: list[dict[str, Any]] = []
+    part = per[per["calibrated"] == calibrated]
+    for (fam, q), g in part.groupby(["family", "nominal"], sort=True):
+        resid = g["coverage"].to_numpy(dtype=float) - float(q)
+        for name in OBSERVABLES:
+            if name not in g:
+                continue
+            x = pd_numeric(g[name])
+            ok = np.isfinite(x) & np.isfinite(resid)
+            if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(resid[ok]) == 0:
+                continue
+            rho, p = spearmanr(x[ok], resid[ok])
+            out.append({"family": str(fam), "nominal": float(q), "observable": name, "spearman": float(rho),
+                        "p_value": float(p), "n_datasets": int(ok.sum())})
+    return out
+
+
+def pd_numeric(values: Any) -> np.ndarray:
+    """A column as float64 with NaN for missing entries."""
+    import pandas as pd
+
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
 def _json_safe(value: Any) -> Any:
     """NaN -> None (JSON has no NaN), recursively."""
     if isinstance(value, float):
@@ -179,6 +214,8 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
         "ci": f"{CI_LEVEL:.0%} Student-t interval of the mean over datasets",
         "records_other_regimes": other,
         "levels": levels,
+        # residual (calibrated coverage - nominal) against fit-time observables, across datasets
+        "residual_correlations": residual_correlations(per),
         "commit": commit,
         "git_dirty": dirty,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

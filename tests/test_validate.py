@@ -103,6 +103,8 @@ def test_validate_end_to_end(ray_cluster, tmp_path):
     summary = json.loads((out / "validation.json").read_text())
     assert (out / "validation.png").read_bytes()[:4] == b"\x89PNG"
     assert summary["n_datasets"] == 3 and summary["templates"] == ["continuous_metric"]
+    assert isinstance(summary["residual_correlations"], list)
+    assert {"posterior_sd_rel", "effect_to_noise"} <= set(pd.read_csv(out / "validation_per_dataset.csv").columns)
     assert summary["regime"]["mcmc"] == MCMC and summary["artifact"] == "cont_tiny"
     assert {(r["family"], r["nominal"]) for r in summary["levels"]} == {(f, q) for f in ("cate", "ate") for q in LEVELS}
     # no absolute path anywhere in what is written into the artifact
@@ -199,3 +201,25 @@ def test_aggregate_provenance_is_portable_and_states_the_git_state(ray_cluster, 
     else:  # the sweep itself ran from a dirty checkout (this worktree while developing): refused too
         with pytest.raises(ValueError, match="the sweep ran from a dirty checkout"):
             agg.fit_artifact(out, path=tmp_path / "clean.json", require_clean=True, min_units=3)
+
+
+def test_residual_correlations_find_a_planted_dependence():
+    """Residual calibrated coverage planted to fall with posterior_sd_rel (slope -0.5, noise sd
+    0.02 over a spread of 0.4 in the observable: Spearman rho near -0.95 over 40 datasets) and
+    independent of effect_to_noise: the first is found (p < 1e-6), the second not (|rho| < 0.45,
+    which an independent pair exceeds with probability ~0.004 at n = 40)."""
+    from sweeps.validate import residual_correlations
+
+    rng = np.random.default_rng(3)
+    n = 40
+    sd_rel = rng.uniform(0.1, 0.5, n)
+    per = pd.DataFrame({
+        "family": "cate", "nominal": 0.9, "calibrated": True, "task_id": [f"t{i}" for i in range(n)],
+        "coverage": np.clip(0.9 - 0.5 * (sd_rel - 0.3) + rng.normal(0, 0.02, n), 0, 1),
+        "posterior_sd_rel": sd_rel, "effect_to_noise": rng.uniform(0, 1, n), "min_converters": np.full(n, 50),
+    })
+    rows = {r["observable"]: r for r in residual_correlations(per)}
+    assert rows["posterior_sd_rel"]["spearman"] < -0.8 and rows["posterior_sd_rel"]["p_value"] < 1e-6
+    assert abs(rows["effect_to_noise"]["spearman"]) < 0.45 and rows["posterior_sd_rel"]["n_datasets"] == n
+    assert "min_converters" not in rows  # constant: no correlation to compute
+    assert residual_correlations(per, calibrated=False) == []
