@@ -46,6 +46,9 @@ def fit(d: dict, burnin: int, draws: int, diag: bool) -> np.ndarray:
     from pytyche.bcf.config import GPUBCFConfig
     from pytyche.bcf.sampler import run_bcf
 
+    import jax
+
+    jax.clear_caches()  # the jitted init would otherwise reuse the other variant's program
     saved = kernel._reduction_configs  # noqa: SLF001
     if not diag:
         kernel._reduction_configs = lambda *a: {}  # noqa: SLF001
