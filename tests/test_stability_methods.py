@@ -218,3 +218,35 @@ def test_sequential_experiment_scores_segments_with_the_configured_method():
     if len(tree.segments) >= 2:
         assert "(posterior score)" in exp.summary
     assert exp.has_credible_segments() is any(s >= THRESHOLD for s in tree.stability_scores.values())
+
+
+# ---- real BART fits (slow): the issue's setting ---------------------------------------------
+@pytest.mark.slow
+def test_real_fit_null_effect_and_real_segments_round_0():
+    # The issue's setting: round 0 at n = 4,000, toy MCMC (50/20 trees, 100 + 100 draws, 2 chains).
+    # null_effect seed 6 splits into several segments the "means" score calls credible (>= 0.80),
+    # while the "posterior" score gives none of them 0.80: over 60 null seeds only 3 of 152
+    # segments of split trees reached 0.80 (bench/RESULTS.md), so one split run being clean is
+    # the expected outcome (P ~ 0.9 over seeds; this seed is fixed). continuous_metric seed 2 has a
+    # real device split (truth: mobile +2, desktop -1): both scores keep both segments >= 0.80
+    # (over 30 seeds, 86% of truth-confirmed segments kept >= 0.80 under "posterior").
+    import pytyche as pt
+    from dgps.registry import make_generator
+
+    toy = pt.GPUBCFConfig(num_trees_mu=50, num_trees_tau=20, num_burnin=100, num_draws=100, num_chains=2)
+    for template, seed, real in (("null_effect", 6, False), ("continuous_metric", 2, True)):
+        exp = pt.sequential_experiment(
+            generator=make_generator(template, seed=seed), schedule=pt.FixedSchedule(4000, 1),
+            treatments=["control", "treatment"], calibration=pt.Calibration.skip(), seed=seed, bcf_config=toy,
+        )
+        e = next(exp)
+        means = e.analysis.policy_tree
+        post = e.posterior.fit_policy_tree(bootstrap_seed=0, stability_method="posterior")
+        assert len(means.segments) >= 2
+        if real:
+            assert all(s.stability_score >= THRESHOLD for s in means.segments)
+            assert all(s.stability_score >= THRESHOLD for s in post.segments), post.stability_scores
+        else:
+            assert exp.has_credible_segments()  # the failure the issue reports
+            assert not any(s.stability_score >= THRESHOLD for s in post.segments), post.stability_scores
+            assert not e.posterior.has_credible_segments(stability_method="posterior")  # same tree and seed as post
