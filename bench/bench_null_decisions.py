@@ -229,6 +229,20 @@ def summary(paths: list[Path]) -> str:
         out.append("| measure | count / runs = rate [95% Wilson] |\n| --- | --- |")
         out.extend(f"| {a} | {b} |" for a, b in lines)
         out.append("")
+        # the rate at other credibility thresholds: runs split into >= 2 segments with some segment >= t
+        head = "| threshold t | split runs with a segment >= t: means | ... posterior |"
+        extra = template != "null_effect" and msegs and msegs[0].get("true_gate") is not None
+        if extra:
+            head += " truth-confirmed segments >= t: means | ... posterior |"
+        out.append(head + "\n|" + " --- |" * (head.count("|") - 1))
+        for t in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+            cells = [
+                _wilson(sum(any(s[f"stability_{m}"] >= t for s in r["segments"]) for r in multi), n) for m in ("means", "posterior")
+            ]
+            if extra:
+                cells += [_wilson(sum(s[f"stability_{m}"] >= t for s in right), len(right)) for m in ("means", "posterior")]
+            out.append(f"| {t:.1f} | " + " | ".join(cells) + " |")
+        out.append("")
     return "\n".join(out)
 
 

@@ -148,14 +148,13 @@ class _TreeFit:
 
 
 def _check_params(
-    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means",
-    where: str = _WHERE,
+    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means"
 ) -> tuple[int, float, int, int, str]:
-    depth = check_int(max_depth, "max_depth", where, low=1)
-    share = check_float(min_segment_share, "min_segment_share", where, low=0.0, high=1.0, low_open=True)
-    boots = check_int(n_bootstrap, "n_bootstrap", where, low=0)
-    seed = check_int(bootstrap_seed, "bootstrap_seed", where, low=0)
-    method = check_stability_method(stability_method, where)
+    depth = check_int(max_depth, "max_depth", _WHERE, low=1)
+    share = check_float(min_segment_share, "min_segment_share", _WHERE, low=0.0, high=1.0, low_open=True)
+    boots = check_int(n_bootstrap, "n_bootstrap", _WHERE, low=0)
+    seed = check_int(bootstrap_seed, "bootstrap_seed", _WHERE, low=0)
+    method = check_stability_method(stability_method, _WHERE)
     return depth, share, boots, seed, method
 
 

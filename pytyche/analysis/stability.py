@@ -182,6 +182,10 @@ def posterior_stability(
     :func:`bootstrap_stability` does. A boundary the posterior is sure of (the sign of the best
     arm's advantage holds in most draws) is reproduced by most replicates; a boundary drawn
     through CATEs indistinguishable from zero moves from draw to draw, so its score falls.
+    The draws are the fit's raw ``outcome_samples``: a calibration, which rescales intervals, does
+    not change them. When the draws carry independent per-visitor noise large enough to flip
+    scattered visitors' best arm, the refitted trees split further and can cut a real segment
+    into pieces, so the score errs low (``tests/test_stability_methods.py`` pins the size).
 
     Parameters
     ----------
