@@ -425,14 +425,15 @@ def test_has_credible_segments_delegates(monkeypatch, cont):
     _, post = cont
     calls = []
 
-    def has_credible_segments(posterior, threshold=0.80):
-        calls.append((posterior, threshold))
+    def has_credible_segments(posterior, threshold=0.80, stability_method="means"):
+        calls.append((posterior, threshold, stability_method))
         return threshold < 0.5
 
     _fake_module(monkeypatch, "pytyche.analysis.capabilities", has_credible_segments=has_credible_segments)
     assert post.has_credible_segments() is False
     assert post.has_credible_segments(threshold=0.3) is True
-    assert calls == [(post, 0.80), (post, 0.3)]
+    assert post.has_credible_segments(stability_method="posterior") is False
+    assert calls == [(post, 0.80, "means"), (post, 0.3, "means"), (post, 0.80, "posterior")]
 
 
 def test_has_credible_segments_matches_analyze_segments(hurdle3):
@@ -468,7 +469,9 @@ def test_delegations_are_thin(monkeypatch, hurdle2):
     _fake_module(monkeypatch, "pytyche.calibrate.apply", apply_calibration=apply_calibration)
     _fake_module(monkeypatch, "pytyche.analysis.analyze", analyze_posterior=analyze_posterior)
     assert post.fit_policy_tree(max_depth=2, n_bootstrap=0) == "tree"
-    assert seen["tree"] == (post, {"max_depth": 2, "min_segment_share": 0.10, "n_bootstrap": 0, "bootstrap_seed": 0})
+    assert seen["tree"] == (
+        post, {"max_depth": 2, "min_segment_share": 0.10, "n_bootstrap": 0, "bootstrap_seed": 0, "stability_method": "means"}
+    )
     assert post.analyze(level=0.8) == "analysis" and seen["analyze"] == (post, {"level": 0.8})
     cal = types.SimpleNamespace(correction=None, skipped=True)
     out = post.apply_calibration(cal)

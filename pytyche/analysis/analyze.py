@@ -40,6 +40,7 @@ def analyze_posterior(
     min_segment_share: float = 0.10,
     n_bootstrap: int = 50,
     bootstrap_seed: int = 0,
+    stability_method: str = "means",
     thresholds: DecisionThresholds | None = None,
 ) -> AnalysisResult:
     """Analyse a fitted posterior.
@@ -48,8 +49,10 @@ def analyze_posterior(
     ----------
     posterior
         A fit result (``pt.fit``).
-    max_depth, min_segment_share, n_bootstrap, bootstrap_seed
-        Policy-tree settings (see :func:`pytyche.analysis.policy_tree.fit_policy_tree`).
+    max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method
+        Policy-tree settings (see :func:`pytyche.analysis.policy_tree.fit_policy_tree`;
+        ``stability_method`` is ``"means"``, the glossary's score and the default, or
+        ``"posterior"``).
     thresholds
         Decision thresholds of every recommendation (default ``DecisionThresholds()``).
 
@@ -68,7 +71,7 @@ def analyze_posterior(
         On bad settings or a posterior without the fit-result interface.
     """
     th = _thresholds(thresholds, "analyze")
-    fit = _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed)
+    fit = _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
     tree = fit.result
     treatments = tree.treatments
     claim = claim_level(posterior)
@@ -92,8 +95,9 @@ def analyze_posterior(
         }
         for j, seg in enumerate(tree.segments)
     }
-    if _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed) == _DEFAULT_TREE:
-        remember_stability(posterior, [s.stability_score for s in tree.segments])
+    settings = _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
+    if settings[:4] == _DEFAULT_TREE:  # the tree has_credible_segments() reads, under either score
+        remember_stability(posterior, [s.stability_score for s in tree.segments], settings[4])
     return AnalysisResult(
         cate_per_visitor=posterior.observed.aligned(fit.cate_mean),
         segments=tree.segments,
@@ -113,6 +117,7 @@ def analyze(
     min_segment_share: float = 0.10,
     n_bootstrap: int = 50,
     bootstrap_seed: int = 0,
+    stability_method: str = "means",
     thresholds: DecisionThresholds | None = None,
     **fit_kwargs: Any,
 ) -> AnalysisResult:
@@ -122,7 +127,7 @@ def analyze(
     ----------
     observed
         The experiment's data.
-    max_depth, min_segment_share, n_bootstrap, bootstrap_seed, thresholds
+    max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method, thresholds
         Analysis settings (see :func:`analyze_posterior`); validated before fitting.
     **fit_kwargs
         Forwarded verbatim to ``pt.fit`` (``config``, ``observed_copy``, ``progress``,
@@ -140,7 +145,7 @@ def analyze(
     """
     if not isinstance(observed, ObservedExperimentData):
         raise wrong_type("observed", "analyze", "an ObservedExperimentData", observed)
-    _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed)
+    _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
     th = _thresholds(thresholds, "analyze")
     from pytyche.bcf.dispatch import fit
 
@@ -151,5 +156,6 @@ def analyze(
         min_segment_share=min_segment_share,
         n_bootstrap=n_bootstrap,
         bootstrap_seed=bootstrap_seed,
+        stability_method=stability_method,
         thresholds=th,
     )

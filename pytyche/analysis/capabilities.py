@@ -3,9 +3,10 @@
 ``has_credible_segments(threshold)`` is ``True`` iff at least one segment of
 ``posterior.analyze().segments`` has ``stability_score >= threshold``. Those segments are the
 leaves of the policy tree with the default settings (``max_depth=3``, ``min_segment_share=0.10``,
-``n_bootstrap=50``, ``bootstrap_seed=0``), so only that tree and its bootstrap are computed, not
-the recommendations. The scores are remembered per posterior object in a module-level table
-keyed by ``id`` and guarded by a weak reference (nothing is stored on the frozen posterior; an
+``n_bootstrap=50``, ``bootstrap_seed=0``) and the stability score of ``stability_method``
+(default ``"means"``, the glossary's), so only that tree and its bootstrap are computed, not
+the recommendations. The scores are remembered per (posterior object, method) in a module-level
+table keyed by ``id`` and guarded by a weak reference (nothing is stored on the frozen posterior; an
 entry disappears with its posterior), so the getter is cheap after the first call and after
 ``posterior.analyze()`` with the default tree settings.
 """
@@ -23,15 +24,15 @@ from pytyche._validation import check_float
 #: the glossary's credibility cutoff of a stability score
 CREDIBLE_STABILITY = 0.80
 
-_SCORES: dict[int, tuple[weakref.ref, tuple[float, ...]]] = {}
+_SCORES: dict[tuple[int, str], tuple[weakref.ref, tuple[float, ...]]] = {}
 _LOCK = threading.Lock()
 
 
-def remember_stability(posterior: Any, scores: Sequence[float]) -> None:
-    """Record the default-settings stability scores of ``posterior`` (internal)."""
-    key = id(posterior)
+def remember_stability(posterior: Any, scores: Sequence[float], method: str = "means") -> None:
+    """Record the default-settings stability scores of ``posterior`` under ``method`` (internal)."""
+    key = (id(posterior), method)
 
-    def _drop(ref: weakref.ref, key: int = key) -> None:
+    def _drop(ref: weakref.ref, key: tuple[int, str] = key) -> None:
         with _LOCK:
             entry = _SCORES.get(key)
             if entry is not None and entry[0] is ref:
@@ -45,15 +46,15 @@ def remember_stability(posterior: Any, scores: Sequence[float]) -> None:
         _SCORES[key] = (ref, tuple(float(s) for s in scores))
 
 
-def _recall(posterior: Any) -> tuple[float, ...] | None:
+def _recall(posterior: Any, method: str = "means") -> tuple[float, ...] | None:
     with _LOCK:
-        entry = _SCORES.get(id(posterior))
+        entry = _SCORES.get((id(posterior), method))
     if entry is not None and entry[0]() is posterior:
         return entry[1]
     return None
 
 
-def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY) -> bool:
+def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY, stability_method: str = "means") -> bool:
     """Whether any default policy-tree segment of ``posterior`` is credibly stable.
 
     Parameters
@@ -62,6 +63,9 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY)
         A fit result (``pt.fit``).
     threshold
         Stability score in ``[0, 1]`` a segment must reach (default 0.80, the glossary's cutoff).
+    stability_method
+        ``"means"`` (default, the glossary's score) or ``"posterior"`` (see
+        :func:`pytyche.analysis.policy_tree.fit_policy_tree`).
 
     Returns
     -------
@@ -71,13 +75,15 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY)
     Raises
     ------
     ValueError, TypeError
-        On a threshold outside ``[0, 1]`` or a posterior without the fit-result interface.
+        On a threshold outside ``[0, 1]``, an unknown ``stability_method`` or a posterior without
+        the fit-result interface.
     """
-    th = check_float(threshold, "threshold", "has_credible_segments", low=0.0, high=1.0)
-    scores = _recall(posterior)
-    if scores is None:
-        from pytyche.analysis.policy_tree import _fit
+    from pytyche.analysis.policy_tree import _fit, check_stability_method
 
-        scores = tuple(s.stability_score for s in _fit(posterior).result.segments)
-        remember_stability(posterior, scores)
+    th = check_float(threshold, "threshold", "has_credible_segments", low=0.0, high=1.0)
+    method = check_stability_method(stability_method, "has_credible_segments")
+    scores = _recall(posterior, method)
+    if scores is None:
+        scores = tuple(s.stability_score for s in _fit(posterior, stability_method=method).result.segments)
+        remember_stability(posterior, scores, method)
     return any(not math.isnan(s) and s >= th for s in scores)

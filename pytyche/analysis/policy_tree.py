@@ -16,15 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import check_float, check_int, invalid
+from pytyche._validation import check_choice, check_float, check_int, invalid
 from pytyche.compare._draws import check_posterior, group_means, intervals, p_best
-from pytyche.analysis.stability import bootstrap_stability, policy_tree_estimator
+from pytyche.analysis.stability import bootstrap_stability, policy_tree_estimator, posterior_stability
 from pytyche.analysis.thompson import EPSILON, thompson_allocation
 from pytyche.contracts.results import DiscoveredSegment, PolicyTreeResult
 from pytyche.contracts.rules import AllOf, BetweenRule, ComparisonRule, EqRule, InRule
 
 #: level of the per-segment group-average treatment effect intervals (glossary: 80%)
 GATE_LEVEL = 0.80
+#: how a segment's stability score is computed: "means" (the glossary's: bootstrap of the
+#: posterior-mean CATEs) or "posterior" (each bootstrap tree refitted on one posterior draw)
+STABILITY_METHODS = ("means", "posterior")
 _WHERE = "fit_policy_tree"
 
 
@@ -144,18 +147,33 @@ class _TreeFit:
     shares: np.ndarray  # (L,)
 
 
-def _check_params(max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any) -> tuple[int, float, int, int]:
+def _check_params(
+    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means"
+) -> tuple[int, float, int, int, str]:
     depth = check_int(max_depth, "max_depth", _WHERE, low=1)
     share = check_float(min_segment_share, "min_segment_share", _WHERE, low=0.0, high=1.0, low_open=True)
     boots = check_int(n_bootstrap, "n_bootstrap", _WHERE, low=0)
     seed = check_int(bootstrap_seed, "bootstrap_seed", _WHERE, low=0)
-    return depth, share, boots, seed
+    method = check_stability_method(stability_method, _WHERE)
+    return depth, share, boots, seed, method
+
+
+def check_stability_method(value: Any, where: str) -> str:
+    """Validate a ``stability_method`` (one of :data:`STABILITY_METHODS`)."""
+    if not isinstance(value, str):
+        raise invalid("stability_method", where, "one of " + ", ".join(repr(m) for m in STABILITY_METHODS), value)
+    return check_choice(value, "stability_method", where, STABILITY_METHODS)
 
 
 def _fit(
-    posterior: Any, max_depth: Any = 3, min_segment_share: Any = 0.10, n_bootstrap: Any = 50, bootstrap_seed: Any = 0
+    posterior: Any,
+    max_depth: Any = 3,
+    min_segment_share: Any = 0.10,
+    n_bootstrap: Any = 50,
+    bootstrap_seed: Any = 0,
+    stability_method: Any = "means",
 ) -> _TreeFit:
-    depth, share, boots, seed = _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed)
+    depth, share, boots, seed, method = _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
     draws = check_posterior(posterior, _WHERE)
     observed = posterior.observed
     treatments = tuple(posterior.treatments)
@@ -184,10 +202,16 @@ def _fit(
     group = group_means(draws, segment_of, n_leaves)  # (L, S, K)
     gate = group[..., 1:] - group[..., :1]  # (L, S, K-1)
     gate_lo, gate_hi = intervals(posterior, np.moveaxis(gate, 1, -1), GATE_LEVEL, "gate")  # (L, K-1)
-    scores = bootstrap_stability(
-        x32, labels, weights, segment_of, n_leaves,
-        max_depth=depth, min_samples_leaf=min_leaf, n_bootstrap=boots, seed=seed,
-    )
+    if method == "posterior":
+        scores = posterior_stability(
+            x32, draws, segment_of, n_leaves,
+            max_depth=depth, min_samples_leaf=min_leaf, n_bootstrap=boots, seed=seed,
+        )
+    else:
+        scores = bootstrap_stability(
+            x32, labels, weights, segment_of, n_leaves,
+            max_depth=depth, min_samples_leaf=min_leaf, n_bootstrap=boots, seed=seed,
+        )
     paths = _leaf_paths(tree)
     active = np.ones(k, dtype=bool)
     segments, allocation, stability = [], {}, {}
@@ -221,6 +245,7 @@ def _fit(
         treatments=treatments,
         feature_names=tuple(names),
         categories=categories,
+        stability_method=method,
     )
     return _TreeFit(result, cate_mean, segment_of, group, counts / n)
 
@@ -231,6 +256,7 @@ def fit_policy_tree(
     min_segment_share: float = 0.10,
     n_bootstrap: int = 50,
     bootstrap_seed: int = 0,
+    stability_method: str = "means",
 ) -> PolicyTreeResult:
     """Fit the policy tree on a posterior's per-visitor CATEs and describe its segments.
 
@@ -248,6 +274,16 @@ def fit_policy_tree(
         Bootstrap trees behind each stability score; ``0`` skips them and sets every score to NaN.
     bootstrap_seed
         Seed of the bootstrap resampling.
+    stability_method
+        How each segment's stability score is computed. ``"means"`` (default, the glossary's
+        definition): every bootstrap tree is refitted on a resample of the visitors'
+        posterior-mean CATEs. ``"posterior"``: every bootstrap tree is refitted on a resample of
+        the visitors' CATEs under one posterior draw (a different draw per tree), so boundaries
+        the posterior cannot tell apart from noise score low (see
+        :func:`pytyche.analysis.stability.posterior_stability` and the null-data measurement in
+        ``bench/RESULTS.md``; on data with no effect anywhere the ``"means"`` score is close to
+        1 for spurious segments). Both use the same ``n_bootstrap``, seed and Jaccard >= 0.5
+        criterion.
 
     Returns
     -------
@@ -262,7 +298,8 @@ def fit_policy_tree(
         ``arm_best_probabilities`` the probability each arm has the highest segment-average
         outcome (joint draws), ``best_treatment`` the arm with the highest posterior-mean
         segment-average outcome; ``allocation_map``: the Thompson allocation (ε-clip) of each
-        leaf; ``stability_scores``; ``observed`` (the posterior's, by identity).
+        leaf; ``stability_scores``; ``observed`` (the posterior's, by identity);
+        ``stability_method``.
 
     Raises
     ------
@@ -274,4 +311,4 @@ def fit_policy_tree(
     Deterministic given the posterior and the parameters. The labels and weights are
     :func:`policy_labels` and :func:`policy_weights`.
     """
-    return _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed).result
+    return _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method).result

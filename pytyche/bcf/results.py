@@ -268,18 +268,19 @@ class BCFPosterior:
         """``True`` iff this posterior carries a hurdle (conversion x severity) decomposition."""
         return self.decomposition is not None
 
-    def has_credible_segments(self, threshold: float = 0.80) -> bool:
+    def has_credible_segments(self, threshold: float = 0.80, stability_method: str = "means") -> bool:
         """``True`` iff some segment of ``self.analyze().segments`` has ``stability_score >= threshold``.
 
         Pure: deterministic given the posterior (the policy-tree bootstrap is seeded), no state
         on the posterior changes. Delegates to
         :func:`pytyche.analysis.capabilities.has_credible_segments`, which computes only the
         default policy tree behind ``analyze()`` (not the recommendations). Segments with a NaN
-        stability score never count.
+        stability score never count. ``stability_method`` (extension): ``"means"`` (default,
+        the glossary's score) or ``"posterior"`` (see :meth:`fit_policy_tree`).
         """
         from pytyche.analysis.capabilities import has_credible_segments
 
-        return has_credible_segments(self, threshold)
+        return has_credible_segments(self, threshold, stability_method)
 
     # ---- delegations --------------------------------------------------------------------
     def fit_policy_tree(
@@ -288,6 +289,7 @@ class BCFPosterior:
         min_segment_share: float = 0.10,
         n_bootstrap: int = 50,
         bootstrap_seed: int = 0,
+        stability_method: str = "means",
     ) -> "PolicyTreeResult":
         """Fit the policy tree on this posterior's CATEs (:func:`pytyche.analysis.policy_tree.fit_policy_tree`)."""
         from pytyche.analysis.policy_tree import fit_policy_tree
@@ -298,6 +300,7 @@ class BCFPosterior:
             min_segment_share=min_segment_share,
             n_bootstrap=n_bootstrap,
             bootstrap_seed=bootstrap_seed,
+            stability_method=stability_method,
         )
 
     def analyze(self, **kwargs: Any) -> "AnalysisResult":

@@ -146,7 +146,8 @@ class PolicyTreeResult:
     ``tree`` is a ``sklearn.tree.DecisionTreeClassifier`` over ``feature_names`` (categoricals
     integer-coded by ``categories``); ``segments`` one per leaf ordered by leaf id;
     ``allocation_map[leaf_id][treatment]`` Thompson weights summing to 1 per leaf;
-    ``stability_scores[leaf_id]`` bootstrap replicability; ``observed`` shared by identity with
+    ``stability_scores[leaf_id]`` bootstrap replicability, computed by ``stability_method``
+    (``"means"``, the glossary's, or ``"posterior"``); ``observed`` shared by identity with
     the posterior it came from.
     """
 
@@ -158,6 +159,7 @@ class PolicyTreeResult:
     treatments: tuple[str, ...]
     feature_names: tuple[str, ...]
     categories: Mapping[str, list] = field(default_factory=dict)
+    stability_method: str = "means"
 
     def leaf_of(self, frame: Any) -> np.ndarray:
         """Leaf id of each row of a visitors frame (uses the schema's feature coding)."""

@@ -129,7 +129,8 @@ class ExpectedLossRule:
         The decision thresholds (default :class:`~pytyche.contracts.DecisionThresholds`).
     stability_threshold
         Minimum segment stability score (default 0.80). Segments with a NaN score (bootstrap
-        suppressed) are excluded.
+        suppressed) are excluded. The score is the analysis's (``stability_method`` of the
+        policy tree: the sequential experiment's ``stability_method``, default ``"means"``).
     include_population
         Whether the population level (all visitors) is a candidate segment (default True).
     """

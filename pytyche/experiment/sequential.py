@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche.analysis.policy_tree import check_stability_method
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 from pytyche.contracts.enums import Decision
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
@@ -114,6 +115,14 @@ class SequentialExperiment:
         Extension beyond the seed signature: the :class:`~pytyche.bcf.config.GPUBCFConfig` every
         round's fit uses (``None``: the fit's defaults). Its ``seed`` field is replaced by the
         per-round seed derived from ``seed``. Sweeps and tests use it to size the MCMC.
+    stability_method
+        Extension beyond the seed signature: how the per-round policy tree scores its segments'
+        stability (``posterior.analyze(stability_method=...)``), and so which segments the
+        default graduation rule and :meth:`has_credible_segments` treat as credible.
+        ``"means"`` (default, the glossary's score: bootstrap of the posterior-mean CATEs) or
+        ``"posterior"`` (each bootstrap tree refitted on one posterior draw of the CATEs; see
+        :func:`pytyche.analysis.policy_tree.fit_policy_tree`). On data with no effect anywhere
+        ``"means"`` scores spurious segments near 1 (``bench/RESULTS.md``, null decisions).
 
     Raises
     ------
@@ -152,6 +161,7 @@ class SequentialExperiment:
         seed: int = 0,
         progress: bool = False,
         bcf_config: "GPUBCFConfig | None" = None,
+        stability_method: str = "means",
     ) -> None:
         w = _WHERE
         if not callable(generator):
@@ -193,6 +203,7 @@ class SequentialExperiment:
 
             if not isinstance(bcf_config, GPUBCFConfig):
                 raise wrong_type("bcf_config", w, "a GPUBCFConfig or None", bcf_config)
+        stability_method = check_stability_method(stability_method, w)
 
         self._generator = generator
         self._schedule = schedule
@@ -206,6 +217,7 @@ class SequentialExperiment:
         self._seed = seed
         self._progress = bool(progress)
         self._bcf_config = bcf_config
+        self._stability_method = stability_method
         # ---- state (replaced only at the end of a successful round) ----------------------
         self._history: list[Experiment] = []
         self._round_data: list[ObservedExperimentData] = []
@@ -246,6 +258,11 @@ class SequentialExperiment:
     @property
     def min_segment_share(self) -> float:
         return self._min_segment_share
+
+    @property
+    def stability_method(self) -> str:
+        """How segment stability is scored each round (``"means"`` or ``"posterior"``)."""
+        return self._stability_method
 
     @property
     def graduation_rule(self) -> Any:
@@ -438,6 +455,7 @@ class SequentialExperiment:
             max_depth=self._max_segment_depth,
             min_segment_share=self._min_segment_share,
             bootstrap_seed=_derive_seed(self._seed, round_idx, 1),
+            stability_method=self._stability_method,
         )
 
         # 3. score cells, graduation signals, next plan
@@ -623,6 +641,7 @@ class SequentialExperiment:
         credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
         paras.append(
             f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= 0.80"
+            + ("" if self._stability_method == "means" else f" ({self._stability_method} score)")
             + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
             + "."
         )
@@ -658,6 +677,7 @@ def sequential_experiment(
     seed: int = 0,
     progress: bool = False,
     bcf_config: "GPUBCFConfig | None" = None,
+    stability_method: str = "means",
 ) -> SequentialExperiment:
     """Construct a :class:`SequentialExperiment` -- the L1 entry point.
 
@@ -684,6 +704,7 @@ def sequential_experiment(
         seed=seed,
         progress=progress,
         bcf_config=bcf_config,
+        stability_method=stability_method,
     )
 
 
