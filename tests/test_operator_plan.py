@@ -200,3 +200,17 @@ def test_sql_gives_the_leaves_and_probabilities_assign_uses(seed):
     routed = plan.assign(visitors, np.random.default_rng(seed))
     own = np.stack([out[[f"p__{c}__{t}" for t in T]].to_numpy()[i] for i, c in enumerate(routed.cell)])
     np.testing.assert_allclose(own, routed.probs, atol=1e-12)
+
+
+def test_the_documented_example_is_a_valid_plan():
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "plan_schema.md").read_text()
+    example = re.findall(r"```json\n(.*?)```", doc, flags=re.S)[-1]
+    plan = NextRoundPlan.from_json(example)
+    assert plan.cell_ids == ("control", "explore", "optimized") and plan.n_visitors == 2000
+    visitors, _ = archetype_visitors(np.random.default_rng(0), 500)
+    routed = plan.assign(visitors, np.random.default_rng(0))
+    mobile = (visitors["device"] == "mobile").to_numpy() & (routed.cell == "optimized")
+    np.testing.assert_allclose(routed.probs[mobile], [[0.05, 0.05, 0.9]] * int(mobile.sum()))
