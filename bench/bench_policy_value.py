@@ -6,8 +6,8 @@ on a DGP template with its own seed and records, per round, the 95% intervals of
 and against uniform allocation) next to the truth from ``PolicyValue.true_values`` (the mean over
 the cumulative visitors of ``CalibrationTruth.expected_outcome[i, policy_arm(i)]``).
 
-Run: ``python bench/bench_policy_value.py OUT.jsonl [replications] [template] [visitors] [rounds]``
-(defaults 60, clustered_realistic, 2000, 2). One JSON line per (replication, round) is appended
+Run: ``python bench/bench_policy_value.py OUT.jsonl [replications] [template] [visitors] [rounds] [bucket_min]``
+(defaults 60, clustered_realistic, 2000, 2, 8192; a smaller ``bucket_min`` pads less and fits faster). One JSON line per (replication, round) is appended
 to OUT.jsonl; a rerun skips replications already there, so the sweep resumes. The summary
 (coverage with binomial 95% intervals, mean standardized error) is printed at the end and by
 ``python bench/bench_policy_value.py OUT.jsonl --summary``.
@@ -15,6 +15,7 @@ to OUT.jsonl; a rerun skips replications already there, so the sweep resumes. Th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -60,6 +61,7 @@ def main() -> None:
     template = sys.argv[3] if len(sys.argv) > 3 else "clustered_realistic"
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
     rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    config = dataclasses.replace(TINY, bucket_min=int(sys.argv[6])) if len(sys.argv) > 6 else TINY
     done = set()
     if out.exists():
         done = {json.loads(line)["replication"] for line in out.read_text().splitlines() if line.strip()}
@@ -70,7 +72,7 @@ def main() -> None:
         t0 = time.perf_counter()
         gen = make_generator(template, seed=1000 + rep)
         exp = sequential_experiment(generator=gen, schedule=FixedSchedule(n, rounds), treatments=list(gen.treatments),
-                                    bcf_config=TINY, seed=rep, calibration=Calibration.skip())
+                                    bcf_config=config, seed=rep, calibration=Calibration.skip())
         lines = []
         for e in exp:
             pv = e.policy_value

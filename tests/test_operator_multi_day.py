@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytyche.experiment.Uncalibrated
 def _day(state: pathlib.Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "experiments/multi_day.py", "--state", str(state), "--visitors", "1200", "--rounds", "3", "--tiny"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

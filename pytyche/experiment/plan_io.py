@@ -178,7 +178,7 @@ class SplitTree:
         return self._walk(x.shape[0], right_of)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": [dict(f) for f in self.features], "nodes": [self.nodes[i] for i in sorted(self.nodes)]}
+        return {"features": [dict(f) for f in self.features], "nodes": [dict(self.nodes[i]) for i in sorted(self.nodes)]}
 
 
 def _tree_parts(policy: TreePolicy) -> tuple[Any, list[str], dict[str, list]]:
