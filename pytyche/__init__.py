@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "sequential_experiment": "pytyche.experiment",
     "SequentialExperiment": "pytyche.experiment",
     "UncalibratedWarning": "pytyche.experiment",
+    "SampleRatioMismatchWarning": "pytyche.experiment",
     "GeometricSchedule": "pytyche.experiment",
     "FixedSchedule": "pytyche.experiment",
     "ExplicitSchedule": "pytyche.experiment",

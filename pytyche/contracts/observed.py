@@ -49,10 +49,17 @@ class VisitorSchema:
         Ordered mapping feature name -> ``"numeric"``, ``"categorical"`` or ``"binary"``.
     outcome
         Name of the outcome column (default ``"outcome"``).
+    id_column
+        Optional name of a visitor-id column (the caller's key). When set, every visitors frame
+        must carry it, ids are unique across the data (across all rounds of a sequential
+        experiment: an id names one visit), and every per-visitor output
+        (:meth:`~pytyche.contracts.AnalysisResult.cate_frame`) carries it so it joins back to the
+        caller's rows. It is never a model feature.
     """
 
     feature_types: Mapping[str, FeatureType]
     outcome: str = "outcome"
+    id_column: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.feature_types, Mapping):
@@ -62,6 +69,19 @@ class VisitorSchema:
             )
         if not isinstance(self.outcome, str) or not self.outcome:
             raise ValueError(f"The 'outcome' parameter of VisitorSchema must be a non-empty str. Got {self.outcome!r} instead.")
+        if self.id_column is not None:
+            if not isinstance(self.id_column, str) or not self.id_column:
+                raise ValueError(f"The 'id_column' parameter of VisitorSchema must be None or a non-empty str. Got {self.id_column!r} instead.")
+            if self.id_column in (CELL_COLUMN, self.outcome, "propensity") or self.id_column.startswith("propensity_"):
+                raise ValueError(
+                    f"The 'id_column' parameter of VisitorSchema must not name a reserved column ('cell', 'propensity*', "
+                    f"or the outcome {self.outcome!r}). Got {self.id_column!r} instead."
+                )
+            if self.id_column in self.feature_types:
+                raise ValueError(
+                    f"The 'id_column' parameter of VisitorSchema must not also be a feature. Got {self.id_column!r}, "
+                    "which 'feature_types' lists."
+                )
         reserved = {CELL_COLUMN, self.outcome, "propensity"}
         for name, kind in self.feature_types.items():
             if not isinstance(name, str) or not name:
@@ -83,11 +103,13 @@ class VisitorSchema:
         return tuple(self.feature_types)
 
     @classmethod
-    def infer(cls, df: pd.DataFrame, outcome: str = "outcome") -> "VisitorSchema":
-        """Infer a schema from a frame: numeric dtypes -> numeric (0/1 -> binary), others -> categorical."""
+    def infer(cls, df: pd.DataFrame, outcome: str = "outcome", id_column: str | None = None) -> "VisitorSchema":
+        """Infer a schema from a frame: numeric dtypes -> numeric (0/1 -> binary), others -> categorical.
+
+        ``id_column`` (if given) is recorded as the visitor-id column, not a feature."""
         types: dict[str, FeatureType] = {}
         for col in df.columns:
-            if col == outcome or col == CELL_COLUMN or col == "propensity" or str(col).startswith("propensity_"):
+            if col == outcome or col == CELL_COLUMN or col == "propensity" or str(col).startswith("propensity_") or col == id_column:
                 continue
             s = df[col]
             if pd.api.types.is_bool_dtype(s):
@@ -96,7 +118,7 @@ class VisitorSchema:
                 types[col] = "binary" if set(pd.unique(s.dropna())) <= {0, 1} else "numeric"
             else:
                 types[col] = "categorical"
-        return cls(types, outcome)
+        return cls(types, outcome, id_column)
 
 
 @dataclass(frozen=True)
@@ -200,6 +222,12 @@ class ObservedExperimentData:
                     raise ValueError(f"The '{label}[{f!r}]' column of {where} must be numeric (schema says {kind!r}). Got dtype {col.dtype} instead.")
                 if kind == "binary" and not set(pd.unique(col.astype(float))) <= {0.0, 1.0}:
                     raise ValueError(f"The '{label}[{f!r}]' column of {where} must hold only 0/1 (schema says 'binary').")
+            id_col = self.schema.id_column
+            if id_col is not None:
+                if id_col not in df.columns:
+                    raise ValueError(f"The '{label}' field of {where} must have the visitor-id column {id_col!r} (schema.id_column). Got columns {list(df.columns)} instead.")
+                if df[id_col].isna().any():
+                    raise ValueError(f"The '{label}[{id_col!r}]' column of {where} must have an id for every visitor.")
             if CELL_COLUMN in df.columns and df[CELL_COLUMN].isna().any():
                 raise ValueError(f"The '{label}[{CELL_COLUMN!r}]' column of {where} must have a cell id for every visitor.")
             present = [c for c in df.columns if c == "propensity" or str(c).startswith("propensity_")]
@@ -215,6 +243,15 @@ class ObservedExperimentData:
                         f"The '{label}' propensity columns of {where} must be probabilities in [0, 1] "
                         "whose sum over non-control arms is at most 1."
                     )
+        if self.schema.id_column is not None:
+            ids = pd.concat([v.visitors[self.schema.id_column] for v in variants], ignore_index=True)
+            dup = ids[ids.duplicated()]
+            if len(dup):
+                raise ValueError(
+                    f"The '{self.schema.id_column}' id column of {where} must hold unique visitor ids (across variants and, "
+                    f"in a sequential experiment, across rounds: an id names one visit). Got {len(dup)} repeated, "
+                    f"e.g. {dup.iloc[0]!r}."
+                )
         has = [all(c in v.visitors.columns for c in prop_cols) for v in variants]
         if any(has) and not all(has):
             raise ValueError(f"The 'variants' parameter of {where} must carry propensity columns in every variant or in none.")
@@ -294,6 +331,13 @@ class ObservedExperimentData:
         shares = np.array([v.n for v in self.variants[1:]], dtype=np.float64) / self.n_visitors
         return np.tile(shares, (self.n_visitors, 1))
 
+    def visitor_ids(self) -> np.ndarray | None:
+        """The caller's visitor id per visitor (variant-major), or ``None`` without ``schema.id_column``."""
+        col = self.schema.id_column
+        if col is None:
+            return None
+        return np.concatenate([v.visitors[col].to_numpy() for v in self.variants])
+
     def cells(self) -> np.ndarray:
         """Cell id per visitor (variant-major), object array; raises when the column is absent."""
         if not self.has_cells:
@@ -339,10 +383,15 @@ def make_observed(
     outcome: str = "outcome",
     schema: VisitorSchema | None = None,
     round_idx: int | None = None,
+    id_column: str | None = None,
 ) -> ObservedExperimentData:
     """Build :class:`ObservedExperimentData` from one long frame with a variant column.
 
     ``variants`` gives the order (control first); rows whose variant is not listed raise.
+    ``id_column`` names the caller's visitor-id column (recorded as ``schema.id_column``) so
+    per-visitor outputs join back to the caller's rows; to key on the frame's index, pass
+    ``frame.reset_index()`` and the index's name. Rows are regrouped variant-major, so join on the
+    id, never on position.
     """
     if variant_column not in frame.columns:
         raise ValueError(f"The 'frame' parameter of make_observed must have the variant column {variant_column!r}.")
@@ -350,7 +399,10 @@ def make_observed(
     if unknown:
         raise ValueError(f"The 'frame' parameter of make_observed holds variants {unknown} not listed in 'variants' {list(variants)}.")
     body = frame.drop(columns=[variant_column])
-    schema = schema or VisitorSchema.infer(body, outcome)
+    if schema is None:
+        schema = VisitorSchema.infer(body, outcome, id_column)
+    elif id_column is not None and schema.id_column != id_column:
+        schema = VisitorSchema(schema.feature_types, schema.outcome, id_column)
     parts = tuple(
         VariantData(name, body[frame[variant_column].astype(str).to_numpy() == name].reset_index(drop=True))
         for name in variants

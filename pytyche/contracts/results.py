@@ -188,6 +188,9 @@ class AnalysisResult:
     ``cate_per_visitor``: ``(n, K-1)`` posterior-mean CATE per visitor (variant-major);
     ``segments``: the policy tree's leaves; ``recommendations``: one summary per non-control
     treatment (population level); ``segment_recommendations[leaf_id][treatment]`` per segment.
+    Per-visitor outputs join back to the caller's rows through :meth:`cate_frame`.
+    ``cate_summary`` is only set on a result restored from a save without posterior draws
+    (``SequentialExperiment.load``): the saved :meth:`cate_frame`.
     """
 
     cate_per_visitor: AlignedVisitorArray
@@ -198,7 +201,68 @@ class AnalysisResult:
     segment_recommendations: Mapping[int, Mapping[str, RecommendationSummary]] = field(default_factory=dict)
     comparison: ComparisonResult | None = None
     claim_level: ClaimLevel = ClaimLevel.UNCALIBRATED
+    cate_summary: Any = None
 
     @property
     def observed(self) -> "ObservedExperimentData":
         return self.posterior.observed
+
+    def cate_frame(self, level: float = 0.9) -> "Any":
+        """Per-visitor CATEs as a long DataFrame that joins to the caller's visitor ids.
+
+        One row per visitor and non-control treatment, visitors in the data's variant-major
+        order. Columns: the schema's ``id_column`` (the caller's ids; without one, ``variant`` and
+        ``row`` -- the visitor's position in its variant's visitors frame -- identify the visitor),
+        ``assigned`` (the treatment the visitor received), ``treatment``, ``cate_mean`` (posterior
+        mean CATE versus control), ``cate_lower`` / ``cate_upper`` (the central ``level``
+        interval, calibrated when the posterior is). Join on the id, never on position.
+
+        Parameters
+        ----------
+        level
+            Interval coverage in (0, 1).
+
+        Raises
+        ------
+        ValueError
+            When ``level`` is out of range, or on a result restored without posterior draws, for a
+            level other than the one saved.
+        """
+        import pandas as pd
+
+        where = "AnalysisResult.cate_frame"
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+            raise ValueError(f"The 'level' parameter of {where} must be a real number in (0, 1). Got {level!r} instead.")
+        if self.posterior is None:
+            saved = self.cate_summary
+            if saved is None:
+                raise ValueError(f"{where} needs the posterior or a saved CATE summary; this result has neither.")
+            saved_level = float(saved.attrs.get("level", 0.9))
+            if abs(saved_level - float(level)) > 1e-12:
+                raise ValueError(
+                    f"The 'level' parameter of {where} must be {saved_level} on an experiment loaded without posterior "
+                    f"draws (only that level's intervals were saved). Got {level!r} instead; save with draws=True to "
+                    "ask for any level."
+                )
+            return saved.copy()
+        observed = self.posterior.observed
+        treatments = tuple(self.posterior.treatments)
+        mean = np.asarray(self.cate_per_visitor.values if hasattr(self.cate_per_visitor, "values") else self.cate_per_visitor, dtype=np.float64)
+        lo, hi = self.posterior.cate_interval(float(level))
+        n, km1 = mean.shape
+        ids = observed.visitor_ids()
+        assigned = np.repeat(np.asarray(observed.variant_names, dtype=object), [v.n for v in observed.variants])
+        cols: dict[str, Any] = {}
+        if ids is not None:
+            cols[observed.schema.id_column] = np.repeat(ids, km1)
+        else:
+            cols["variant"] = np.repeat(assigned, km1)
+            cols["row"] = np.repeat(np.concatenate([np.arange(v.n) for v in observed.variants]), km1)
+        cols["assigned"] = np.repeat(assigned, km1)
+        cols["treatment"] = np.tile(np.asarray(treatments[1:], dtype=object), n)
+        cols["cate_mean"] = mean.reshape(-1)
+        cols["cate_lower"] = np.asarray(lo, dtype=np.float64).reshape(-1)
+        cols["cate_upper"] = np.asarray(hi, dtype=np.float64).reshape(-1)
+        frame = pd.DataFrame(cols)
+        frame.attrs["level"] = float(level)
+        return frame

@@ -8,7 +8,9 @@ Modules: :mod:`~pytyche.experiment.sequential` (the loop), :mod:`~pytyche.experi
 :mod:`~pytyche.experiment.cells`, :mod:`~pytyche.experiment.policies`,
 :mod:`~pytyche.experiment.plan`, :mod:`~pytyche.experiment.engine` (recommendation engine),
 :mod:`~pytyche.experiment.graduation`, :mod:`~pytyche.experiment.rounds`,
-:mod:`~pytyche.experiment.cumulative`.
+:mod:`~pytyche.experiment.cumulative`, :mod:`~pytyche.experiment.srm` (sample ratio mismatch),
+:mod:`~pytyche.experiment.policy_value` (off-policy value), :mod:`~pytyche.experiment.plan_io`
+(plan JSON/SQL export), :mod:`~pytyche.experiment.persist` (save and load).
 """
 
 from pytyche.experiment.cells import Cell
@@ -18,7 +20,9 @@ from pytyche.experiment.plan import NextRoundPlan, PlanAssignment
 from pytyche.experiment.policies import BaselinePolicy, Policy, ThompsonPolicy, TreePolicy, UniformPolicy, sample_arms
 from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthComparison
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule, Schedule
+from pytyche.experiment.policy_value import PolicyValue
 from pytyche.experiment.sequential import Generator, SequentialExperiment, UncalibratedWarning, sequential_experiment
+from pytyche.experiment.srm import SampleRatioMismatchWarning, SRMResult
 
 __all__ = [
     "BaselinePolicy",
@@ -35,7 +39,10 @@ __all__ = [
     "NextRoundPlan",
     "PlanAssignment",
     "Policy",
+    "PolicyValue",
     "Round",
+    "SRMResult",
+    "SampleRatioMismatchWarning",
     "Schedule",
     "SequentialExperiment",
     "ShipSignal",

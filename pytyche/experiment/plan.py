@@ -167,6 +167,70 @@ class NextRoundPlan:
 
         return dataclasses.replace(self, n_visitors=n_visitors)
 
+    # ---- export ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as a JSON-ready dict (see :meth:`to_json`)."""
+        from pytyche.experiment.plan_io import plan_to_dict
+
+        return plan_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, policies: Any = None) -> "NextRoundPlan":
+        """Rebuild a plan from :meth:`to_dict`'s output (see :meth:`from_json`)."""
+        from pytyche.experiment.plan_io import plan_from_dict
+
+        return plan_from_dict(data, policies)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The plan as JSON for a platform's router (schema: ``docs/plan_schema.md``).
+
+        Covers the cells and their weights and every shipped policy: baseline, uniform over a
+        set, a population-wide Thompson allocation, and a policy tree as readable split rules
+        (numeric thresholds, category sets) with per-leaf allocations. An operator-defined
+        policy is exported only when it provides ``to_dict()`` and a ``from_dict(params)``
+        classmethod; otherwise a ``TypeError`` names the cell.
+
+        Raises
+        ------
+        TypeError
+            When a cell's policy is operator-defined without ``to_dict``/``from_dict``.
+        """
+        from pytyche.experiment.plan_io import plan_to_json
+
+        return plan_to_json(self, indent)
+
+    @classmethod
+    def from_json(cls, text: str, policies: Any = None) -> "NextRoundPlan":
+        """Read a plan written by :meth:`to_json`; it routes identically (same ``assign`` for the same rng).
+
+        Parameters
+        ----------
+        text
+            The JSON document.
+        policies
+            Optional mapping ``name -> class`` resolving operator-defined policies (by their
+            ``"module:QualName"`` or bare class name); without it the class is imported by path.
+
+        Raises
+        ------
+        ValueError
+            For malformed JSON, another document type, a newer format version, or an unknown
+            policy kind or class.
+        """
+        from pytyche.experiment.plan_io import plan_from_json
+
+        return plan_from_json(text, policies)
+
+    def to_sql(self, table: str = "visitors") -> str:
+        """A SQL query adding each visitor's leaf and routing probabilities to ``table``.
+
+        See :func:`pytyche.experiment.plan_io.plan_to_sql` for the columns. Operator-defined
+        policies have no SQL form (``ValueError``).
+        """
+        from pytyche.experiment.plan_io import plan_to_sql
+
+        return plan_to_sql(self, table)
+
     def describe(self) -> str:
         """One line per cell: id, weight, policy."""
         return "\n".join(f"{c.id}: {c.weight:.1%} {c.policy!r}" for c in self.cells)

@@ -246,6 +246,13 @@ class Experiment:
     positions
         The position map of ``observed``: ``positions[r][i]`` is the cumulative row of round
         ``r``'s row ``i`` (every round up to this one).
+    srm
+        The round's sample-ratio-mismatch test (:class:`~pytyche.experiment.srm.SRMResult`:
+        ``p_value``, ``flagged`` when p < 0.001) of its own data against the plan it shipped.
+    policy_value
+        Off-policy (cross-fitted AIPW) value of the recommended policy against control and
+        uniform allocation, with intervals (:class:`~pytyche.experiment.policy_value.PolicyValue`),
+        or ``None`` when the data are too small to cross-fit.
     """
 
     round: Round
@@ -259,6 +266,8 @@ class Experiment:
     ship_signals: tuple[ShipSignal, ...] = ()
     fit_seed: int = 0
     positions: tuple[np.ndarray, ...] = ()
+    srm: Any = None
+    policy_value: Any = None
 
     @property
     def round_idx(self) -> int:

@@ -16,7 +16,9 @@ column) are re-indexed into that order via the position map
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -32,14 +34,16 @@ from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
 from pytyche.experiment.engine import cold_start_plan, recommend
 from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate, GraduationRule, sustain
 from pytyche.experiment.plan import NextRoundPlan
+from pytyche.experiment.policy_value import DEFAULT_FOLDS, design_propensities, estimate_policy_value
 from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
+from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
 from pytyche.experiment.schedules import Schedule, is_exhausted
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.bcf.config import GPUBCFConfig
     from pytyche.calibrate import Calibration
 
-__all__ = ["Generator", "SequentialExperiment", "UncalibratedWarning", "sequential_experiment"]
+__all__ = ["Generator", "SampleRatioMismatchWarning", "SequentialExperiment", "UncalibratedWarning", "sequential_experiment"]
 
 #: The single data-source contract. The loop invokes ``generator(round_idx, plan)`` at the start
 #: of each round and receives ``(observed, truth)`` -- ``truth`` is non-None in sim mode and
@@ -480,10 +484,18 @@ class SequentialExperiment:
             ship_signals=signals,
         )
 
-        # 4. sim mode: truth comparison
+        # 4. checks: sample ratio mismatch of this round, off-policy value of the recommendation
+        srm = srm_check(observed, plan)
+        rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
+        policy_value = None
+        if cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
+            plans = [e.round.plan for e in self._history] + [plan]
+            design = design_propensities(rounds, plans, positions, cumulative.variant_names)
+            policy_value = estimate_policy_value(cumulative, rec, design, seed=_derive_seed(self._seed, round_idx, 2))
+
+        # 5. sim mode: truth comparison
         comparison = None
         if cum_truth is not None:
-            rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
             comparison = compare_to_truth(posterior, cum_truth, rec)
 
         rnd = Round(round_idx, plan, observed, truth, positions[-1], overridden)
@@ -499,14 +511,18 @@ class SequentialExperiment:
             ship_signals=signals,
             fit_seed=fit_seed,
             positions=tuple(positions),
+            srm=srm,
+            policy_value=policy_value,
         )
 
-        # 5. commit (nothing above mutated self)
+        # 6. commit (nothing above mutated self)
         self._round_data = rounds
         self._round_truths = truths
         self._cumulative = cumulative
         self._next_plan = next_plan
         self._history = [*self._history, experiment]
+        # frames: warn_srm <- _run_round <- advance/__next__ <- the caller
+        warn_srm(srm, round_idx, stacklevel=3)
         return experiment
 
     def run_to_completion(self) -> "SequentialExperiment":
@@ -531,6 +547,78 @@ class SequentialExperiment:
             if self.has_graduation_candidate():
                 break
         return self
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike[str]", *, draws: bool = False) -> "Path":
+        """Save the experiment to the directory ``path`` so a new process can continue it.
+
+        Parquet for every round's data (and sim-mode truth), JSON for the configuration,
+        history, plans and posterior summaries; posterior draws only with ``draws=True``. The
+        directory carries a format version; saving is atomic (a crash mid-save leaves the
+        previous save intact). The generator is not saved: pass it to :meth:`load`. See
+        :mod:`pytyche.experiment.persist` for the layout.
+
+        Parameters
+        ----------
+        path
+            The save directory (created if needed; an earlier save there is replaced).
+        draws
+            Also save each round's posterior draws (larger; lets a loaded history recompute
+            intervals at any level).
+
+        Returns
+        -------
+        pathlib.Path
+            The directory.
+
+        Raises
+        ------
+        TypeError
+            When a plan holds an operator-defined policy without ``to_dict``/``from_dict``.
+        ValueError
+            When ``path`` holds files that are not a pytyche save.
+        """
+        from pytyche.experiment.persist import save_experiment
+
+        return save_experiment(self, path, draws=draws)
+
+    @classmethod
+    def load(
+        cls,
+        path: "str | os.PathLike[str]",
+        generator: Generator,
+        *,
+        schedule: Schedule | None = None,
+        graduation_rule: GraduationRule | None = None,
+        policies: Any = None,
+    ) -> "SequentialExperiment":
+        """Restore an experiment written by :meth:`save`; its next ``advance()`` continues the run.
+
+        The loaded experiment's next round gives the same result as the uninterrupted run with
+        the same seed and generator.
+
+        Parameters
+        ----------
+        path
+            The save directory.
+        generator
+            The data source for the coming rounds (the same contract as the constructor's).
+        schedule, graduation_rule
+            Needed only when the saved experiment used operator-defined ones (not saved).
+        policies
+            Optional ``name -> class`` mapping for operator-defined policies in saved plans.
+
+        Raises
+        ------
+        ValueError
+            (:class:`~pytyche.experiment.persist.SaveFormatError`) for a corrupt, partial or
+            newer-format save; the message names the file.
+        FileNotFoundError
+            When ``path`` is not a directory.
+        """
+        from pytyche.experiment.persist import load_experiment
+
+        return load_experiment(path, generator, schedule=schedule, graduation_rule=graduation_rule, policies=policies)
 
     # ---- state --------------------------------------------------------------------------
     @property
@@ -622,6 +710,12 @@ class SequentialExperiment:
                 for s in e.cell_scores
             )
             line = f"Round {e.round_idx}{' (operator override)' if e.round.overridden else ''}: {cells}."
+            if e.srm is not None:
+                line += (
+                    f" Sample ratio mismatch: FLAGGED (p = {e.srm.p_value:.3g} < {e.srm.alpha:g}); do not trust this round's split."
+                    if e.srm.flagged
+                    else f" Sample ratio check passed (p = {e.srm.p_value:.3g})."
+                )
             if e.truth_comparison is not None:
                 tc = e.truth_comparison
                 line += (
@@ -637,6 +731,13 @@ class SequentialExperiment:
             )
         if decisions:
             paras.append("Latest population-level decisions versus " + self._treatments[0] + ": " + "; ".join(decisions) + ".")
+        pv = latest.policy_value
+        if pv is not None:
+            text = f"Off-policy value of the recommended policy (round {latest.round_idx}): {pv}."
+            if latest.cumulative_truth is not None:
+                tv = pv.true_values(latest.cumulative_truth)
+                text += f" Against the truth: vs control {tv['vs_control']:+.4g}, vs uniform {tv['vs_uniform']:+.4g}."
+            paras.append(text)
         segs = latest.segments
         credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
         paras.append(

@@ -1,0 +1,290 @@
+"""Off-policy value of the recommended policy: cross-fitted AIPW (doubly robust) with known propensities.
+
+Real-data mode has no truth, so each round estimates what the recommended policy (each visitor gets
+the treatment their policy-tree segment recommends) is worth, against always-control and against
+uniform random allocation over the fitted treatments, from the data the experiment collected.
+
+For visitor ``i`` with features ``x_i``, delivered treatment ``A_i``, outcome ``y_i`` and design
+propensities ``e_i(a) = P(A_i = a | x_i)``, the AIPW score of treatment ``a`` is::
+
+    Gamma_i(a) = mu_hat(x_i, a) + 1[A_i = a] / e_i(a) * (y_i - mu_hat(x_i, A_i))
+
+and the value of a policy ``pi`` is ``mean_i Gamma_i(pi(x_i))`` (control: ``Gamma_i(control)``;
+uniform: ``mean_a Gamma_i(a)``). Because ``e`` is known (the design), the estimate is unbiased
+whatever the outcome model; the outcome model only reduces variance. The outcome model is
+**cross-fitted**: visitors are split into ``n_folds`` folds and ``mu_hat`` for a fold is fitted on
+the other folds only (one scikit-learn regressor per treatment, default
+:class:`~sklearn.ensemble.HistGradientBoostingRegressor`), so no visitor's outcome both trains the
+model and is scored by it. Intervals are normal with the influence-function standard error
+``sd_i(psi_i) / sqrt(n)``, ``psi_i`` the per-visitor score of the contrast.
+
+Design propensities. A visitor's recorded propensities are those of the cell that routed them,
+which give zero chance to every treatment other cells deliver (a Control-cell visitor never gets
+a treatment), so they cannot weight the policy's treatments for everyone. The design propensity
+is the mixture over the round's cells, ``e_i(a) = sum_c weight_c * pi_c(a | x_i)`` -- the plan's
+cell weights times each cell's policy probabilities, which for the visitor's own cell are the
+recorded ones when the platform follows the plan. It is positive for every treatment the Explore
+cell covers. A visitor whose delivered treatment has zero design propensity (the platform deviated
+from the plan; see the SRM check) contributes only through the outcome model and is counted in
+``n_unsupported``.
+
+Caveat: the policy is learned by the BCF from the same cumulative data it is scored on, so the
+estimate can be optimistic (the winner's curse); the coverage sweep recorded in
+``bench/RESULTS.md`` measures how much this matters against the truth in sim mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from pytyche._validation import check_float, check_int, invalid
+
+__all__ = ["PolicyValue", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
+
+DEFAULT_FOLDS = 5
+_MIN_ARM_ROWS = 20
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyValue:
+    """The off-policy (AIPW, cross-fitted) value of a recommended policy.
+
+    Attributes
+    ----------
+    value, value_se
+        Estimated mean outcome per visitor under the policy, and its standard error.
+    control_value, uniform_value
+        Estimated mean outcome under always-control and under uniform allocation over
+        ``treatments``.
+    vs_control, vs_control_se
+        ``value - control_value`` and its standard error (from the paired scores).
+    vs_uniform, vs_uniform_se
+        ``value - uniform_value`` and its standard error.
+    level
+        Coverage of the ``*_interval`` properties (default 0.95).
+    n, n_folds, n_unsupported
+        Visitors scored, cross-fitting folds, visitors whose delivered treatment had zero design
+        propensity (scored through the outcome model only).
+    treatments
+        The fitted treatments, control first (the columns ``arms`` index).
+    arms
+        ``(n,)`` the policy's treatment per cumulative visitor (index into ``treatments``).
+    """
+
+    value: float
+    value_se: float
+    control_value: float
+    uniform_value: float
+    vs_control: float
+    vs_control_se: float
+    vs_uniform: float
+    vs_uniform_se: float
+    n: int
+    n_folds: int
+    treatments: tuple[str, ...]
+    arms: np.ndarray = field(repr=False)
+    n_unsupported: int = 0
+    level: float = 0.95
+
+    def _ci(self, est: float, se: float, level: float | None) -> tuple[float, float]:
+        lv = self.level if level is None else check_float(level, "level", "PolicyValue", low=0.0, high=1.0, low_open=True, high_open=True)
+        z = NormalDist().inv_cdf(0.5 + lv / 2.0)
+        return est - z * se, est + z * se
+
+    def value_interval(self, level: float | None = None) -> tuple[float, float]:
+        return self._ci(self.value, self.value_se, level)
+
+    def vs_control_interval(self, level: float | None = None) -> tuple[float, float]:
+        return self._ci(self.vs_control, self.vs_control_se, level)
+
+    def vs_uniform_interval(self, level: float | None = None) -> tuple[float, float]:
+        return self._ci(self.vs_uniform, self.vs_uniform_se, level)
+
+    def true_values(self, truth: Any) -> dict[str, float]:
+        """The same quantities from sim-mode truth aligned to the scored visitors.
+
+        ``truth`` is a :class:`~pytyche.contracts.CalibrationTruth` whose rows are the cumulative
+        visitors (``Experiment.cumulative_truth``); arms are matched by name. The policy's true
+        value is the mean over visitors of ``expected_outcome[i, arms[i]]``.
+        """
+        cols = [list(truth.treatments).index(t) for t in self.treatments]
+        eo = np.asarray(truth.expected_outcome, dtype=np.float64)[:, cols]
+        if eo.shape[0] != self.arms.shape[0]:
+            raise invalid("truth", "PolicyValue.true_values", f"{self.arms.shape[0]} rows (the scored visitors)", eo.shape[0])
+        value = float(eo[np.arange(eo.shape[0]), self.arms].mean())
+        control, uniform = float(eo[:, 0].mean()), float(eo.mean())
+        return {"value": value, "control_value": control, "uniform_value": uniform,
+                "vs_control": value - control, "vs_uniform": value - uniform}
+
+    def __str__(self) -> str:
+        lo, hi = self.vs_control_interval()
+        ulo, uhi = self.vs_uniform_interval()
+        return (
+            f"value {self.value:.4g} per visitor; vs control {self.vs_control:+.4g} [{lo:+.4g}, {hi:+.4g}], "
+            f"vs uniform {self.vs_uniform:+.4g} [{ulo:+.4g}, {uhi:+.4g}] ({self.level:.0%} intervals, AIPW, "
+            f"{self.n_folds}-fold cross-fitted)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value, "value_se": self.value_se, "control_value": self.control_value,
+            "uniform_value": self.uniform_value, "vs_control": self.vs_control, "vs_control_se": self.vs_control_se,
+            "vs_uniform": self.vs_uniform, "vs_uniform_se": self.vs_uniform_se, "n": self.n, "n_folds": self.n_folds,
+            "treatments": list(self.treatments), "arms": [int(a) for a in self.arms],
+            "n_unsupported": self.n_unsupported, "level": self.level,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PolicyValue":
+        kw = dict(d)
+        kw["treatments"] = tuple(kw["treatments"])
+        kw["arms"] = np.asarray(kw["arms"], dtype=np.int64)
+        return cls(**kw)
+
+
+def design_propensities(
+    rounds: Sequence[Any],
+    plans: Sequence[Any],
+    positions: Sequence[np.ndarray],
+    order: Sequence[str],
+) -> np.ndarray:
+    """``(N, K)`` design propensities of the cumulative visitors over the cumulative arms ``order``.
+
+    Round ``r``'s visitors get ``sum_c w_c * pi_c(a | x)`` from ``plans[r]`` (its cells' weights and
+    policies), placed at ``positions[r]``.
+    """
+    order = tuple(order)
+    n_total = int(sum(p.shape[0] for p in positions))
+    out = np.zeros((n_total, len(order)))
+    rng = np.random.default_rng(0)  # the policies' probabilities do not depend on it
+    for obs, plan, pos in zip(rounds, plans, positions):
+        universe = tuple(plan.treatments)
+        visitors = obs.visitors()
+        weights = np.array([c.weight for c in plan.cells], dtype=np.float64)
+        weights = weights / weights.sum()
+        mix = np.zeros((obs.n_visitors, len(universe)))
+        for c, w in zip(plan.cells, weights):
+            _, probs = c.policy.assign(visitors, universe, rng)
+            mix += w * np.asarray(probs, dtype=np.float64)
+        cols = [universe.index(t) if t in universe else -1 for t in order]
+        block = np.stack([mix[:, j] if j >= 0 else np.zeros(obs.n_visitors) for j in cols], axis=1)
+        out[pos] = block
+    return out
+
+
+def _default_model(seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=50, max_leaf_nodes=15, min_samples_leaf=20, early_stopping=False, random_state=seed)
+
+
+def _cross_fit(x: np.ndarray, y: np.ndarray, arm: np.ndarray, k: int, folds: np.ndarray, n_folds: int, model: Any, seed: int) -> np.ndarray:
+    from sklearn.base import clone
+
+    n = y.shape[0]
+    mu = np.zeros((n, k))
+    for f in range(n_folds):
+        test = folds == f
+        train = ~test
+        for a in range(k):
+            rows = train & (arm == a)
+            if rows.sum() >= _MIN_ARM_ROWS:
+                m = clone(model if model is not None else _default_model(seed)).fit(x[rows], y[rows])
+                mu[test, a] = m.predict(x[test])
+            else:
+                mu[test, a] = float(y[rows].mean()) if rows.any() else float(y[train].mean())
+    return mu
+
+
+def estimate_policy_value(
+    observed: Any,
+    policy_arm: np.ndarray,
+    propensity: np.ndarray,
+    *,
+    n_folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    outcome_model: Any = None,
+    level: float = 0.95,
+) -> PolicyValue:
+    """Cross-fitted AIPW value of a deterministic policy (see the module docstring).
+
+    Parameters
+    ----------
+    observed
+        The (cumulative) :class:`~pytyche.contracts.ObservedExperimentData`, variant-major.
+    policy_arm
+        ``(n,)`` the policy's treatment per visitor, an index into ``observed.variant_names``.
+    propensity
+        ``(n, K)`` design propensities over ``observed.variant_names`` (rows sum to at most 1).
+    n_folds
+        Cross-fitting folds (>= 2).
+    seed
+        Seed of the fold split (and of the default outcome model).
+    outcome_model
+        A scikit-learn regressor (cloned per fold and treatment); default a small
+        ``HistGradientBoostingRegressor``.
+    level
+        Interval coverage.
+
+    Raises
+    ------
+    ValueError
+        When shapes disagree, a propensity is outside [0, 1], or ``n_folds`` exceeds the visitors.
+    """
+    w = "estimate_policy_value"
+    n_folds = check_int(n_folds, "n_folds", w, low=2)
+    seed = check_int(seed, "seed", w, low=0)
+    level = check_float(level, "level", w, low=0.0, high=1.0, low_open=True, high_open=True)
+    names = tuple(observed.variant_names)
+    k = len(names)
+    n = observed.n_visitors
+    pi = np.asarray(policy_arm, dtype=np.int64)
+    if pi.shape != (n,) or np.any(pi < 0) or np.any(pi >= k):
+        raise invalid("policy_arm", w, f"an ({n},) array of treatment indices in [0, {k})", f"shape {pi.shape}", show=False)
+    e = np.asarray(propensity, dtype=np.float64)
+    if e.shape != (n, k) or not np.all(np.isfinite(e)) or np.any(e < 0) or np.any(e > 1 + 1e-9):
+        raise invalid("propensity", w, f"an ({n}, {k}) array of probabilities", f"shape {e.shape}", show=False)
+    if n < 2 * n_folds:
+        raise invalid("n_folds", w, f"at most half the visitors ({n})", n_folds)
+    x, _ = observed.feature_matrix(observed.categories())
+    y = np.asarray(observed.outcome, dtype=np.float64)
+    arm = np.asarray(observed.arm, dtype=np.int64)
+    folds = np.random.default_rng(seed).permutation(np.arange(n) % n_folds)
+    mu = _cross_fit(x, y, arm, k, folds, n_folds, outcome_model, seed)
+    rows = np.arange(n)
+    e_obs = e[rows, arm]
+    supported = e_obs > 0
+    resid = np.where(supported, (y - mu[rows, arm]) / np.where(supported, e_obs, 1.0), 0.0)
+    gamma = mu.copy()
+    gamma[rows, arm] += resid  # (n, K) AIPW scores
+    psi_pi = gamma[rows, pi]
+    psi_c = gamma[:, 0]
+    psi_u = gamma.mean(axis=1)
+
+    def mean_se(v: np.ndarray) -> tuple[float, float]:
+        return float(v.mean()), float(v.std(ddof=1) / np.sqrt(n))
+
+    value, value_se = mean_se(psi_pi)
+    vs_c, vs_c_se = mean_se(psi_pi - psi_c)
+    vs_u, vs_u_se = mean_se(psi_pi - psi_u)
+    return PolicyValue(
+        value=value,
+        value_se=value_se,
+        control_value=float(psi_c.mean()),
+        uniform_value=float(psi_u.mean()),
+        vs_control=vs_c,
+        vs_control_se=vs_c_se,
+        vs_uniform=vs_u,
+        vs_uniform_se=vs_u_se,
+        n=n,
+        n_folds=n_folds,
+        treatments=names,
+        arms=pi,
+        n_unsupported=int((~supported).sum()),
+        level=level,
+    )

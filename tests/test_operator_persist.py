@@ -1,0 +1,243 @@
+"""Real-data operator workflow with real (tiny) BCF fits: save/load, joinable outputs, SRM and
+policy value inside the loop.
+
+One module-scoped run (round 0, save, round 1) is shared: the loaded experiment's round 1 must
+equal the uninterrupted round 1 exactly (same seed, same generator).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dgps import make_generator
+from pytyche.contracts import ObservedExperimentData, VariantData, VisitorSchema
+from pytyche.experiment import FixedSchedule, SampleRatioMismatchWarning, SequentialExperiment, sequential_experiment
+from pytyche.experiment import persist
+from pytyche.experiment.persist import SaveFormatError
+from pytyche.experiment.rounds import recommended_arms
+
+from _config import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytyche.experiment.UncalibratedWarning")
+
+
+class WithIds:
+    """A sim generator whose visitors carry the caller's ids; the caller keeps its own table."""
+
+    def __init__(self, seed: int, drop_treated: float = 0.0):
+        self.gen = make_generator("clustered_realistic", seed=seed)
+        self.table: list[pd.DataFrame] = []
+        self.drop_treated = drop_treated
+
+    @property
+    def treatments(self):
+        return self.gen.treatments
+
+    def __call__(self, round_idx, plan):
+        obs, truth = self.gen(round_idx, plan)
+        variants, keep = [], []
+        for j, v in enumerate(obs.variants):
+            df = v.visitors.assign(visitor_id=[f"r{round_idx}-{v.name}-{i}" for i in range(v.n)])
+            mask = np.ones(v.n, dtype=bool)
+            if self.drop_treated and j > 0:  # a platform losing part of the treated traffic: an SRM
+                mask = np.random.default_rng(round_idx).random(v.n) >= self.drop_treated
+            variants.append(VariantData(v.name, df[mask].reset_index(drop=True)))
+            keep.append(mask)
+        keep_all = np.concatenate(keep)
+        truth = truth.take(np.flatnonzero(keep_all))
+        schema = VisitorSchema(obs.schema.feature_types, obs.schema.outcome, "visitor_id")
+        observed = ObservedExperimentData(obs.experiment_id, obs.metric, tuple(variants), schema, obs.round_idx)
+        ids = observed.visitor_ids()
+        eo = truth.expected_outcome
+        self.table.append(pd.DataFrame({"visitor_id": ids, **{f"true_cate_{t}": eo[:, a] - eo[:, 0] for a, t in enumerate(truth.treatments) if a > 0}}))
+        return observed, truth
+
+
+def _exp(gen, rounds=3):
+    return sequential_experiment(generator=gen, schedule=FixedSchedule(1500, rounds), treatments=list(gen.treatments), bcf_config=TINY, seed=4)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    gen = WithIds(seed=3)
+    exp = _exp(gen)
+    first = exp.advance()
+    base = tmp_path_factory.mktemp("saves")
+    plain = exp.save(base / "plain")
+    with_draws = exp.save(base / "draws", draws=True)
+    second = exp.advance()
+    return {"exp": exp, "gen": gen, "first": first, "second": second, "plain": plain, "draws": with_draws, "base": base}
+
+
+def _same_round(a, b):
+    np.testing.assert_array_equal(a.posterior.outcome_samples, b.posterior.outcome_samples)
+    assert a.fit_seed == b.fit_seed
+    assert a.next_plan.to_json() == b.next_plan.to_json()
+    assert a.round.plan.to_json() == b.round.plan.to_json()
+    assert a.cell_scores == b.cell_scores
+    assert a.srm == b.srm
+    assert a.policy_value.to_dict() == b.policy_value.to_dict()
+    assert a.truth_comparison == b.truth_comparison
+    assert [s.rounds_sustained for s in a.ship_signals] == [s.rounds_sustained for s in b.ship_signals]
+    pd.testing.assert_frame_equal(a.analysis.cate_frame(), b.analysis.cate_frame())
+
+
+def test_loaded_experiment_continues_exactly_like_the_uninterrupted_run(run):
+    loaded = SequentialExperiment.load(run["plain"], generator=WithIds(seed=3))
+    assert loaded.current_round_idx == 1 and loaded.seed == 4 and loaded.treatments == run["exp"].treatments
+    assert loaded.next_recommendation.to_json() == run["first"].next_plan.to_json()
+    pd.testing.assert_frame_equal(loaded.cumulative_data.visitors(), run["first"].observed.visitors())
+    # the restored history is inspectable without the draws
+    h0 = loaded.history[0]
+    assert h0.posterior is None and h0.srm == run["first"].srm and h0.truth_comparison == run["first"].truth_comparison
+    assert h0.analysis.recommendations == run["first"].analysis.recommendations
+    assert [str(s.rule) for s in h0.segments] == [str(s.rule) for s in run["first"].segments]
+    pd.testing.assert_frame_equal(h0.analysis.cate_frame(), run["first"].analysis.cate_frame())
+    with pytest.raises(ValueError, match="draws=True"):
+        h0.analysis.cate_frame(0.5)
+    # the restored policy tree routes like the fitted one
+    feats = run["first"].observed.features_frame()
+    np.testing.assert_array_equal(h0.policy_tree.leaf_of(feats), run["first"].policy_tree.leaf_of(feats))
+    second = loaded.advance()
+    _same_round(second, run["second"])
+    assert loaded.summary == run["exp"].summary
+
+
+def test_save_with_draws_restores_the_posterior(run):
+    loaded = SequentialExperiment.load(run["draws"], generator=WithIds(seed=3))
+    p0, f0 = loaded.history[0].posterior, run["first"].posterior
+    np.testing.assert_array_equal(p0.outcome_samples, f0.outcome_samples)
+    assert type(p0) is type(f0) and p0.n_chains == f0.n_chains
+    pd.testing.assert_frame_equal(loaded.history[0].analysis.cate_frame(0.5), run["first"].analysis.cate_frame(0.5))
+
+
+def test_cate_frame_joins_on_the_callers_ids(run):
+    e = run["second"]
+    frame = e.analysis.cate_frame()
+    treatments = e.posterior.treatments
+    assert list(frame.columns) == ["visitor_id", "assigned", "treatment", "cate_mean", "cate_lower", "cate_upper"]
+    assert len(frame) == e.observed.n_visitors * (len(treatments) - 1)
+    assert (frame["cate_lower"] <= frame["cate_mean"]).all() and (frame["cate_mean"] <= frame["cate_upper"]).all()
+    # the caller's own table, in the caller's own (shuffled) row order
+    caller = pd.concat(run["gen"].table[:2], ignore_index=True).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    long = caller.melt(id_vars="visitor_id", var_name="treatment", value_name="true_cate")
+    long["treatment"] = long["treatment"].str.removeprefix("true_cate_")
+    joined = frame.merge(long, on=["visitor_id", "treatment"], how="inner", validate="one_to_one")
+    assert len(joined) == len(frame)
+    rmse = float(np.sqrt(np.mean((joined["cate_mean"] - joined["true_cate"]) ** 2)))
+    # the aligned computation (truth re-indexed into the posterior's row order by the loop)
+    assert rmse == pytest.approx(e.truth_comparison.cate_rmse, rel=1e-9)
+    # matching by position instead of by id scores the wrong visitors
+    by_position = caller[[f"true_cate_{t}" for t in treatments[1:]]].to_numpy().reshape(-1)
+    assert abs(float(np.sqrt(np.mean((frame["cate_mean"].to_numpy() - by_position) ** 2))) - rmse) > 0.05 * rmse
+
+
+def test_policy_value_is_on_every_round_and_matches_the_truth_bookkeeping(run):
+    for e in (run["first"], run["second"]):
+        pv = e.policy_value
+        assert pv is not None and pv.n == e.observed.n_visitors and pv.n_folds == 5
+        rec = recommended_arms(e.posterior, e.policy_tree, e.next_plan.active_treatments)
+        np.testing.assert_array_equal(pv.arms, rec)
+        for v in (pv.value, pv.value_se, pv.vs_control, pv.vs_control_se, pv.vs_uniform, pv.vs_uniform_se):
+            assert np.isfinite(v)
+        lo, hi = pv.vs_control_interval()
+        assert lo < pv.vs_control < hi and pv.value - pv.control_value == pytest.approx(pv.vs_control)
+        tv = pv.true_values(e.cumulative_truth)
+        assert tv["value"] == pytest.approx(e.truth_comparison.rpv_policy)
+        assert tv["uniform_value"] == pytest.approx(e.truth_comparison.rpv_uniform)
+        assert pv.n_unsupported == 0
+    assert "Off-policy value of the recommended policy" in run["exp"].summary
+    assert "Sample ratio check passed" in run["exp"].summary
+
+
+def test_a_planted_sample_ratio_mismatch_warns_and_shows_in_the_summary():
+    exp = _exp(WithIds(seed=5, drop_treated=0.25), rounds=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        e = exp.advance()
+    srm = [w for w in caught if issubclass(w.category, SampleRatioMismatchWarning)]
+    assert len(srm) == 1 and "Round 0 failed the sample ratio mismatch check" in str(srm[0].message)
+    assert e.srm.flagged and e.srm.p_value < 1e-3
+    assert "Sample ratio mismatch: FLAGGED" in exp.summary
+
+
+# ---- atomicity and clear errors (no fits beyond the shared run) ---------------------------------
+
+
+def _copy(run, name):
+    dst = run["base"] / name
+    shutil.copytree(run["plain"], dst)
+    return dst
+
+
+def _current(path):
+    return path / json.loads((path / "CURRENT").read_text())["snapshot"]
+
+
+def test_a_crash_mid_save_leaves_the_previous_save_intact(run, monkeypatch):
+    path = _copy(run, "crash")
+    before = sorted(p.name for p in path.iterdir())
+    calls = {"n": 0}
+    real = persist._Writer.parquet
+
+    def dying(self, rel, frame):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real(self, rel, frame)
+
+    monkeypatch.setattr(persist._Writer, "parquet", dying)
+    with pytest.raises(OSError, match="disk full"):
+        run["exp"].save(path)  # two rounds now: would replace the one-round save
+    monkeypatch.undo()
+    assert sorted(p.name for p in path.iterdir()) == before  # no half snapshot left behind
+    loaded = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert loaded.current_round_idx == 1
+    # a hard crash (no cleanup) leaves a temporary snapshot and a stray one: both are ignored ...
+    (path / ".tmp-snapshot-00002-deadbeef").mkdir()
+    (path / ".tmp-snapshot-00002-deadbeef" / "config.json").write_text("{half")
+    shutil.copytree(_current(path), path / "snapshot-00009-notcurrent")
+    (path / "snapshot-00009-notcurrent" / "config.json").write_text("garbage")
+    assert SequentialExperiment.load(path, generator=WithIds(seed=3)).current_round_idx == 1
+    # ... and the next successful save replaces everything
+    run["exp"].save(path)
+    names = sorted(p.name for p in path.iterdir())
+    assert len(names) == 2 and names[0] == "CURRENT" and names[1].startswith("snapshot-00002-")
+    assert SequentialExperiment.load(path, generator=WithIds(seed=3)).current_round_idx == 2
+
+
+def test_corrupt_partial_and_newer_saves_fail_naming_the_file(run):
+    gen = WithIds(seed=3)
+    path = _copy(run, "corrupt")
+    data = next((_current(path) / "data").rglob("*.parquet"))
+    data.write_bytes(data.read_bytes()[:-7] + b"garbage")
+    with pytest.raises(SaveFormatError, match=r"corrupt: the file 'data/round_000/variant_\d.parquet' does not match"):
+        SequentialExperiment.load(path, generator=gen)
+    path = _copy(run, "partial")
+    (_current(path) / "history.json").unlink()
+    with pytest.raises(SaveFormatError, match="partial: the file 'history.json' is missing"):
+        SequentialExperiment.load(path, generator=gen)
+    path = _copy(run, "newer")
+    m = _current(path) / "manifest.json"
+    m.write_text(json.dumps({**json.loads(m.read_text()), "format_version": 2}))
+    with pytest.raises(SaveFormatError, match="newer pytyche.*format version 2.*reads format version 1"):
+        SequentialExperiment.load(path, generator=gen)
+    path = _copy(run, "nocurrent")
+    (path / "CURRENT").unlink()
+    with pytest.raises(SaveFormatError, match="no 'CURRENT' file"):
+        SequentialExperiment.load(path, generator=gen)
+    with pytest.raises(FileNotFoundError, match="names no directory"):
+        SequentialExperiment.load(run["base"] / "nowhere", generator=gen)
+    foreign = run["base"] / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds other files"):
+        run["exp"].save(foreign)
+    assert os.listdir(foreign) == ["notes.txt"]
