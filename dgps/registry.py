@@ -17,6 +17,7 @@ _TEMPLATES: dict[str, str] = {
     "binary_conversion": "dgps.templates.binary_conversion",
     "continuous_metric": "dgps.templates.continuous_metric",
     "many_arms": "dgps.templates.many_arms",
+    "multi_arm_conversion": "dgps.templates.multi_arm_conversion",
     "drifting": "dgps.templates.drifting",
 }
 
