@@ -17,6 +17,7 @@ _TEMPLATES: dict[str, str] = {
     "binary_conversion": "dgps.templates.binary_conversion",
     "continuous_metric": "dgps.templates.continuous_metric",
     "many_arms": "dgps.templates.many_arms",
+    "multi_arm_conversion": "dgps.templates.multi_arm_conversion",
     "drifting": "dgps.templates.drifting",
     "smooth_numeric": "dgps.templates.smooth_numeric",
     "opposing": "dgps.templates.opposing",
@@ -45,6 +46,7 @@ _TEMPLATES: dict[str, str] = {
 #: sparse_signal        continuous  2        validate (continuous, K = 2)
 #: null_effect          hurdle      2+       benchmark (decision honesty on null data)
 #: many_arms            hurdle      5        benchmark (regret with many arms)
+#: multi_arm_conversion binary      3+       benchmark (A/B/N conversion; no K >= 3 artifact yet)
 #: ===================  ==========  =======  ============================================
 TEMPLATE_ROLES: dict[str, str] = {
     "clustered_realistic": "fit",
@@ -59,6 +61,7 @@ TEMPLATE_ROLES: dict[str, str] = {
     "sparse_signal": "validate",
     "null_effect": "benchmark",
     "many_arms": "benchmark",
+    "multi_arm_conversion": "benchmark",
 }
 
 

@@ -643,17 +643,13 @@ def test_dispatch_edge_cases():
     zeros, _ = observed_from_arrays(x, np.arange(n) % 2, np.zeros(n))
     with pytest.raises(ValueError, match="binary.*hurdle"):
         pt.fit(zeros)
+    # multi-arm binary and continuous dispatch like K = 2 (issue 16 lifted the seeds'
+    # NotImplementedError; the K = 3 fits themselves are tested in test_multi_arm.py)
     arm3 = np.arange(n) % 3
     binary3, _ = observed_from_arrays(x, arm3, (rng.uniform(size=n) < 0.5).astype(float))
-    with pytest.raises(NotImplementedError, match="multi-arm binary"):
-        pt.fit(binary3)
+    assert _dispatch_fit(binary3) == (MetricFamily.BINARY, fit_binary_bcf)
     cont3, _ = observed_from_arrays(x, arm3, rng.normal(size=n))
-    with pytest.raises(NotImplementedError, match="multi-arm continuous"):
-        pt.fit(cont3)
-    with pytest.raises(NotImplementedError, match="multi-arm continuous"):
-        fit_continuous_bcf(cont3, config=CFG)
-    with pytest.raises(NotImplementedError, match="multi-arm binary"):
-        fit_binary_bcf(binary3, config=CFG)
+    assert _dispatch_fit(cont3) == (MetricFamily.CONTINUOUS, fit_continuous_bcf)
     with pytest.raises(TypeError, match="'observed' parameter of fit must be an ObservedExperimentData"):
         pt.fit({"outcome": [1.0]})
 

@@ -27,6 +27,7 @@ TEMPLATES = [
     "harmful_arm",
     "interaction",
     "many_arms",
+    "multi_arm_conversion",
     "null_effect",
     "opposing",
     "rare_segment",
@@ -163,7 +164,7 @@ def test_round_missing_an_arm_still_reports_full_truth():
     assert propensity_columns(2) == ("propensity",)
 
 
-@pytest.mark.parametrize("name", ["clustered_realistic", "harmful_arm", "binary_conversion", "continuous_metric"])
+@pytest.mark.parametrize("name", ["clustered_realistic", "harmful_arm", "binary_conversion", "continuous_metric", "multi_arm_conversion"])
 def test_outcomes_follow_the_planted_truth(name):
     """Empirical arm means match the true mean expected outcome within 4 standard errors."""
     gen = make_generator(name, seed=11)

@@ -1,7 +1,7 @@
 """Bayesian Causal Forest estimators and their posterior results.
 
-Fits: :func:`fit_continuous_bcf`, :func:`fit_binary_bcf` (two treatments),
-:func:`fit_hurdle_bcf` (zero-inflated outcomes, any K, ``pooling="joint" | "independent"``),
+Fits: :func:`fit_continuous_bcf`, :func:`fit_binary_bcf`, :func:`fit_hurdle_bcf`
+(zero-inflated outcomes, ``pooling="joint" | "independent"``), each at any K >= 2 treatments,
 and the outcome-dispatching :func:`fit` (``pt.fit``). Results: :class:`ContinuousBCFResult`,
 :class:`BinaryBCFResult`, :class:`HurdleBCFResult`, all :class:`BCFPosterior`. Configuration:
 :class:`GPUBCFConfig`, :func:`compute_num_trees_tau`. Contrast coding: :func:`_compute_basis`.

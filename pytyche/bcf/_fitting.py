@@ -110,17 +110,6 @@ def check_common(observed: Any, observed_copy: Any, progress: Any, calibration: 
     return observed, cfg, progress
 
 
-def reject_multi_arm(observed: ObservedExperimentData, family: str, where: str) -> None:
-    """Multi-arm binary / continuous BCF is not shipped (the glossary's pt.fit edge case)."""
-    k = observed.n_variants
-    if k >= 3:
-        raise NotImplementedError(
-            f"{where}: multi-arm {family} BCF is not yet shipped (got K={k} treatments: "
-            f"{list(observed.variant_names)}). Fit each treatment against control separately, or use "
-            "fit_hurdle_bcf, which supports any K >= 2."
-        )
-
-
 def arm_surfaces(mu: np.ndarray, tau: np.ndarray, component: int) -> np.ndarray:
     """Per-arm surfaces of one component as ``(n, S, K)`` float32.
 

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from pytyche._validation import invalid
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, reject_multi_arm
+from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import BinaryBCFResult
@@ -27,16 +27,17 @@ def fit_binary_bcf(
     calibration: Any = None,
     **config_overrides: Any,
 ) -> BinaryBCFResult:
-    """Fit a probit Bayesian Causal Forest to a binary (0/1) outcome (two treatments).
+    """Fit a probit Bayesian Causal Forest to a binary (0/1) outcome, any number of treatments.
 
-    ``P(y = 1 | x, a) = Phi(mu(x, pi) + tau(x) * 1[treated])`` with the Albert-Chib latent
-    Gaussian: a prognostic forest over the features and recorded propensities, a treatment
-    forest over the features.
+    ``P(y = 1 | x, a) = Phi(mu(x, pi) + tau_a(x))`` (``tau_0 = 0`` for control) with the
+    Albert-Chib latent Gaussian: a prognostic forest over the features and recorded
+    propensities, and one treatment forest ``tau_a`` over the features per non-control arm
+    (contrast coding: ``tau_a`` is arm ``a``'s probit-scale effect versus control).
 
     Parameters
     ----------
     observed
-        The experiment's data (K = 2 treatments, control first); every outcome 0 or 1.
+        The experiment's data (K >= 2 treatments, control first); every outcome 0 or 1.
     config, observed_copy, progress, calibration, **config_overrides
         As :func:`pytyche.bcf.fit_continuous_bcf`.
 
@@ -44,15 +45,14 @@ def fit_binary_bcf(
     -------
     BinaryBCFResult
         ``outcome_samples[i, s, a]``: draw ``s`` of visitor ``i``'s conversion probability
-        under treatment ``a``.
+        under treatment ``a``; ``cate_samples[..., a - 1]`` arm ``a``'s effect on it versus
+        control.
 
     Raises
     ------
     TypeError, ValueError
         As :func:`pytyche.bcf.fit_continuous_bcf`; ``ValueError`` also when an outcome is not
         0 or 1.
-    NotImplementedError
-        If the data has three or more treatments (multi-arm binary BCF is not yet shipped).
 
     Examples
     --------
@@ -72,7 +72,6 @@ def fit_binary_bcf(
             f"values such as {bad}",
             show=False,
         )
-    reject_multi_arm(observed, "binary", where)
     stash = stash_observed(observed, observed_copy, where=where)
     from pytyche.bcf.sampler import run_bcf
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, reject_multi_arm, sigma_draws
+from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, sigma_draws
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import ContinuousBCFResult
@@ -25,16 +25,18 @@ def fit_continuous_bcf(
     calibration: Any = None,
     **config_overrides: Any,
 ) -> ContinuousBCFResult:
-    """Fit a Bayesian Causal Forest to a continuous outcome (two treatments).
+    """Fit a Bayesian Causal Forest to a continuous outcome, any number of treatments.
 
-    ``y = mu(x, pi) + tau(x) * 1[treated] + eps``, ``eps ~ N(0, sigma^2)``: a prognostic
-    BART forest ``mu`` over the features and the recorded propensities ``pi``, and a treatment
-    forest ``tau`` over the features (Hahn, Murray & Carvalho 2020).
+    ``y = mu(x, pi) + tau_a(x) + eps`` for a visitor in arm ``a`` (``tau_0 = 0`` for control),
+    ``eps ~ N(0, sigma^2)``: a prognostic BART forest ``mu`` over the features and the recorded
+    propensities ``pi``, and one treatment forest ``tau_a`` over the features per non-control
+    arm (Hahn, Murray & Carvalho 2020; contrast coding, so ``tau_a`` is arm ``a``'s effect
+    versus control).
 
     Parameters
     ----------
     observed
-        The experiment's data (K = 2 treatments, control first).
+        The experiment's data (K >= 2 treatments, control first).
     config
         MCMC settings; default ``GPUBCFConfig()``.
     observed_copy
@@ -53,7 +55,8 @@ def fit_continuous_bcf(
     -------
     ContinuousBCFResult
         ``outcome_samples[i, s, a]``: draw ``s`` of the mean outcome of visitor ``i`` under
-        treatment ``a``, outcome units.
+        treatment ``a``, outcome units; ``cate_samples[..., a - 1]`` arm ``a``'s effect versus
+        control.
 
     Raises
     ------
@@ -63,8 +66,6 @@ def fit_continuous_bcf(
     ValueError
         If ``observed_copy`` is not one of ``'view'``, ``'deep'``, ``'ref'``, or a config
         value is invalid.
-    NotImplementedError
-        If the data has three or more treatments (multi-arm continuous BCF is not yet shipped).
 
     Examples
     --------
@@ -73,7 +74,6 @@ def fit_continuous_bcf(
     """
     where = "fit_continuous_bcf"
     observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
-    reject_multi_arm(observed, "continuous", where)
     stash = stash_observed(observed, observed_copy, where=where)
     from pytyche.bcf.sampler import run_bcf
 

@@ -6,11 +6,10 @@ treatment count ``K = observed.n_variants``:
 ==========================================  =========================================
 ``Y``                                       fit
 ==========================================  =========================================
-every value in {0, 1}                       :func:`~pytyche.bcf.fit_binary_bcf`
-float, < 30% zeros                          :func:`~pytyche.bcf.fit_continuous_bcf`
+every value in {0, 1}                       :func:`~pytyche.bcf.fit_binary_bcf` (any K)
+float, < 30% zeros                          :func:`~pytyche.bcf.fit_continuous_bcf` (any K)
 float, >= 30% zeros, positive tail          :func:`~pytyche.bcf.fit_hurdle_bcf` (joint, any K)
 every value 0                               ``ValueError`` (binary or hurdle? neither fits)
-binary / continuous with K >= 3             ``NotImplementedError``
 ==========================================  =========================================
 
 The classification is :meth:`pytyche.contracts.MetricFamily.infer` (threshold
@@ -22,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytyche.bcf._fitting import check_observed, reject_multi_arm
+from pytyche.bcf._fitting import check_observed
 from pytyche.contracts.enums import MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
 
@@ -38,18 +37,14 @@ def _dispatch_fit(observed: ObservedExperimentData, *, where: str = "fit") -> tu
         If ``observed`` is not an ``ObservedExperimentData``.
     ValueError
         If every outcome is zero (binary with no successes or hurdle with no converters).
-    NotImplementedError
-        For a binary or continuous outcome with three or more treatments.
     """
     observed = check_observed(observed, where)
     family = MetricFamily.infer(observed.outcome)
     if family is MetricFamily.BINARY:
-        reject_multi_arm(observed, "binary", where)
         from pytyche.bcf.binary import fit_binary_bcf
 
         return family, fit_binary_bcf
     if family is MetricFamily.CONTINUOUS:
-        reject_multi_arm(observed, "continuous", where)
         from pytyche.bcf.continuous import fit_continuous_bcf
 
         return family, fit_continuous_bcf
@@ -64,8 +59,9 @@ def fit(observed: ObservedExperimentData, **kwargs: Any) -> Any:
     Dispatches deterministically on the outcome (the same ``observed`` always selects the
     same fit): all {0, 1} -> :func:`~pytyche.bcf.fit_binary_bcf`; float with fewer than 30%
     zeros -> :func:`~pytyche.bcf.fit_continuous_bcf`; float with at least 30% zeros and a
-    positive tail -> :func:`~pytyche.bcf.fit_hurdle_bcf` (``pooling="joint"`` unless given),
-    at any K. ``**kwargs`` are forwarded verbatim to the selected function.
+    positive tail -> :func:`~pytyche.bcf.fit_hurdle_bcf` (``pooling="joint"`` unless given).
+    Every family fits any number of treatments ``K >= 2`` (one treatment forest per
+    non-control arm). ``**kwargs`` are forwarded verbatim to the selected function.
 
     Parameters
     ----------
@@ -87,9 +83,6 @@ def fit(observed: ObservedExperimentData, **kwargs: Any) -> Any:
     ValueError
         If every outcome is zero: it reads as a binary metric with no successes or a hurdle
         metric with no converters, and neither can be fitted.
-    NotImplementedError
-        For a binary or continuous outcome with three or more treatments (multi-arm binary /
-        continuous BCF is not yet shipped).
 
     Examples
     --------

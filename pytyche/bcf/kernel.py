@@ -68,6 +68,8 @@ from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
 from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
 from bartz._jaxext import field, float32_matmuls
 
+from pytyche.bcf._eqx_checks import without_runtime_error_checks
+
 __all__ = ['BCFKernelState', 'init', 'step', 'evaluate', 'evaluate_from_resid', 'error_sdev']
 
 
@@ -302,7 +304,9 @@ _STATIC_INIT_ARGS = (
     'num_chains',
     'sequential_unroll',
 )
-_init_jit = jax.jit(_init, static_argnames=_STATIC_INIT_ARGS)
+# equinox's input checks in bartz's init would be host callbacks, which keep the program out
+# of the persistent compilation cache; pytyche's inputs are valid by construction
+_init_jit = without_runtime_error_checks(jax.jit(_init, static_argnames=_STATIC_INIT_ARGS))
 
 
 def init(

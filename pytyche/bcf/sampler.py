@@ -12,7 +12,9 @@ Compilation reuse: every array handed to JAX has a shape fixed by the bucket,
 the covariate count, the number of arms and components and the config, never
 by the exact row count, so a second call whose row count falls in the same
 bucket compiles nothing (`BCFDraws.n_compilations` counts XLA compilations
-during the call).
+during the call). Across processes, `pytyche.bcf.jax_cache` keeps compiled
+programs on disk (enabled when this module is first imported): programs loaded
+from that persistent cache are not compilations and are not counted.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ from bartz.prepcovars import GivenSplitsBinner
 from pytyche.bcf import kernel
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.memory import check_fit_memory
+from pytyche.bcf.jax_cache import enable_persistent_cache
+
+# pytyche's first use of JAX: turn on the per-user persistent compilation cache (before any
+# compilation, which is when JAX reads the setting); a user's own JAX cache config wins
+enable_persistent_cache()
 
 __all__ = ['BCFDraws', 'run_bcf', 'compilation_count']
 
@@ -50,9 +57,14 @@ MAX_ABS_OUTCOME = 1e30
 # ---------------------------------------------------------------------------
 # compilation counter
 
+# JAX records the backend-compile duration event around every executable it
+# obtains, also when the persistent cache supplies it (then it records a cache
+# hit inside that span too); real compilations are the difference.
 _COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+_CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
 _compile_lock = threading.Lock()
 _compile_count = 0
+_cache_hit_count = 0
 _listener_installed = False
 
 
@@ -63,18 +75,27 @@ def _on_event(event: str, duration: float, **kwargs: object) -> None:  # noqa: A
             _compile_count += 1
 
 
-def compilation_count() -> int:
-    """Number of XLA backend compilations in this process since first use.
+def _on_plain_event(event: str, **kwargs: object) -> None:  # noqa: ARG001
+    global _cache_hit_count
+    if event == _CACHE_HIT_EVENT:
+        with _compile_lock:
+            _cache_hit_count += 1
 
-    Installs a `jax.monitoring` listener on first call; compilations before
-    that are not counted.
+
+def compilation_count() -> int:
+    """Number of XLA compilations in this process since first use.
+
+    Counts executables JAX built by compiling, not those it loaded from the
+    persistent compilation cache. Installs `jax.monitoring` listeners on first
+    call; compilations before that are not counted.
     """
     global _listener_installed
     with _compile_lock:
         if not _listener_installed:
             monitoring.register_event_duration_secs_listener(_on_event)
+            monitoring.register_event_listener(_on_plain_event)
             _listener_installed = True
-        return _compile_count
+        return _compile_count - _cache_hit_count
 
 
 # ---------------------------------------------------------------------------
