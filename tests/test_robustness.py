@@ -433,8 +433,47 @@ def _children(client, parent_id):
     return client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
+def test_child_run_exists_while_the_sweep_still_runs(ray_cluster, tmp_path, mlflow_uri):
+    """In-process variant (fast): the fast cell's child run appears while the slow cell is still
+    running, and a rerun with nothing left adds no second child run."""
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.driver import run_sweep
+
+    out = tmp_path / "sweep"
+    spec = synthetic_spec(out, replications=2, grid={"sleep_s": [0.0, 4.0]})
+    fast_cell = next(t.cell_id for t in spec.tasks() if t.params_dict["sleep_s"] == 0.0)
+    client = MlflowClient(mlflow_uri)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(run_sweep(spec, runner=run_synthetic_task, tracking_uri=mlflow_uri, progress=False)))
+    worker.start()
+    seen, still_running = [], False
+    try:
+        deadline = time.time() + 120
+        while worker.is_alive() and time.time() < deadline:
+            state = out / "mlflow.json"
+            if state.is_file():
+                seen = [c for c in _children(client, json.loads(state.read_text())["run_id"]) if c.info.status == "FINISHED"]
+                if seen:
+                    still_running = len(finished_ids(out)) < 4
+                    break
+            time.sleep(0.1)
+    finally:
+        worker.join(timeout=300)
+    assert still_running and [c.data.tags["pytyche.cell_id"] for c in seen] == [fast_cell]
+    assert reports and reports[0].complete
+    again = run_sweep(spec, runner=run_synthetic_task, tracking_uri=mlflow_uri, progress=False)
+    assert again.n_completed == 0
+    final = _children(client, again.mlflow_run_id)
+    assert len(final) == 2 and len({c.data.tags["pytyche.cell_id"] for c in final}) == 2
+    assert seen[0].info.run_id in {c.info.run_id for c in final}
+
+
+@pytest.mark.slow
 def test_child_runs_logged_as_cells_finish_survive_a_killed_driver(ray_cluster, tmp_path, mlflow_uri):
-    """SIGKILL the driver after the fast cell finished but before the slow one did: the fast
+    """(Slow: a driver process.) SIGKILL the driver after the fast cell finished but before the slow one did: the fast
     cell's child run exists (it was only written at the end before); the resume logs the slow
     cell and does not duplicate the fast one."""
     from mlflow.tracking import MlflowClient
