@@ -507,28 +507,12 @@ class SweepSpec:
         ValueError
             Naming ``templates[i].params.<name>`` and what the template expects.
         """
-        import inspect
-
-        from dgps.registry import _TEMPLATES, make_generator
+        from sweeps.template_params import check_template_param
 
         for i, t in enumerate(self.templates):
-            dists = {k: v for k, v in t.params_dict.items() if _pop.is_distribution(v)}
-            if not dists or t.name not in _TEMPLATES:
-                continue
-            from importlib import import_module
-
-            accepted = set(inspect.signature(import_module(_TEMPLATES[t.name]).make).parameters)
-            fixed = {k: v for k, v in t.params_dict.items() if k not in dists}
-            for key, dist in dists.items():
-                where = f"templates[{i}].params.{key}"
-                if key not in accepted:
-                    raise _err(where, f"a parameter of template {t.name!r} ({', '.join(sorted(accepted - {'seed', 'n_visitors', 'experiment_id'}))})", key)
-                kind = next(k for k in _pop.DISTRIBUTIONS if k in dist)
-                for value in dist[kind]:
-                    try:
-                        make_generator(t.name, **{**fixed, key: value})
-                    except (TypeError, ValueError) as err:
-                        raise _err(where, f"a distribution whose every value template {t.name!r} accepts ({err})", dist) from None
+            for key, dist in t.params_dict.items():
+                if _pop.is_distribution(dist):
+                    check_template_param(t.name, key, dist, field=f"templates[{i}].params.{key}")
 
 
 def expand_tasks(spec: SweepSpec) -> list[Task]:

@@ -346,6 +346,8 @@ def _truth_frame(t: CalibrationTruth) -> pd.DataFrame:
         if t.p is not None:
             cols[f"p__{j}"] = t.p[:, j]
             cols[f"m__{j}"] = t.m[:, j]  # type: ignore[index]
+        if t.latent_expected_outcome is not None:
+            cols[f"latent_expected_outcome__{j}"] = t.latent_expected_outcome[:, j]
     return pd.DataFrame(cols)
 
 
@@ -354,7 +356,12 @@ def _truth_from(frame: pd.DataFrame, treatments: list[str], hurdle: bool) -> Cal
     eo = np.column_stack([frame[f"expected_outcome__{j}"].to_numpy() for j in range(k)])
     p = np.column_stack([frame[f"p__{j}"].to_numpy() for j in range(k)]) if hurdle else None
     m = np.column_stack([frame[f"m__{j}"].to_numpy() for j in range(k)]) if hurdle else None
-    return CalibrationTruth(eo, tuple(treatments), frame["cluster_id"].to_numpy(), p, m)
+    latent = (
+        np.column_stack([frame[f"latent_expected_outcome__{j}"].to_numpy() for j in range(k)])
+        if "latent_expected_outcome__0" in frame
+        else None
+    )
+    return CalibrationTruth(eo, tuple(treatments), frame["cluster_id"].to_numpy(), p, m, latent)
 
 
 # ---- save -----------------------------------------------------------------------------------
