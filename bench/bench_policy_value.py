@@ -74,7 +74,12 @@ def main() -> None:
         exp = sequential_experiment(generator=gen, schedule=FixedSchedule(n, rounds), treatments=list(gen.treatments),
                                     bcf_config=config, seed=rep, calibration=Calibration.skip())
         lines = []
-        for e in exp:
+        try:
+            results = list(exp)
+        except ValueError as exc:  # e.g. too few converters in a treatment for the hurdle fit
+            print(f"replication {rep}: skipped ({exc})", flush=True)
+            continue
+        for e in results:
             pv = e.policy_value
             tv = pv.true_values(e.cumulative_truth)
             rec = {"replication": rep, "round": e.round_idx, "template": template, "n": pv.n}

@@ -255,7 +255,10 @@ def estimate_policy_value(
     y = np.asarray(observed.outcome, dtype=np.float64)
     arm = np.asarray(observed.arm, dtype=np.int64)
     folds = np.random.default_rng(seed).permutation(np.arange(n) % n_folds)
-    mu = _cross_fit(x, y, arm, k, folds, n_folds, outcome_model, seed)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):  # small fits: threads only contend
+        mu = _cross_fit(x, y, arm, k, folds, n_folds, outcome_model, seed)
     rows = np.arange(n)
     e_obs = e[rows, arm]
     supported = e_obs > 0
