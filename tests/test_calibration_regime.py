@@ -154,10 +154,11 @@ def test_legacy_artifact_loads_with_a_warning_and_unchecked_mcmc(tmp_path):
     assert old.mcmc is None and old.correction.beyond_data == "pooled"  # format 1 fell back to the pooled curve
     post = make_post(config=GPUBCFConfig())  # default config: unknown to the legacy artifact, so unchecked
     assert old.applies_to(post)
-    # the shipped artifact predates MCMC settings: it is legacy
-    with pytest.warns(LegacyCalibrationWarning):
-        shipped = Calibration.from_sweep("clustered_realistic_v1")
-    assert shipped.mcmc is None and shipped.n_treatments == 3
+    # the shipped artifact records the MCMC settings it was fitted at, and refuses the default config
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegacyCalibrationWarning)
+        shipped = Calibration.from_sweep("clustered_realistic_v2")
+    assert shipped.n_treatments == 3 and shipped.mcmc["num_trees_mu"] == 50 and shipped.mcmc["num_draws"] == 100
     # a current artifact loads silently and round-trips exactly
     with warnings.catch_warnings():
         warnings.simplefilter("error")

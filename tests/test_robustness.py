@@ -318,7 +318,7 @@ def test_geometric_schedule_never_overflows():
 def _artifact(tmp_path):
     from pytyche.calibrate.calibration import _registry_dir
 
-    return json.loads((_registry_dir() / "clustered_realistic_v1.json").read_text())
+    return json.loads((_registry_dir() / "clustered_realistic_v2.json").read_text())
 
 
 @pytest.mark.parametrize(
@@ -359,10 +359,9 @@ def test_unparseable_artifact_names_the_file(tmp_path, text):
 def test_valid_artifact_still_round_trips(tmp_path):
     from pytyche.calibrate.correction import LayeredCalibrationCorrection, LegacyCalibrationWarning
 
-    with pytest.warns(LegacyCalibrationWarning):  # the shipped artifact may still be format 1
-        d = LayeredCalibrationCorrection.from_dict(_artifact(tmp_path)).to_dict()
+    d = _artifact(tmp_path)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LegacyCalibrationWarning)
+        warnings.simplefilter("error", LegacyCalibrationWarning)  # the shipped artifact is current (format 2)
         c = LayeredCalibrationCorrection.from_dict(d)
     assert c.to_dict() == d
 
@@ -412,7 +411,7 @@ def test_spec_accepts_valid_template_params_and_populations():
                 {"name": "null_effect", "params": {"treatments": {"choice": [["a", "b"], ["a", "b", "c"]]}}},
                 {"name": "binary_conversion", "params": {"lift": [0.1, 0.0, 0.0, 0.0]}},
             ],
-            "calibration": "clustered_realistic_v1",
+            "calibration": "clustered_realistic_v2",
         }
     )
     assert parse_spec(spec.to_dict()) == spec

@@ -2,7 +2,7 @@
 
 Construction paths (glossary, *calibration*)::
 
-    pt.Calibration.from_sweep("clustered_realistic_v1")   # shipped artifact (registry name)
+    pt.Calibration.from_sweep("clustered_realistic_v2")   # shipped artifact (registry name)
     pt.Calibration.from_sweep("/path/to/sweep.json")      # user-fitted artifact
     pt.Calibration.from_sweep("auto")                     # the registry artifact whose regime applies
     pt.Calibration.skip()                                 # uncorrected, labelled as such
@@ -205,7 +205,7 @@ class Calibration:
         Parameters
         ----------
         name_or_path
-            A name from :func:`registry_names` (e.g. ``"clustered_realistic_v1"``), the path of
+            A name from :func:`registry_names` (e.g. ``"clustered_realistic_v2"``), the path of
             an artifact JSON written by :meth:`LayeredCalibrationCorrection.to_json`, or
             ``"auto"``: the registry artifact whose regime (metric, K, pooling, MCMC settings)
             applies to the posterior, picked when the calibration is first applied (see
