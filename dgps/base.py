@@ -390,6 +390,11 @@ def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:
     return pd.DataFrame({f"noise_{j + 1}": np.round(rng.standard_normal(n), 2) for j in range(k)})
 
 
+def schema_with_noise(features: dict[str, str], n_noise: int) -> VisitorSchema:
+    """The visitor schema of ``features`` (name -> type) plus the :func:`noise_features` columns."""
+    return VisitorSchema({**features, **{f"noise_{j + 1}": "numeric" for j in range(n_noise)}}, "outcome")
+
+
 def feature_template(cls: type[DGPTemplate]) -> Any:
     """A registry ``make(*, seed, n_visitors, experiment_id, **params)`` for a dataclass template.
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features
+from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
 from pytyche._validation import check_float, check_int
 from pytyche.contracts.observed import VisitorSchema
 
@@ -61,9 +61,7 @@ class RareSegment(DGPTemplate):
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]
-        cols = {"prior_orders": "numeric", "device": "categorical", "region": "categorical"}
-        cols.update({f"noise_{j + 1}": "numeric" for j in range(self.n_noise)})
-        return VisitorSchema(cols, "outcome")
+        return schema_with_noise({"prior_orders": "numeric", "device": "categorical", "region": "categorical"}, self.n_noise)
 
     def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
         orders = (rng.geometric(0.3, size=n) - 1).astype(np.float64)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features
+from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
 from pytyche._validation import check_float, check_int
 from pytyche.contracts.observed import VisitorSchema
 
@@ -57,9 +57,7 @@ class SmoothNumeric(DGPTemplate):
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]
-        cols = {"age": "numeric", "tenure_months": "numeric", "device": "categorical"}
-        cols.update({f"noise_{j + 1}": "numeric" for j in range(self.n_noise)})
-        return VisitorSchema(cols, "outcome")
+        return schema_with_noise({"age": "numeric", "tenure_months": "numeric", "device": "categorical"}, self.n_noise)
 
     def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
         frame = pd.DataFrame(
