@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pytyche._files import file_sha256
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -275,14 +277,6 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _shard_problem(out: str | os.PathLike[str], task_id: str) -> str | None:
     """Why a finished task's shards cannot be trusted, or ``None`` when they check out."""
     files = {"records": shard_path(out, task_id), "truth": truth_path(out, task_id)}
@@ -296,7 +290,7 @@ def _shard_problem(out: str | os.PathLike[str], task_id: str) -> str | None:
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"its checksum file {cpath.name} is unreadable ({type(err).__name__})"
         for kind, path in files.items():
-            if _sha256(path) != expected[kind][1]:
+            if file_sha256(path) != expected[kind][1]:
                 return f"its {kind} shard {path.name} does not match the sha256 recorded when it was written ({path.stat().st_size} bytes now)"
         return None
     # written before checksums existed: the shards must at least read whole

@@ -37,7 +37,6 @@ the saved one, at the saved level) and ``analysis.comparison`` is ``None``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pytyche._files import file_sha256
 from pytyche._validation import wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, Decision
@@ -105,14 +105,6 @@ def _f(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -137,7 +129,7 @@ class _Writer:
         p = self.root / rel
         with open(p, "rb+") as fh:
             os.fsync(fh.fileno())
-        self.files[rel] = _sha256(p)
+        self.files[rel] = file_sha256(p)
 
     def json(self, rel: str, data: Any) -> None:
         p = self.root / rel
@@ -171,7 +163,7 @@ class _Reader:
             raise SaveFormatError(f"The save at {str(self.root)!r} is inconsistent: {rel!r} is not listed in its manifest.json.")
         if not p.is_file():
             raise SaveFormatError(f"The save at {str(self.root)!r} is partial: the file {rel!r} is missing.")
-        if _sha256(p) != self.files[rel]:
+        if file_sha256(p) != self.files[rel]:
             raise SaveFormatError(f"The save at {str(self.root)!r} is corrupt: the file {rel!r} does not match its checksum in manifest.json.")
         return p
 
