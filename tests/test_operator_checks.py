@@ -14,7 +14,7 @@ from dgps import make_generator
 from dgps.base import archetype_visitors
 from pytyche.contracts import ObservedExperimentData, VariantData, VisitorSchema, make_observed, propensity_columns
 from pytyche.experiment import BaselinePolicy, Cell, NextRoundPlan, SampleRatioMismatchWarning, UniformPolicy, cold_start_plan
-from pytyche.experiment.policy_value import design_propensities, estimate_policy_value
+from pytyche.experiment.policy_value import PolicyTreeLearner, aipw_scores, design_propensities, estimate_policy_value
 from pytyche.experiment.srm import srm_check, srm_test, warn_srm
 
 T = ("control", "low_promo", "free_ship")
@@ -164,6 +164,63 @@ def test_aipw_stays_unbiased_with_a_useless_outcome_model_and_validates_inputs()
         estimate_policy_value(obs, pi, design[:, :2])
     with pytest.raises(ValueError, match="'n_folds' parameter"):
         estimate_policy_value(obs, pi, design, n_folds=1)
+
+
+def test_cross_fitted_policy_learns_the_planted_policy_and_is_honest_where_in_sample_is_not():
+    # Planted surface: mobile visitors gain 0.5 from low_promo, others 0.3 from free_ship, so the
+    # optimal policy is device-driven. With a learner, each fold is scored by a policy learned on
+    # the other folds; it should find the planted policy at n = 3000 (effects 0.3-0.5 against
+    # unit noise, >= 600 visitors per training arm) and its contrast covers its own truth.
+    plan = cold_start_plan(T, 0, 3000)
+    obs, eo, visitors = _planted_round(3000, 11, plan)
+    design = design_propensities([obs], [plan], [np.arange(obs.n_visitors)], obs.variant_names)
+    optimal = _policy(visitors)
+    pv = estimate_policy_value(obs, np.zeros(obs.n_visitors, dtype=int), design, seed=3,
+                               outcome_model=LinearRegression(), learner=PolicyTreeLearner(max_depth=2))
+    assert pv.policy == "cross-fitted" and np.mean(pv.arms == optimal) > 0.9
+    assert pv.agreement == pytest.approx(np.mean(pv.arms == 0))  # the given policy: always control
+    rows = np.arange(pv.n)
+    truth = eo[rows, pv.arms].mean() - eo[:, 0].mean()
+    lo, hi = pv.vs_control_interval()
+    assert lo <= truth <= hi
+    # 'allowed' restricts the learned arms: with free_ship retired only control / low_promo remain
+    pv2 = estimate_policy_value(obs, optimal, design, seed=3, outcome_model=LinearRegression(),
+                                learner=PolicyTreeLearner(max_depth=2, allowed=(True, True, False)))
+    assert set(np.unique(pv2.arms)) <= {0, 1}
+    with pytest.raises(ValueError, match="'learner' parameter"):
+        estimate_policy_value(obs, optimal, design, learner=PolicyTreeLearner(allowed=(True, False)))
+
+
+def test_the_cross_fitted_policy_has_no_winners_curse_on_null_data():
+    # No effect anywhere: every policy's true contrast against control is 0. A policy learned and
+    # scored on the same data (the in-sample contrast of the in-sample argmax) is biased upwards;
+    # the cross-fitted one is not. 30 replications of n = 1200: the cross-fitted mean standardized
+    # error lies within 3 / sqrt(30) ~ 0.55 of 0; the in-sample one's is above 0.55 (measured over
+    # 120 replications: in-sample mean z +1.83; cross-fitted -0.06, sd 1.11, 95% coverage 0.95).
+    plan = cold_start_plan(T, 0, 1200)
+    z_cross, z_in = [], []
+    for seed in range(30):
+        rng = np.random.default_rng(700 + seed)
+        visitors, _ = archetype_visitors(rng, 1200)
+        routed = plan.assign(visitors, rng)
+        y = 1.0 + 0.1 * visitors["visits_30d"].to_numpy() + rng.normal(0, 1.0, 1200)
+        frame = visitors.assign(outcome=y, cell=routed.cell, variant=np.asarray(T, dtype=object)[routed.arm])
+        obs = make_observed(frame, variants=list(T), experiment_id="null", metric="m")
+        design = design_propensities([obs], [plan], [np.arange(obs.n_visitors)], obs.variant_names)
+        # the in-sample policy: the learner fitted on all rows, then scored on them
+        fixed = estimate_policy_value(obs, np.zeros(obs.n_visitors, dtype=int), design, seed=seed, outcome_model=LinearRegression())
+        x, _ = obs.feature_matrix(obs.categories())
+        gamma_arm, _, _ = aipw_scores(obs, design, seed=seed, outcome_model=LinearRegression())
+        insample = PolicyTreeLearner(max_depth=2).fit_predict(np.float32(x), gamma_arm, np.float32(x), seed=seed)
+        pv_in = estimate_policy_value(obs, insample, design, seed=seed, outcome_model=LinearRegression())
+        z_in.append(pv_in.vs_control / pv_in.vs_control_se)
+        pv = estimate_policy_value(obs, insample, design, seed=seed, outcome_model=LinearRegression(),
+                                   learner=PolicyTreeLearner(max_depth=2))
+        assert pv.in_sample_vs_control == pytest.approx(pv_in.vs_control)
+        z_cross.append(pv.vs_control / pv.vs_control_se)
+        assert fixed.policy == "fixed"
+    assert abs(np.mean(z_cross)) < 0.55
+    assert np.mean(z_in) > 0.55
 
 
 # ---- visitor ids --------------------------------------------------------------------------------

@@ -28,9 +28,19 @@ cell covers. A visitor whose delivered treatment has zero design propensity (the
 from the plan; see the SRM check) contributes only through the outcome model and is counted in
 ``n_unsupported``.
 
-Caveat: the policy is learned by the BCF from the same cumulative data it is scored on, so the
-estimate can be optimistic (the winner's curse); the coverage sweep recorded in
-``bench/RESULTS.md`` measures how much this matters against the truth in sim mode.
+The policy is cross-fitted too (``learner``, used by the sequential loop). The recommended
+policy is learned by the BCF from the same cumulative data it would be scored on, so scoring it
+in-sample is optimistic (the winner's curse). With a ``learner``, the policy that scores fold
+``f`` is learned on the other folds only: a policy tree of the recommended tree's depth and
+minimum segment share, fitted to the other folds' AIPW scores (the doubly robust policy learning
+of Athey & Wager 2021), each leaf recommending the arm with the highest mean score among its
+training members, restricted to the active treatments. The estimate is then the value of that
+learning procedure at this sample size, scored only on visitors it did not learn from; ``arms``
+holds the cross-fitted policy's treatment for each visitor (its truth is what
+:meth:`PolicyValue.true_values` computes), and ``agreement`` says for what share of visitors it
+matches the recommended policy. ``in_sample_vs_control`` keeps the recommended policy's own,
+optimistic, in-sample contrast for reference. Without a ``learner`` the given ``policy_arm`` is
+treated as fixed (learned elsewhere), which is exact when it is.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ import numpy as np
 
 from pytyche._validation import check_float, check_int, invalid
 
-__all__ = ["PolicyValue", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
+__all__ = ["PolicyValue", "PolicyTreeLearner", "aipw_scores", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
 
 DEFAULT_FOLDS = 5
 _MIN_ARM_ROWS = 20
@@ -73,7 +83,16 @@ class PolicyValue:
     treatments
         The fitted treatments, control first (the columns ``arms`` index).
     arms
-        ``(n,)`` the policy's treatment per cumulative visitor (index into ``treatments``).
+        ``(n,)`` the scored policy's treatment per cumulative visitor (index into ``treatments``):
+        the cross-fitted policy's when ``policy == "cross-fitted"``, else the given policy's.
+    policy
+        ``"cross-fitted"`` (the policy scoring each fold was learned on the other folds) or
+        ``"fixed"`` (the given policy, scored as if learned elsewhere).
+    agreement
+        Share of visitors for whom ``arms`` equals the recommended policy's treatment (1 when fixed).
+    in_sample_vs_control, in_sample_vs_control_se
+        The recommended policy's own AIPW contrast against control on the same data it was
+        learned from: optimistic, for reference only (equal to ``vs_control`` when fixed).
     """
 
     value: float
@@ -90,6 +109,10 @@ class PolicyValue:
     arms: np.ndarray = field(repr=False)
     n_unsupported: int = 0
     level: float = 0.95
+    policy: str = "fixed"
+    agreement: float = 1.0
+    in_sample_vs_control: float | None = None
+    in_sample_vs_control_se: float | None = None
 
     def _ci(self, est: float, se: float, level: float | None) -> tuple[float, float]:
         lv = self.level if level is None else check_float(level, "level", "PolicyValue", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -127,7 +150,9 @@ class PolicyValue:
         return (
             f"value {self.value:.4g} per visitor; vs control {self.vs_control:+.4g} [{lo:+.4g}, {hi:+.4g}], "
             f"vs uniform {self.vs_uniform:+.4g} [{ulo:+.4g}, {uhi:+.4g}] ({self.level:.0%} intervals, AIPW, "
-            f"{self.n_folds}-fold cross-fitted)"
+            f"{self.n_folds}-fold cross-fitted"
+            + (f" outcome model and policy; the cross-fitted policy agrees with the recommended one for {self.agreement:.0%} of visitors)"
+               if self.policy == "cross-fitted" else " outcome model, fixed policy)")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +161,9 @@ class PolicyValue:
             "uniform_value": self.uniform_value, "vs_control": self.vs_control, "vs_control_se": self.vs_control_se,
             "vs_uniform": self.vs_uniform, "vs_uniform_se": self.vs_uniform_se, "n": self.n, "n_folds": self.n_folds,
             "treatments": list(self.treatments), "arms": [int(a) for a in self.arms],
-            "n_unsupported": self.n_unsupported, "level": self.level,
+            "n_unsupported": self.n_unsupported, "level": self.level, "policy": self.policy,
+            "agreement": self.agreement, "in_sample_vs_control": self.in_sample_vs_control,
+            "in_sample_vs_control_se": self.in_sample_vs_control_se,
         }
 
     @classmethod
@@ -177,6 +204,48 @@ def design_propensities(
     return out
 
 
+@dataclass(frozen=True)
+class PolicyTreeLearner:
+    """Learns a policy from AIPW scores: the recommended policy's tree class, fitted per fold.
+
+    A ``DecisionTreeClassifier`` of depth ``max_depth`` with leaves of at least
+    ``min_segment_share`` of the training visitors, fitted (like the policy tree) to each training
+    visitor's best arm with the regret of its second-best arm as the weight, here from the AIPW
+    scores instead of the posterior means; each leaf then recommends the arm with the highest mean
+    score over its training members. Only the arms marked in ``allowed`` (default all) are
+    recommended.
+    """
+
+    max_depth: int = 3
+    min_segment_share: float = 0.10
+    allowed: tuple[bool, ...] | None = None
+
+    def fit_predict(self, x_train: np.ndarray, scores: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
+        """``(n_test,)`` arm indices of the policy learned from ``(x_train, scores)`` at ``x_test``."""
+        import math
+
+        from pytyche.analysis.stability import policy_tree_estimator
+
+        k = scores.shape[1]
+        allowed = np.ones(k, dtype=bool) if self.allowed is None else np.asarray(self.allowed, dtype=bool)
+        masked = np.where(allowed[None, :], scores, -np.inf)
+        labels = np.argmax(masked, axis=1)
+        if allowed.sum() < 2:
+            return np.full(x_test.shape[0], int(np.argmax(allowed)), dtype=np.int64)
+        top2 = np.sort(masked, axis=1)[:, -2:]
+        gap = top2[:, 1] - top2[:, 0]
+        peak = float(gap.max())
+        weights = np.maximum(gap, 1e-9 * peak) if peak > 0 else np.ones_like(gap)
+        min_leaf = max(1, math.ceil(self.min_segment_share * x_train.shape[0]))
+        tree = policy_tree_estimator(self.max_depth, min_leaf, seed).fit(x_train, labels, sample_weight=weights)
+        leaf_train, leaf_test = tree.apply(x_train), tree.apply(x_test)
+        best = {}
+        for leaf in np.unique(leaf_train):
+            best[int(leaf)] = int(np.argmax(masked[leaf_train == leaf].mean(axis=0)))
+        overall = int(np.argmax(masked.mean(axis=0)))
+        return np.array([best.get(int(leaf), overall) for leaf in leaf_test], dtype=np.int64)
+
+
 def _default_model(seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -201,6 +270,69 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, arm: np.ndarray, k: int, folds: np.
     return mu
 
 
+def _gamma(x: np.ndarray, y: np.ndarray, arm: np.ndarray, e: np.ndarray, folds: np.ndarray, n_folds: int, model: Any, seed: int) -> np.ndarray:
+    """``(n, K)`` AIPW scores with the outcome model cross-fitted over ``folds``."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):  # small fits: threads only contend
+        mu = _cross_fit(x, y, arm, e.shape[1], folds, n_folds, model, seed)
+    rows = np.arange(y.shape[0])
+    e_obs = e[rows, arm]
+    supported = e_obs > 0
+    gamma = mu.copy()
+    gamma[rows, arm] += np.where(supported, (y - mu[rows, arm]) / np.where(supported, e_obs, 1.0), 0.0)
+    return gamma
+
+
+def _split(n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(np.arange(n) % n_folds)
+
+
+def aipw_scores(
+    observed: Any, propensity: np.ndarray, *, n_folds: int = DEFAULT_FOLDS, seed: int = 0, outcome_model: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(n, K)`` cross-fitted AIPW scores ``Gamma_i(a)``, the fold of each visitor and its support.
+
+    Inputs as for :func:`estimate_policy_value` (validated there). ``supported[i]`` is whether
+    visitor ``i``'s delivered treatment had a positive design propensity.
+    """
+    n = observed.n_visitors
+    x, _ = observed.feature_matrix(observed.categories())
+    y = np.asarray(observed.outcome, dtype=np.float64)
+    arm = np.asarray(observed.arm, dtype=np.int64)
+    e = np.asarray(propensity, dtype=np.float64)
+    folds = _split(n, n_folds, np.random.default_rng(seed))
+    supported = e[np.arange(n), arm] > 0
+    return _gamma(x, y, arm, e, folds, n_folds, outcome_model, seed), folds, supported
+
+
+def _nested_scores(
+    observed: Any, e: np.ndarray, folds: np.ndarray, n_folds: int, learner: "PolicyTreeLearner", model: Any, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted policy and its held-out AIPW scores: fold ``f`` never touches its own scoring.
+
+    For each fold ``f``: the policy is learned on the other folds' AIPW scores, whose outcome
+    model is cross-fitted among those folds only; fold ``f``'s scores use an outcome model
+    cross-fitted within fold ``f`` (2 inner folds), so no outcome of fold ``f`` trains the policy
+    and no outcome that trained the policy enters fold ``f``'s scores.
+    """
+    n = observed.n_visitors
+    x, _ = observed.feature_matrix(observed.categories())
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.asarray(observed.outcome, dtype=np.float64)
+    arm = np.asarray(observed.arm, dtype=np.int64)
+    rng = np.random.default_rng([seed, 1])
+    scored = np.empty(n, dtype=np.int64)
+    gamma = np.empty(e.shape)
+    for f in range(n_folds):
+        test, train = folds == f, folds != f
+        inner = np.searchsorted(np.unique(folds[train]), folds[train])  # the other folds, renumbered
+        g_train = _gamma(x[train], y[train], arm[train], e[train], inner, n_folds - 1, model, seed)
+        scored[test] = learner.fit_predict(x32[train], g_train, x32[test], seed=seed)
+        gamma[test] = _gamma(x[test], y[test], arm[test], e[test], _split(int(test.sum()), 2, rng), 2, model, seed)
+    return scored, gamma
+
+
 def estimate_policy_value(
     observed: Any,
     policy_arm: np.ndarray,
@@ -210,6 +342,7 @@ def estimate_policy_value(
     seed: int = 0,
     outcome_model: Any = None,
     level: float = 0.95,
+    learner: PolicyTreeLearner | None = None,
 ) -> PolicyValue:
     """Cross-fitted AIPW value of a deterministic policy (see the module docstring).
 
@@ -230,6 +363,11 @@ def estimate_policy_value(
         ``HistGradientBoostingRegressor``.
     level
         Interval coverage.
+    learner
+        When given, the scored policy is cross-fitted: fold ``f`` is scored with the policy this
+        learner fits on the other folds' AIPW scores, and ``policy_arm`` (the recommended policy)
+        only sets ``agreement`` and the in-sample reference contrast. Without one, ``policy_arm``
+        is scored as a fixed policy.
 
     Raises
     ------
@@ -251,27 +389,24 @@ def estimate_policy_value(
         raise invalid("propensity", w, f"an ({n}, {k}) array of probabilities", f"shape {e.shape}", show=False)
     if n < 2 * n_folds:
         raise invalid("n_folds", w, f"at most half the visitors ({n})", n_folds)
-    x, _ = observed.feature_matrix(observed.categories())
-    y = np.asarray(observed.outcome, dtype=np.float64)
-    arm = np.asarray(observed.arm, dtype=np.int64)
-    folds = np.random.default_rng(seed).permutation(np.arange(n) % n_folds)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="openmp"):  # small fits: threads only contend
-        mu = _cross_fit(x, y, arm, k, folds, n_folds, outcome_model, seed)
+    if learner is not None and not isinstance(learner, PolicyTreeLearner):
+        raise invalid("learner", w, "a PolicyTreeLearner or None", learner)
+    if learner is not None and learner.allowed is not None and len(learner.allowed) != k:
+        raise invalid("learner", w, f"a PolicyTreeLearner whose 'allowed' has {k} entries", len(learner.allowed))
+    gamma, folds, supported = aipw_scores(observed, e, n_folds=n_folds, seed=seed, outcome_model=outcome_model)
     rows = np.arange(n)
-    e_obs = e[rows, arm]
-    supported = e_obs > 0
-    resid = np.where(supported, (y - mu[rows, arm]) / np.where(supported, e_obs, 1.0), 0.0)
-    gamma = mu.copy()
-    gamma[rows, arm] += resid  # (n, K) AIPW scores
-    psi_pi = gamma[rows, pi]
     psi_c = gamma[:, 0]
     psi_u = gamma.mean(axis=1)
 
     def mean_se(v: np.ndarray) -> tuple[float, float]:
         return float(v.mean()), float(v.std(ddof=1) / np.sqrt(n))
 
+    in_sample, in_sample_se = mean_se(gamma[rows, pi] - psi_c)
+    scored = pi
+    if learner is not None:
+        scored, gamma = _nested_scores(observed, e, folds, n_folds, learner, outcome_model, seed)
+        psi_c, psi_u = gamma[:, 0], gamma.mean(axis=1)
+    psi_pi = gamma[rows, scored]
     value, value_se = mean_se(psi_pi)
     vs_c, vs_c_se = mean_se(psi_pi - psi_c)
     vs_u, vs_u_se = mean_se(psi_pi - psi_u)
@@ -287,7 +422,11 @@ def estimate_policy_value(
         n=n,
         n_folds=n_folds,
         treatments=names,
-        arms=pi,
+        arms=scored,
         n_unsupported=int((~supported).sum()),
         level=level,
+        policy="fixed" if learner is None else "cross-fitted",
+        agreement=float(np.mean(scored == pi)),
+        in_sample_vs_control=in_sample,
+        in_sample_vs_control_se=in_sample_se,
     )

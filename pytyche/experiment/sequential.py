@@ -34,7 +34,7 @@ from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
 from pytyche.experiment.engine import cold_start_plan, recommend
 from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate, GraduationRule, sustain
 from pytyche.experiment.plan import NextRoundPlan
-from pytyche.experiment.policy_value import DEFAULT_FOLDS, design_propensities, estimate_policy_value
+from pytyche.experiment.policy_value import DEFAULT_FOLDS, PolicyTreeLearner, design_propensities, estimate_policy_value
 from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
 from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
 from pytyche.experiment.schedules import Schedule, is_exhausted
@@ -491,7 +491,11 @@ class SequentialExperiment:
         if cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
             plans = [e.round.plan for e in self._history] + [plan]
             design = design_propensities(rounds, plans, positions, cumulative.variant_names)
-            policy_value = estimate_policy_value(cumulative, rec, design, seed=_derive_seed(self._seed, round_idx, 2))
+            learner = PolicyTreeLearner(
+                max_depth=self._max_segment_depth, min_segment_share=self._min_segment_share,
+                allowed=tuple(t in next_plan.active_treatments for t in cumulative.variant_names),
+            )
+            policy_value = estimate_policy_value(cumulative, rec, design, seed=_derive_seed(self._seed, round_idx, 2), learner=learner)
 
         # 5. sim mode: truth comparison
         comparison = None
