@@ -36,6 +36,12 @@ from pytyche.experiment.rounds import recommended_arms
 TINY = GPUBCFConfig(num_trees_mu=20, num_trees_tau=10, num_burnin=20, num_draws=20, num_chains=1, bucket_min=8192)
 
 
+def _z(pairs: list[tuple[float, float]]) -> np.ndarray:
+    """Standardized errors; a zero se (the policy is control everywhere: the contrast is exactly 0)
+    is left out of the mean z (its interval is the point 0, covered when the truth is 0 too)."""
+    return np.array([err / se for err, se in pairs if se > 0])
+
+
 def summarize(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
@@ -49,12 +55,12 @@ def summarize(path: Path) -> None:
         parts = []
         for q in ("value", "vs_control", "vs_uniform"):
             cov = np.array([r[f"{q}_covered"] for r in sel])
-            z = np.array([(r[q] - r[f"true_{q}"]) / r[f"{q}_se"] for r in sel])
+            z = _z([(r[q] - r[f"true_{q}"], r[f"{q}_se"]) for r in sel])
             ci = stats.binomtest(int(cov.sum()), cov.size).proportion_ci(0.95)
             parts.append(f"{q}: coverage {cov.mean():.3f} [{ci.low:.3f}, {ci.high:.3f}], mean z {z.mean():+.2f}")
         if sel and "in_sample_vs_control" in sel[0]:
             cov = np.array([r["in_sample_vs_control_covered"] for r in sel])
-            z = np.array([(r["in_sample_vs_control"] - r["true_recommended_vs_control"]) / r["in_sample_vs_control_se"] for r in sel])
+            z = _z([(r["in_sample_vs_control"] - r["true_recommended_vs_control"], r["in_sample_vs_control_se"]) for r in sel])
             ci = stats.binomtest(int(cov.sum()), cov.size).proportion_ci(0.95)
             parts.append(f"recommended policy in-sample vs_control: coverage {cov.mean():.3f} [{ci.low:.3f}, {ci.high:.3f}], mean z {z.mean():+.2f}"
                          f"; cross-fitted policy agrees with it for {np.mean([r['agreement'] for r in sel]):.0%} of visitors")
