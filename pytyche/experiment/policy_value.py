@@ -15,10 +15,8 @@ whatever the outcome model; the outcome model only reduces variance. The outcome
 **cross-fitted**: visitors are split into ``n_folds`` folds and ``mu_hat`` for a fold is fitted on
 the other folds only (one scikit-learn regressor per treatment, default
 :class:`~sklearn.ensemble.HistGradientBoostingRegressor`), so no visitor's outcome both trains the
-model and is scored by it. The standard error is the influence-function one,
-``sd_i(psi_i) / sqrt(n)``, ``psi_i`` the per-visitor score of the contrast, and the interval
-is a bootstrap-t interval (visitors resampled, :func:`bootstrap_t_quantiles`), which follows the
-skew a heavy-tailed outcome such as revenue gives the estimate.
+model and is scored by it. Intervals are normal with the influence-function standard error
+``sd_i(psi_i) / sqrt(n)``, ``psi_i`` the per-visitor score of the contrast.
 
 Design propensities. A visitor's recorded propensities are those of the cell that routed them,
 which give zero chance to every treatment other cells deliver (a Control-cell visitor never gets
@@ -56,12 +54,9 @@ import numpy as np
 
 from pytyche._validation import check_float, check_int, invalid
 
-__all__ = ["PolicyValue", "PolicyTreeLearner", "aipw_scores", "bootstrap_t_quantiles", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
+__all__ = ["PolicyValue", "PolicyTreeLearner", "aipw_scores", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
 
 DEFAULT_FOLDS = 5
-#: bootstrap resamples of the bootstrap-t intervals, and the stored quantile grid of t*
-BOOTSTRAP_T_DRAWS = 1000
-QUANTILE_GRID = 201
 _MIN_ARM_ROWS = 20
 
 
@@ -118,26 +113,20 @@ class PolicyValue:
     agreement: float = 1.0
     in_sample_vs_control: float | None = None
     in_sample_vs_control_se: float | None = None
-    t_quantiles: Mapping[str, np.ndarray] | None = field(default=None, repr=False)
 
-    def _ci(self, name: str, level: float | None) -> tuple[float, float]:
-        est, se = getattr(self, name), getattr(self, f"{name}_se")
+    def _ci(self, est: float, se: float, level: float | None) -> tuple[float, float]:
         lv = self.level if level is None else check_float(level, "level", "PolicyValue", low=0.0, high=1.0, low_open=True, high_open=True)
-        tq = None if self.t_quantiles is None else self.t_quantiles.get(name)
-        if tq is None or se == 0:
-            z = NormalDist().inv_cdf(0.5 + lv / 2.0)
-            return est - z * se, est + z * se
-        lo_q, hi_q = np.quantile(np.asarray(tq), [0.5 - lv / 2.0, 0.5 + lv / 2.0])
-        return float(est - hi_q * se), float(est - lo_q * se)
+        z = NormalDist().inv_cdf(0.5 + lv / 2.0)
+        return est - z * se, est + z * se
 
     def value_interval(self, level: float | None = None) -> tuple[float, float]:
-        return self._ci("value", level)
+        return self._ci(self.value, self.value_se, level)
 
     def vs_control_interval(self, level: float | None = None) -> tuple[float, float]:
-        return self._ci("vs_control", level)
+        return self._ci(self.vs_control, self.vs_control_se, level)
 
     def vs_uniform_interval(self, level: float | None = None) -> tuple[float, float]:
-        return self._ci("vs_uniform", level)
+        return self._ci(self.vs_uniform, self.vs_uniform_se, level)
 
     def true_values(self, truth: Any) -> dict[str, float]:
         """The same quantities from sim-mode truth aligned to the scored visitors.
@@ -175,7 +164,6 @@ class PolicyValue:
             "n_unsupported": self.n_unsupported, "level": self.level, "policy": self.policy,
             "agreement": self.agreement, "in_sample_vs_control": self.in_sample_vs_control,
             "in_sample_vs_control_se": self.in_sample_vs_control_se,
-            "t_quantiles": None if self.t_quantiles is None else {k: [float(v) for v in q] for k, q in self.t_quantiles.items()},
         }
 
     @classmethod
@@ -183,8 +171,6 @@ class PolicyValue:
         kw = dict(d)
         kw["treatments"] = tuple(kw["treatments"])
         kw["arms"] = np.asarray(kw["arms"], dtype=np.int64)
-        if kw.get("t_quantiles") is not None:
-            kw["t_quantiles"] = {k: np.asarray(q, dtype=np.float64) for k, q in kw["t_quantiles"].items()}
         return cls(**kw)
 
 
@@ -258,36 +244,6 @@ class PolicyTreeLearner:
             best[int(leaf)] = int(np.argmax(masked[leaf_train == leaf].mean(axis=0)))
         overall = int(np.argmax(masked.mean(axis=0)))
         return np.array([best.get(int(leaf), overall) for leaf in leaf_test], dtype=np.int64)
-
-
-def bootstrap_t_quantiles(scores: Mapping[str, np.ndarray], rng: np.random.Generator, n_boot: int = BOOTSTRAP_T_DRAWS) -> dict[str, np.ndarray]:
-    """Quantiles of the bootstrap-t statistic of each score's mean (visitors resampled).
-
-    For per-visitor scores ``psi`` with mean ``m`` and standard error ``s``, each resample gives
-    ``t* = (m* - m) / s*``; the interval is ``[m - q_hi s, m - q_lo s]`` with ``q`` the quantiles
-    of ``t*``. Unlike the normal interval it follows the skew of the mean's sampling distribution,
-    which matters for revenue: a heavy right tail makes a low estimate come with a small ``s``.
-    Returns the ``(QUANTILE_GRID,)`` quantiles per score (``None``-free: a constant score gives
-    zeros, and its interval is the point).
-    """
-    probs = np.linspace(0.0, 1.0, QUANTILE_GRID)
-    out: dict[str, np.ndarray] = {}
-    names = list(scores)
-    stacked = np.stack([np.asarray(scores[k], dtype=np.float64) for k in names])  # (Q, n)
-    n = stacked.shape[1]
-    mean = stacked.mean(axis=1)
-    tstar = np.zeros((len(names), n_boot))
-    chunk = max(1, min(n_boot, 4_000_000 // max(n, 1)))
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        res = stacked[:, idx]  # (Q, b, n)
-        m = res.mean(axis=2)
-        s = res.std(axis=2, ddof=1) / np.sqrt(n)
-        tstar[:, start:start + b] = np.where(s > 0, (m - mean[:, None]) / np.where(s > 0, s, 1.0), 0.0)
-    for j, k in enumerate(names):
-        out[k] = np.quantile(tstar[j], probs)
-    return out
 
 
 def _default_model(seed: int) -> Any:
@@ -454,9 +410,6 @@ def estimate_policy_value(
     value, value_se = mean_se(psi_pi)
     vs_c, vs_c_se = mean_se(psi_pi - psi_c)
     vs_u, vs_u_se = mean_se(psi_pi - psi_u)
-    t_quantiles = bootstrap_t_quantiles(
-        {"value": psi_pi, "vs_control": psi_pi - psi_c, "vs_uniform": psi_pi - psi_u}, np.random.default_rng([seed, 2])
-    )
     return PolicyValue(
         value=value,
         value_se=value_se,
@@ -476,5 +429,4 @@ def estimate_policy_value(
         agreement=float(np.mean(scored == pi)),
         in_sample_vs_control=in_sample,
         in_sample_vs_control_se=in_sample_se,
-        t_quantiles=t_quantiles,
     )
