@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--min-units", type=int, default=None, help="units a layer needs to be used")
     a.add_argument("--no-fit", action="store_true", help="curves and plots only")
     a.add_argument("--require-clean", action="store_true", help="refuse to fit unless the code is a clean git commit (for artifacts that ship)")
+    a.add_argument("--metric-family", default=None, choices=("binary", "continuous", "hurdle"),
+                   help="the outcome family the artifact serves: it then applies to every metric of that family (default: only --metric)")
     a.add_argument("--beyond-data", default=None, choices=("nearest", "pooled"), help="what serves sample-size bands without data (default nearest)")
     a.add_argument("--no-tracking", action="store_true")
     a.add_argument("--tracking-uri", default=None)
@@ -164,6 +166,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     kw = {} if args.min_units is None else {"min_units": args.min_units}
     if args.beyond_data is not None:
         kw["beyond_data"] = args.beyond_data
+    if args.metric_family is not None:
+        kw["metric_family"] = args.metric_family
     res = aggregate(
         args.out, metric=args.metric, n_treatments=args.n_treatments, pooling=args.pooling,
         artifact=args.artifact, fit=not args.no_fit, tracking=not args.no_tracking, tracking_uri=args.tracking_uri,

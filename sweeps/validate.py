@@ -176,7 +176,10 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
     import pandas as pd
 
     per = dataset_coverage(frame)
-    regime = (per["metric"] == correction.metric) & (per["n_treatments"] == correction.n_treatments) & (per["pooling"] == correction.pooling)
+    # a family artifact serves every metric of its outcome family: the held-out sweep ran with it
+    # on-path, so its records of this K and pooling are of that family (others would have failed)
+    same_metric = (per["metric"] == correction.metric) if correction.metric_family is None else True
+    regime = same_metric & (per["n_treatments"] == correction.n_treatments) & (per["pooling"] == correction.pooling)
     other = int((~regime).sum())
     per = per[regime].reset_index(drop=True)
     if per.empty:

@@ -88,7 +88,7 @@ def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False):
 
 
 def artifact(tmp_path, name, ratio=1.5, **kw):
-    fit_kw = {k: kw.pop(k) for k in ("beyond_data", "band_edges") if k in kw}
+    fit_kw = {k: kw.pop(k) for k in ("beyond_data", "band_edges", "metric_family") if k in kw}
     recs = records(ratio, **kw)
     r0 = recs[0]
     corr = LayeredCalibrationCorrection.fit(recs, r0.metric, r0.n_treatments, r0.pooling, min_units=5, **fit_kw)
@@ -250,6 +250,29 @@ def test_auto_picks_the_registry_artifact_whose_regime_applies(tmp_path, monkeyp
     monkeypatch.setenv(pc.REGISTRY_ENV, str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="registry is empty"):
         Calibration.from_sweep("auto").resolve(post)
+
+
+def test_a_family_artifact_serves_every_metric_of_its_outcome_family(tmp_path):
+    # fitted on records of the continuous metric "m", declared for the continuous family: it
+    # applies to an operator's "order_value" (continuous outcome), not to a binary outcome
+    path, corr = artifact(tmp_path, "cont_family", metric_family="continuous")
+    assert corr.metric_family == "continuous"
+    cal = Calibration.from_sweep(path)
+    assert LayeredCalibrationCorrection.from_json(path).metric_family == "continuous"  # persisted
+    assert cal.applies_to(make_post(metric="order_value"))
+    binary = make_post(metric="m", binary=True)
+    assert not cal.applies_to(binary)
+    with pytest.raises(ValueError, match="mismatched metric_family .*fitted on 'continuous', data has 'binary'"):
+        apply_calibration(binary, cal)
+    # without a family (older artifacts) the metric's name is the regime, as before
+    _, by_name = artifact(tmp_path, "by_name")
+    assert by_name.metric_family is None and not Calibration(correction=by_name).applies_to(make_post(metric="order_value"))
+    # auto picks the family artifact for a continuous metric of any name
+    reg = tmp_path / "reg"
+    artifact(reg, "cont_family", metric_family="continuous")
+    assert Calibration.from_sweep("auto", registry=reg).resolve(make_post(metric="order_value")).name == "cont_family"
+    with pytest.raises(ValueError, match="'metric_family' parameter"):
+        LayeredCalibrationCorrection.fit(records(1.5), "m", 2, "none", metric_family="gaussian")
 
 
 @pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")

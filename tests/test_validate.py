@@ -223,3 +223,31 @@ def test_residual_correlations_find_a_planted_dependence():
     assert abs(rows["effect_to_noise"]["spearman"]) < 0.45 and rows["posterior_sd_rel"]["n_datasets"] == n
     assert "min_converters" not in rows  # constant: no correlation to compute
     assert residual_correlations(per, calibrated=False) == []
+
+
+def test_summary_of_a_family_artifact_reads_held_out_records_of_another_metric(tmp_path):
+    """A continuous-family artifact fitted on ``session_minutes`` records is validated on a
+    held-out template whose metric is ``order_value``: its records are of the artifact's regime
+    (same family, K and pooling), while a name-only artifact finds none of them."""
+    from sweeps.spec import spec_from
+    from sweeps.validate import summarize
+
+    recs = []
+    for r in range(4):
+        for calibrated in (False, True):
+            for q in LEVELS:
+                recs.append({"kind": "calibration", **CalibrationRecord(
+                    r, 0, "cate", q, min(1.0, q + (0.05 if calibrated else 0.0)), 400, 1.0, "order_value", 2, "none", 300,
+                    "sparse_signal", f"s{r}", **MCMC, calibrated=calibrated).to_dict()})
+    frame = pd.DataFrame(recs)
+    spec = spec_from({"name": "h", "templates": [{"name": "sparse_signal"}], "replications": 4, "seed": 1,
+                      "schedule": {"kind": "fixed", "args": {"per_round": 300, "n_rounds": 1}}, "bcf": TINY_BCF,
+                      "levels": list(LEVELS), "families": ["cate"], "output_dir": str(tmp_path / "h")})
+    fit_recs = [CalibrationRecord(r, 0, "cate", q, q, 400, 1.0, "session_minutes", 2, "none", 300, "t", f"t{r}", **MCMC)
+                for r in range(6) for q in LEVELS]
+    family = LayeredCalibrationCorrection.fit(fit_recs, "session_minutes", 2, "none", min_units=5, metric_family="continuous")
+    summary, table, per = summarize(frame, family, artifact_name="fam", artifact_sha256="0", spec=spec)
+    assert summary["n_datasets"] == 4 and set(per["task_id"]) == {f"s{r}" for r in range(4)}
+    by_name = LayeredCalibrationCorrection.fit(fit_recs, "session_minutes", 2, "none", min_units=5)
+    with pytest.raises(ValueError, match="no coverage records of the artifact's regime"):
+        summarize(frame, by_name, artifact_name="n", artifact_sha256="0", spec=spec)

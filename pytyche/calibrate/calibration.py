@@ -304,7 +304,7 @@ class Calibration:
             total = int(correction.provenance.get("record_counts", {}).get("total", 0))
             ranked.append(((-covered, -total, name), cand))
         if not ranked:
-            regime = {"metric": observed.metric, "n_treatments": len(observed.variants), "pooling": pooling, **{
+            regime = {"metric": observed.metric, "metric_family": _metric_family(observed), "n_treatments": len(observed.variants), "pooling": pooling, **{
                 k: v for k, v in mcmc_of(config).items() if k in CHECKED_MCMC_FIELDS}}
             raise ValueError(
                 f"The 'calibration' parameter is Calibration.from_sweep('auto'), but no artifact in the registry "
@@ -339,7 +339,12 @@ class Calibration:
                 "Calibration.from_sweep('auto')", show=False,
             )
         out = []
-        if observed.metric != self.metric:
+        family = self.correction.metric_family if self.correction is not None else None
+        if family is not None:
+            got = _metric_family(observed)
+            if got != family:
+                out.append(("metric_family", family, got))
+        elif observed.metric != self.metric:
             out.append(("metric", self.metric, observed.metric))
         k = len(observed.variants)
         if k != self.n_treatments:
@@ -368,7 +373,7 @@ class Calibration:
     def mismatch_message(self, observed: Any, pooling: str | None = None, config: Any = None) -> str:
         """One sentence per mismatched dimension (empty when it applies)."""
         return "; ".join(
-            f"{d}: calibration fitted on {want!r}, {'data' if d in ('metric', 'n_treatments') else 'posterior'} has {got!r}"
+            f"{d}: calibration fitted on {want!r}, {'data' if d in ('metric', 'metric_family', 'n_treatments') else 'posterior'} has {got!r}"
             for d, want, got in self._details(observed, pooling, config)
         )
 
@@ -404,3 +409,13 @@ class Calibration:
         if self.skipped or self.correction is None:
             return raw_interval(draws, level, axis=axis)
         return self.correction.interval(draws, level=level, family=family, sample_size=sample_size, axis=axis)
+
+
+def _metric_family(observed: Any) -> str | None:
+    """The outcome family of ``observed`` as ``pt.fit`` dispatches on it (``None`` if it has none)."""
+    from pytyche.contracts.enums import MetricFamily
+
+    try:
+        return MetricFamily.infer(observed.outcome).value
+    except (ValueError, AttributeError):
+        return None

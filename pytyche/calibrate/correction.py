@@ -117,6 +117,8 @@ MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_
 CHECKED_MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_draws", "num_chains")
 #: what an artifact does at sample sizes beyond its data (see the module docstring)
 BEYOND_DATA = ("nearest", "pooled")
+#: outcome families an artifact may declare it serves (pytyche.contracts.MetricFamily values)
+METRIC_FAMILIES = ("binary", "continuous", "hurdle")
 
 
 class CalibrationWarning(UserWarning):
@@ -458,6 +460,13 @@ class LayeredCalibrationCorrection:
     beyond_data
         What serves a band without a used layer: ``"nearest"`` band's layer or the ``"pooled"``
         family curve (see the module docstring).
+    metric_family
+        The outcome family the artifact serves (``"binary"``, ``"continuous"`` or ``"hurdle"``,
+        :class:`~pytyche.contracts.MetricFamily`). When set, the regime check compares the
+        posterior's outcome family instead of the metric's name, so an artifact fitted on one
+        continuous metric serves every continuous metric (an operator's ``order_value`` as
+        well as the fit sweep's ``session_minutes``); ``None`` (older artifacts): the metric's
+        name must match.
     """
 
     metric: str
@@ -470,10 +479,13 @@ class LayeredCalibrationCorrection:
     provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
     mcmc: Mapping[str, int] | None = field(default=None, hash=False)
     beyond_data: str = "nearest"
+    metric_family: str | None = None
 
     def __post_init__(self) -> None:
         where = "LayeredCalibrationCorrection"
         check_str(self.metric, "metric", where)
+        if self.metric_family is not None:
+            object.__setattr__(self, "metric_family", check_choice(self.metric_family, "metric_family", where, METRIC_FAMILIES))
         check_int(self.n_treatments, "n_treatments", where, low=2)
         check_choice(self.pooling, "pooling", where, _POOLINGS)
         edges = tuple(float(e) for e in self.band_edges)
@@ -517,6 +529,7 @@ class LayeredCalibrationCorrection:
         min_units: int = DEFAULT_MIN_UNITS,
         mcmc: Any = None,
         beyond_data: str = "nearest",
+        metric_family: str | None = None,
     ) -> "LayeredCalibrationCorrection":
         """Fit the per-layer isotonic R(p) curves from coverage records.
 
@@ -543,6 +556,10 @@ class LayeredCalibrationCorrection:
             Given: records carrying other settings are left out.
         beyond_data
             ``"nearest"`` or ``"pooled"``: what serves bands without data (module docstring).
+        metric_family
+            ``"binary"``, ``"continuous"`` or ``"hurdle"``: the artifact then applies to every
+            metric of that outcome family (the records are still those of ``metric``); ``None``:
+            only to ``metric``.
 
         Records of calibrated intervals (``calibrated=True``, from a validation sweep) never
         feed a correction; they are left out and counted in the provenance.
@@ -566,6 +583,8 @@ class LayeredCalibrationCorrection:
             raise wrong_type("provenance", where, "a mapping or None", provenance)
         mcmc = _check_mcmc(mcmc, "mcmc", where)
         beyond_data = check_choice(beyond_data, "beyond_data", where, BEYOND_DATA)
+        if metric_family is not None:
+            metric_family = check_choice(metric_family, "metric_family", where, METRIC_FAMILIES)
         cols = records_frame(records)
         n_all = len(cols["family"])
         regime = (cols["metric"] == metric) & (cols["n_treatments"] == n_treatments) & (cols["pooling"] == pooling)
@@ -618,7 +637,7 @@ class LayeredCalibrationCorrection:
         prov.update(dict(provenance or {}))
         return cls(
             metric, n_treatments, pooling, probe.band_edges, min_units, tuple(layers), tuple(pooled), prov,
-            mcmc=mcmc, beyond_data=beyond_data,
+            mcmc=mcmc, beyond_data=beyond_data, metric_family=metric_family,
         )
 
     @classmethod
@@ -786,6 +805,7 @@ class LayeredCalibrationCorrection:
         return {
             "format": FORMAT,
             "metric": self.metric,
+            "metric_family": self.metric_family,
             "n_treatments": self.n_treatments,
             "pooling": self.pooling,
             "band_edges": list(self.band_edges),
@@ -925,10 +945,12 @@ def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
     mcmc = None if legacy else _field(d, "mcmc", "mcmc", source)
     # format 1 fell back to the pooled family curve beyond its data
     beyond_data = "pooled" if legacy else _field(d, "beyond_data", "beyond_data", source)
+    metric_family = d.get("metric_family")  # optional: absent in artifacts fitted before it existed
     try:
         out = cls(
             metric=metric, n_treatments=n_treatments, pooling=pooling, band_edges=band_edges,
-            min_units=min_units, provenance=provenance, mcmc=mcmc, beyond_data=beyond_data, **curves,
+            min_units=min_units, provenance=provenance, mcmc=mcmc, beyond_data=beyond_data,
+            metric_family=metric_family, **curves,
         )
     except (TypeError, ValueError) as err:
         # the constructor's message names the field (its parameter) and the value
