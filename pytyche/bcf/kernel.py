@@ -44,6 +44,7 @@ act on and rows can be padded with fully-missing rows.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
@@ -52,7 +53,7 @@ import jax.numpy as jnp
 from jax import lax, random, tree
 from jaxtyping import Array, Float32, Key
 
-from bartz.mcmcstep import (
+from pytyche.bcf._bartz import (
     AutoBatchedReduction,
     AutoOneHotReduction,
     DiagWishart,
@@ -60,15 +61,18 @@ from bartz.mcmcstep import (
     ReductionConfig,
     State,
     Wishart,
+    bartz_init,
+    bartz_step,
+    chain_vmap_axes,
+    field,
+    float32_matmuls,
+    initial_prec_tree,
+    step_leaf_prior_cov_inv,
+    step_trees,
+    vmap_chains,
 )
-from bartz.mcmcstep import init as bartz_init
-from bartz.mcmcstep import step as bartz_step
-from bartz.mcmcstep._axes import chain_vmap_axes
-from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
-from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
-from bartz._jaxext import field, float32_matmuls
-
 from pytyche.bcf._eqx_checks import without_runtime_error_checks
+from pytyche.bcf._jit import lazy_jit
 
 __all__ = ['BCFKernelState', 'init', 'step', 'evaluate', 'evaluate_from_resid', 'error_sdev']
 
@@ -177,7 +181,7 @@ def _init(
     num_chains: int,
     sequential_unroll: int | bool = 1,
 ) -> BCFKernelState:
-    """Build the initial kernel state (all trees are stumps).
+    """Build the initial kernel state (all trees are stumps): the traced body of `init`.
 
     Parameters
     ----------
@@ -306,58 +310,22 @@ _STATIC_INIT_ARGS = (
 )
 # equinox's input checks in bartz's init would be host callbacks, which keep the program out
 # of the persistent compilation cache; pytyche's inputs are valid by construction
-_init_jit = without_runtime_error_checks(jax.jit(_init, static_argnames=_STATIC_INIT_ARGS))
+_init_compiled = lazy_jit(_init, wrap=without_runtime_error_checks, static_argnames=_STATIC_INIT_ARGS)
 
 
-def init(
-    *,
-    X: Array,
-    y: Array,
-    missing: Array,
-    arm: Array,
-    n_arms: int,
-    outcome_type: str | Sequence[str],
-    offset: Array,
-    max_split_mu: Array,
-    max_split_tau: Array,
-    num_trees_mu: int,
-    num_trees_tau: int,
-    p_nonterminal_mu: Array,
-    p_nonterminal_tau: Array,
-    leaf_prior_cov_inv_mu: Wishart,
-    leaf_prior_cov_inv_tau: Wishart,
-    error_cov_inv: Wishart | None,
-    min_points_per_leaf: int | None,
-    num_chains: int,
-    sequential_unroll: int | bool = 1,
-) -> BCFKernelState:
+def init(*, outcome_type: str | Sequence[str], **kwargs: object) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps), in one compiled program.
 
-    See `_init` for the parameters. The initialization is jitted as a whole
-    (bartz's `init` is traceable), so a warm process builds a state of a known
-    shape without compiling anything, and the caller's arrays are not donated.
+    Takes the keyword arguments of `_init`, documented there. The initialization is jitted as a
+    whole (bartz's `init` is traceable, and the program is built on first use), so a warm
+    process builds a state of a known shape without compiling anything, and the caller's arrays
+    are not donated.
     """
-    return _init_jit(
-        X=X,
-        y=y,
-        missing=missing,
-        arm=arm,
-        n_arms=n_arms,
-        outcome_type=outcome_type if isinstance(outcome_type, str) else tuple(outcome_type),
-        offset=offset,
-        max_split_mu=max_split_mu,
-        max_split_tau=max_split_tau,
-        num_trees_mu=num_trees_mu,
-        num_trees_tau=num_trees_tau,
-        p_nonterminal_mu=p_nonterminal_mu,
-        p_nonterminal_tau=p_nonterminal_tau,
-        leaf_prior_cov_inv_mu=leaf_prior_cov_inv_mu,
-        leaf_prior_cov_inv_tau=leaf_prior_cov_inv_tau,
-        error_cov_inv=error_cov_inv,
-        min_points_per_leaf=min_points_per_leaf,
-        num_chains=num_chains,
-        sequential_unroll=sequential_unroll,
-    )
+    outcome_type = outcome_type if isinstance(outcome_type, str) else tuple(outcome_type)
+    return _init_compiled(outcome_type=outcome_type, **kwargs)
+
+
+init.__signature__ = inspect.signature(_init)
 
 
 def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelState:
@@ -388,7 +356,25 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
 
 
 @float32_matmuls
-def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+def step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
+
+    Pure and not jitted: the caller jits it (`pytyche.bcf.sampler` runs it inside its compiled
+    chunk loop).
+
+    Parameters
+    ----------
+    key
+        A JAX PRNG key, split once here: one child for the mu phase and one per
+        tau forest (each further split per chain).
+    state
+        A state built by `init`.
+
+    Returns
+    -------
+    BCFKernelState
+        The updated state.
+    """
     keys = random.split(key, 1 + state.num_tau_forests)
     # mu phase: bartz's full step (trees, leaf variance, latent z, error
     # precision); it rebuilds the state with `replace`, keeping the subclass
@@ -398,24 +384,6 @@ def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
     return vmap_chains(_tau_phase)(tau_keys.T, state)
-
-
-step = jax.jit(_step)
-step.__doc__ = """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
-
-Parameters
-----------
-key
-    A JAX PRNG key, split once here: one child for the mu phase and one per
-    tau forest (each further split per chain).
-state
-    A state built by `init`.
-
-Returns
--------
-BCFKernelState
-    The updated state.
-"""
 
 
 def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: Array) -> Array:

@@ -24,7 +24,6 @@ import numbers
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from statistics import NormalDist
 
 import jax
@@ -34,10 +33,9 @@ from jax import lax, monitoring, random
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
-from bartz.mcmcstep import DiagWishart, Wishart, make_p_nonterminal
-from bartz.prepcovars import GivenSplitsBinner
-
 from pytyche.bcf import kernel
+from pytyche.bcf._jit import lazy_jit
+from pytyche.bcf._bartz import DiagWishart, GivenSplitsBinner, Wishart, make_p_nonterminal
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.memory import check_fit_memory
 from pytyche.bcf.jax_cache import enable_persistent_cache
@@ -477,10 +475,10 @@ def _prepare(
 
 
 # ---------------------------------------------------------------------------
-# compiled drivers (module level, so their caches persist across calls)
+# compiled driver (jitted on first use, then kept, so its cache persists across calls)
 
 
-@partial(jax.jit, donate_argnums=0, static_argnames=('chunk',))
+@lazy_jit(donate_argnums=0, static_argnames=('chunk',))
 def _run_chunk(
     state: kernel.BCFKernelState,
     key: jax.Array,
@@ -517,7 +515,7 @@ def _run_chunk(
 
     def body(j: jax.Array, carry: tuple) -> tuple:
         s, buf = carry
-        s = kernel._step(random.fold_in(key, start + j), s)  # noqa: SLF001
+        s = kernel.step(random.fold_in(key, start + j), s)
         out = lax.cond(store, evaluate, zeros, s)
         buf = jax.tree.map(lambda b, o: lax.dynamic_update_index_in_dim(b, o, j, 0), buf, out)
         return s, buf
