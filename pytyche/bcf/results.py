@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from pytyche._wiring import delegate
 from pytyche._validation import check_choice, check_float, invalid, wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, MetricFamily
@@ -278,9 +279,7 @@ class BCFPosterior:
         stability score never count. ``stability_method`` (extension): ``"means"`` (default,
         the glossary's score) or ``"posterior"`` (see :meth:`fit_policy_tree`).
         """
-        from pytyche.analysis.capabilities import has_credible_segments
-
-        return has_credible_segments(self, threshold, stability_method)
+        return delegate("has_credible_segments")(self, threshold, stability_method)
 
     # ---- delegations --------------------------------------------------------------------
     def fit_policy_tree(
@@ -292,9 +291,7 @@ class BCFPosterior:
         stability_method: str = "means",
     ) -> "PolicyTreeResult":
         """Fit the policy tree on this posterior's CATEs (:func:`pytyche.analysis.policy_tree.fit_policy_tree`)."""
-        from pytyche.analysis.policy_tree import fit_policy_tree
-
-        return fit_policy_tree(
+        return delegate("fit_policy_tree")(
             self,
             max_depth=max_depth,
             min_segment_share=min_segment_share,
@@ -305,9 +302,7 @@ class BCFPosterior:
 
     def analyze(self, **kwargs: Any) -> "AnalysisResult":
         """Analyse this posterior (:func:`pytyche.analysis.analyze.analyze_posterior`)."""
-        from pytyche.analysis.analyze import analyze_posterior
-
-        return analyze_posterior(self, **kwargs)
+        return delegate("analyze_posterior")(self, **kwargs)
 
     def apply_calibration(self, calibration: Any) -> "BCFPosterior":
         """A copy of this posterior with ``calibration`` applied (:func:`pytyche.calibrate.apply.apply_calibration`).
