@@ -51,6 +51,8 @@ from typing import Any
 
 import yaml
 
+from pytyche.contracts.truth import QUANTITY_FAMILIES
+
 from sweeps import population as _pop
 
 __all__ = [
@@ -65,7 +67,6 @@ __all__ = [
     "parse_spec",
 ]
 
-QUANTITY_FAMILIES = ("cate", "gate", "ate", "conversion_effect", "severity_effect")
 SCHEDULE_KINDS = ("geometric", "fixed", "explicit")
 _SCHEDULE_ARGS = {
     "geometric": ({"initial", "n_rounds"}, {"growth"}),

@@ -32,6 +32,7 @@ from pytyche._validation import check_choice, check_float, invalid, wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
+from pytyche.contracts.truth import QUANTITY_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.bcf.config import GPUBCFConfig
@@ -48,7 +49,8 @@ __all__ = [
 ]
 
 #: the quantity families an interval can be asked for (and a calibration corrects per family)
-INTERVAL_FAMILIES: tuple[str, ...] = ("cate", "gate", "ate", "conversion_effect", "severity_effect")
+#: the quantity families an interval can be asked for: the calibration records' families
+INTERVAL_FAMILIES: tuple[str, ...] = QUANTITY_FAMILIES
 #: hurdle pooling modes
 POOLING_MODES: tuple[str, ...] = ("joint", "independent")
 
@@ -192,11 +194,8 @@ class BCFPosterior:
 
     @property
     def claim_level(self) -> ClaimLevel:
-        """``CALIBRATED`` iff a calibration with a correction is applied."""
-        cal = self.calibration
-        if cal is None or getattr(cal, "skipped", False) or getattr(cal, "correction", None) is None:
-            return ClaimLevel.UNCALIBRATED
-        return ClaimLevel.CALIBRATED
+        """``CALIBRATED`` iff a calibration with a correction is applied (:meth:`ClaimLevel.of`)."""
+        return ClaimLevel.of(self.calibration)
 
     # ---- samples ------------------------------------------------------------------------
     @cached_property

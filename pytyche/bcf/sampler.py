@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -29,10 +28,12 @@ from statistics import NormalDist
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax, monitoring, random
+from jax import lax, random
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
+from pytyche._arms import contrast_basis
+from pytyche._compilation import compilation_count
 from pytyche.bcf import kernel
 from pytyche.bcf._jit import lazy_jit
 from pytyche.bcf._bartz import DiagWishart, GivenSplitsBinner, Wishart, make_p_nonterminal
@@ -51,50 +52,6 @@ _WHERE = 'run_bcf'
 #: largest outcome magnitude a fit accepts: draws are float32 (largest value 3.4e38), and a
 #: posterior spreads beyond the data, so 1e30 leaves eight orders of magnitude of headroom
 MAX_ABS_OUTCOME = 1e30
-
-# ---------------------------------------------------------------------------
-# compilation counter
-
-# JAX records the backend-compile duration event around every executable it
-# obtains, also when the persistent cache supplies it (then it records a cache
-# hit inside that span too); real compilations are the difference.
-_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
-_CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
-_compile_lock = threading.Lock()
-_compile_count = 0
-_cache_hit_count = 0
-_listener_installed = False
-
-
-def _on_event(event: str, duration: float, **kwargs: object) -> None:  # noqa: ARG001
-    global _compile_count
-    if event == _COMPILE_EVENT:
-        with _compile_lock:
-            _compile_count += 1
-
-
-def _on_plain_event(event: str, **kwargs: object) -> None:  # noqa: ARG001
-    global _cache_hit_count
-    if event == _CACHE_HIT_EVENT:
-        with _compile_lock:
-            _cache_hit_count += 1
-
-
-def compilation_count() -> int:
-    """Number of XLA compilations in this process since first use.
-
-    Counts executables JAX built by compiling, not those it loaded from the
-    persistent compilation cache. Installs `jax.monitoring` listeners on first
-    call; compilations before that are not counted.
-    """
-    global _listener_installed
-    with _compile_lock:
-        if not _listener_installed:
-            monitoring.register_event_duration_secs_listener(_on_event)
-            monitoring.register_event_listener(_on_plain_event)
-            _listener_installed = True
-        return _compile_count - _cache_hit_count
-
 
 # ---------------------------------------------------------------------------
 # result
@@ -399,7 +356,7 @@ def _prepare(
     offset = np.zeros(k, np.float32)
     half_range = np.ones(k)
     err_var = np.ones(k)
-    dummies = (arma[:, None] == np.arange(1, n_arms)[None, :]).astype(np.float64)
+    dummies = contrast_basis(arma, n_arms)
     base_design = np.hstack([np.ones((n, 1)), xa, dummies] + ([] if mu_cov is None else [mu_cov]))
     for c, t in enumerate(types):
         obs = observed[c]

@@ -317,7 +317,8 @@ class Calibration:
     # ---- regime -------------------------------------------------------------------------------
     @property
     def claim_level(self) -> ClaimLevel:
-        return ClaimLevel.UNCALIBRATED if self.skipped else ClaimLevel.CALIBRATED
+        """The claim level of results this calibration is applied to (:meth:`ClaimLevel.of`)."""
+        return ClaimLevel.of(self)
 
     @property
     def mcmc(self) -> Mapping[str, int] | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pytyche.calibrate.sbc import evaluate_decisions
 from pytyche.contracts.enums import ClaimLevel
 from pytyche.contracts.observed import ObservedExperimentData
 from pytyche.contracts.results import AnalysisResult, DiscoveredSegment, PolicyTreeResult
@@ -143,31 +144,24 @@ def recommended_arms(
 def compare_to_truth(posterior: Any, truth: CalibrationTruth, rec_arm: np.ndarray) -> TruthComparison:
     """Score a posterior and its recommended policy against cumulative ground truth.
 
-    ``truth`` rows must be in the posterior's row order; its arms are matched by name.
+    ``truth`` rows must be in the posterior's row order; its arms are matched by name. The
+    scoring is :func:`pytyche.calibrate.sbc.evaluate_decisions` (the one truth evaluator) of the
+    recommended arms and the posterior-mean CATE; this adds the omniscient reference.
     """
     treatments = tuple(posterior.treatments)
     cols = [truth.treatments.index(t) for t in treatments]
     eo = truth.expected_outcome[:, cols]
-    n = eo.shape[0]
-    true_cate = eo[:, 1:] - eo[:, :1]
     est_cate = np.asarray(posterior.cate_mean(), dtype=np.float64)
-    cate_rmse = float(np.sqrt(np.mean((est_cate - true_cate) ** 2)))
-    got = eo[np.arange(n), rec_arm]
-    best = eo.max(axis=1)
-    scale = max(float(np.abs(eo).max()), 1.0)
-    accuracy = float(np.mean(got >= best - 1e-9 * scale))
-    rpv_policy = float(got.mean())
-    rpv_oracle = float(best.mean())
-    rpv_uniform = float(eo.mean())
+    ev = evaluate_decisions(np.asarray(rec_arm, dtype=np.int64), eo, cate_estimate=est_cate)
     lat = truth.latent_expected_outcome
     rpv_omniscient = None if lat is None else float(lat[:, cols].max(axis=1).mean())
     return TruthComparison(
-        cate_rmse=cate_rmse,
-        policy_accuracy=accuracy,
-        oracle_gap_rpv=rpv_oracle - rpv_policy,
-        rpv_policy=rpv_policy,
-        rpv_uniform=rpv_uniform,
-        rpv_oracle=rpv_oracle,
+        cate_rmse=ev.cate_rmse,
+        policy_accuracy=ev.policy_accuracy,
+        oracle_gap_rpv=ev.oracle_gap_rpv,
+        rpv_policy=ev.rpv_policy,
+        rpv_uniform=ev.rpv_uniform,
+        rpv_oracle=ev.rpv_oracle,
         rpv_omniscient=rpv_omniscient,
     )
 
