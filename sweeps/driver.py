@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytyche._validation import invalid
 from sweeps.shards import clean_temp, finished_ids, verify_shards, write_failure, write_shard, write_text
 from sweeps.spec import SweepSpec, Task, spec_from
 
@@ -308,7 +309,7 @@ def run_sweep(
     SweepReport
     """
     if max_tasks is not None and (isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 0):
-        raise ValueError(f"The 'max_tasks' parameter of run_sweep must be None or an int >= 0. Got {max_tasks!r} instead.")
+        raise invalid("max_tasks", "run_sweep", "None or an int >= 0", max_tasks)
     spec = spec_from(spec)
     if runner is None:
         spec.check_templates()

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytyche._validation import invalid
+
 if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import Task
     from sweeps.task import TaskResult
@@ -105,9 +107,9 @@ class WorkerPool:
 
     def __init__(self, make_worker: Callable[[int], Any], size: int, *, max_attempts: int = 3, unavailable_timeout: float = 300.0) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"The 'size' parameter of WorkerPool must be an int >= 1. Got {size!r} instead.")
+            raise invalid("size", "WorkerPool", "an int >= 1", size)
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"The 'max_attempts' parameter of WorkerPool must be an int >= 1. Got {max_attempts!r} instead.")
+            raise invalid("max_attempts", "WorkerPool", "an int >= 1", max_attempts)
         self._make_worker = make_worker
         self._max_attempts = max_attempts
         self._workers: list[Any] = [make_worker(i) for i in range(size)]

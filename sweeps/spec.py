@@ -51,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from pytyche._validation import error_for
 from pytyche.contracts.truth import QUANTITY_FAMILIES
 
 from sweeps import population as _pop
@@ -89,11 +90,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _WHERE = "SweepSpec"
 
 
-def _err(name: str, expected: str, got: Any) -> ValueError:
-    text = repr(got)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return ValueError(f"The '{name}' field of {_WHERE} must be {expected}. Got {text} instead.")
+#: ``_err(name, expected, got)``: the ValueError for a bad spec field (YAML fields, long values shown)
+_err = error_for(_WHERE, noun="field", width=120)
 
 
 def canonical_json(value: Any) -> str:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from pytyche._arms import contrast_basis
 from pytyche._compilation import compilation_count
+from pytyche._validation import Interval, check, invalid, show, wrong_type
 from pytyche.bcf import kernel
 from pytyche.bcf._jit import lazy_jit
 from pytyche.bcf._bartz import DiagWishart, GivenSplitsBinner, Wishart, make_p_nonterminal
@@ -91,33 +92,15 @@ class BCFDraws:
 # validation
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + '...'
-
-
-def _bad(name: str, expected: str, got: object) -> ValueError:
-    return ValueError(
-        f"The '{name}' parameter of {_WHERE} must be {expected}. Got {got} instead."
-    )
-
-
-def _bad_type(name: str, expected: str, got: object) -> TypeError:
-    return TypeError(
-        f"The '{name}' parameter of {_WHERE} must be {expected}. "
-        f'Got {type(got).__name__} instead.'
-    )
-
-
 def _as_array(name: str, value: object, expected: str) -> np.ndarray:
     if value is None or isinstance(value, (str, bytes, dict, set)):
-        raise _bad_type(name, expected, value)
+        raise wrong_type(name, _WHERE, expected, value)
     try:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - exotic inputs
-        raise _bad_type(name, expected, value) from exc
+        raise wrong_type(name, _WHERE, expected, value) from exc
     if arr.dtype == object:
-        raise _bad_type(name, expected, value)
+        raise wrong_type(name, _WHERE, expected, value)
     return arr
 
 
@@ -127,18 +110,18 @@ def _check_real_matrix(name: str, value: object, n: int | None) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(
         arr.dtype, np.complexfloating
     ):
-        raise _bad_type(name, expected, value)
+        raise wrong_type(name, _WHERE, expected, value)
     if arr.ndim != 2:
-        raise _bad(name, expected, f'an array of shape {arr.shape}')
+        raise invalid(name, _WHERE, expected, f'an array of shape {arr.shape}', show=False)
     if n is None and arr.shape[0] < 1:
-        raise _bad(name, expected + ' and at least 1 row', f'shape {arr.shape}')
+        raise invalid(name, _WHERE, expected + ' and at least 1 row', f'shape {arr.shape}', show=False)
     if n is not None and arr.shape[0] != n:
-        raise _bad(name, expected, f'shape {arr.shape}')
+        raise invalid(name, _WHERE, expected, f'shape {arr.shape}', show=False)
     if arr.shape[1] < 1:
-        raise _bad(name, expected + ' and at least 1 column', f'shape {arr.shape}')
+        raise invalid(name, _WHERE, expected + ' and at least 1 column', f'shape {arr.shape}', show=False)
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        raise _bad(name, expected, 'an array with non-finite values')
+        raise invalid(name, _WHERE, expected, 'an array with non-finite values', show=False)
     return arr
 
 
@@ -154,54 +137,58 @@ def _validate(
     progress: object,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...], int, np.ndarray | None]:
     if not isinstance(config, GPUBCFConfig):
-        raise _bad_type('config', 'a GPUBCFConfig', config)
+        raise wrong_type('config', _WHERE, 'a GPUBCFConfig', config)
     if not isinstance(progress, bool):
-        raise _bad_type('progress', 'a bool', progress)
-    if isinstance(n_arms, bool) or not isinstance(n_arms, numbers.Integral):
-        raise _bad_type('n_arms', 'an int >= 2', n_arms)
-    n_arms = int(n_arms)
-    if n_arms < 2:
-        raise _bad('n_arms', 'an int >= 2', _show(n_arms))
+        raise wrong_type('progress', _WHERE, 'a bool', progress)
+    n_arms = int(check(n_arms, 'n_arms', _WHERE, Interval(numbers.Integral, 2, None)))
 
     xa = _check_real_matrix('x', x, None)
     n = xa.shape[0]
 
     arma = _as_array('arm', arm, f'a 1-D integer array of length {n}')
     if not (np.issubdtype(arma.dtype, np.integer) or arma.dtype == bool):
-        raise _bad_type('arm', f'a 1-D integer array of length {n}', arm)
+        raise wrong_type('arm', _WHERE, f'a 1-D integer array of length {n}', arm)
     if arma.shape != (n,):
-        raise _bad('arm', f'a 1-D integer array of length {n}', f'shape {arma.shape}')
+        raise invalid('arm', _WHERE, f'a 1-D integer array of length {n}', f'shape {arma.shape}', show=False)
     arma = arma.astype(np.int64)
     if arma.size and (arma.min() < 0 or arma.max() >= n_arms):
-        raise _bad(
+        raise invalid(
             'arm',
+            _WHERE,
             f'integers in [0, n_arms) = [0, {n_arms})',
             f'values in [{arma.min()}, {arma.max()}]',
+            show=False,
         )
 
     if isinstance(outcome_types, str) or not isinstance(outcome_types, Sequence):
-        raise _bad_type(
-            'outcome_types', "a sequence of 'continuous' / 'binary' strings", outcome_types
+        raise wrong_type(
+            'outcome_types',
+            _WHERE,
+            "a sequence of 'continuous' / 'binary' strings",
+            outcome_types,
         )
     types = tuple(outcome_types)
     if not types or any(t not in _OUTCOME_TYPES for t in types):
-        raise _bad(
+        raise invalid(
             'outcome_types',
+            _WHERE,
             "a non-empty sequence of 'continuous' / 'binary' strings",
-            _show(outcome_types),
+            outcome_types,
         )
     k = len(types)
 
     ya = _as_array('y', y, f'a ({k}, {n}) array of real numbers')
     if not np.issubdtype(ya.dtype, np.number) and ya.dtype != bool:
-        raise _bad_type('y', f'a ({k}, {n}) array of real numbers', y)
+        raise wrong_type('y', _WHERE, f'a ({k}, {n}) array of real numbers', y)
     if np.issubdtype(ya.dtype, np.complexfloating):
-        raise _bad_type('y', f'a ({k}, {n}) array of real numbers', y)
+        raise wrong_type('y', _WHERE, f'a ({k}, {n}) array of real numbers', y)
     if ya.shape != (k, n):
-        raise _bad(
+        raise invalid(
             'y',
+            _WHERE,
             f'an array of shape (k, n) = ({k}, {n}) (k = len(outcome_types))',
             f'shape {ya.shape}',
+            show=False,
         )
     ya = ya.astype(np.float64)
 
@@ -210,36 +197,40 @@ def _validate(
     else:
         miss = _as_array('missing', missing, f'None or a ({k}, {n}) boolean array')
         if miss.dtype != bool:
-            raise _bad_type('missing', f'None or a ({k}, {n}) boolean array', missing)
+            raise wrong_type('missing', _WHERE, f'None or a ({k}, {n}) boolean array', missing)
         if miss.shape != (k, n):
-            raise _bad('missing', f'None or a ({k}, {n}) boolean array', f'shape {miss.shape}')
+            raise invalid('missing', _WHERE, f'None or a ({k}, {n}) boolean array', f'shape {miss.shape}', show=False)
         miss = miss.copy()
 
     observed = ~miss
     if not np.all(np.isfinite(ya[observed])):
-        raise _bad('y', 'finite at every non-missing entry', 'non-finite values')
+        raise invalid('y', _WHERE, 'finite at every non-missing entry', 'non-finite values', show=False)
     big = np.abs(np.where(observed, ya, 0.0)).max(initial=0.0)
     if big > MAX_ABS_OUTCOME:
-        raise _bad(
+        raise invalid(
             'y',
+            _WHERE,
             f'of magnitude at most {MAX_ABS_OUTCOME:g} (the posterior draws are float32); rescale the outcome',
             f'a value of magnitude {big:.3g}',
+            show=False,
         )
     for c, t in enumerate(types):
         if t == 'binary':
             vals = ya[c][observed[c]]
             if vals.size and not np.all((vals == 0) | (vals == 1)):
-                raise _bad(
+                raise invalid(
                     'y',
+                    _WHERE,
                     f"0 or 1 at the observed entries of binary component {c}",
-                    f'values {_show(np.unique(vals)[:5].tolist())}',
+                    f'values {show(np.unique(vals)[:5].tolist())}',
+                    show=False,
                 )
         if not observed[c].any():
-            raise _bad('missing', f'a mask leaving component {c} at least one observed entry', 'all missing')
+            raise invalid('missing', _WHERE, f'a mask leaving component {c} at least one observed entry', 'all missing', show=False)
     any_obs = observed.any(axis=0)
     for a in range(n_arms):
         if not np.any(any_obs & (arma == a)):
-            raise _bad('arm', f'an assignment with at least one observed unit in every arm (arm {a} has none)', 'none')
+            raise invalid('arm', _WHERE, f'an assignment with at least one observed unit in every arm (arm {a} has none)', 'none', show=False)
 
     mu_cov = None
     if mu_covariates is not None:

@@ -124,7 +124,7 @@ def p_best(draws: np.ndarray, active: np.ndarray, ties: str = "split") -> np.nda
         best[np.arange(masked.shape[0]), np.argmax(masked, axis=1)] = True
         return best.mean(axis=0)
     if ties != "split":
-        raise ValueError(f"The 'ties' parameter of p_best must be 'split' or 'first'. Got {ties!r} instead.")
+        raise invalid("ties", "p_best", "'split' or 'first'", ties)
     best = masked == masked.max(axis=1, keepdims=True)
     best &= active[None, :]
     share = best / best.sum(axis=1, keepdims=True)

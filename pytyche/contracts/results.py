@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.arrays import AlignedVisitorArray
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.rules import AllOf
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def _prob(value: Any, name: str, where: str) -> float:
     v = float(value)
     if not (0.0 <= v <= 1.0):
-        raise ValueError(f"The '{name}' parameter of {where} must be a probability in [0, 1]. Got {value!r} instead.")
+        raise invalid(name, where, "a probability in [0, 1]", value)
     return v
 
 
@@ -51,7 +52,7 @@ class DecisionThresholds:
         for name in ("tolerance", "min_effect"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"The '{name}' parameter of {w} must be a finite number >= 0. Got {v!r} instead.")
+                raise invalid(name, w, "a finite number >= 0", v)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class RecommendationSummary:
 
     def __post_init__(self) -> None:
         if not isinstance(self.decision, Decision):
-            raise TypeError(f"The 'decision' parameter of RecommendationSummary must be a Decision. Got {type(self.decision).__name__} instead.")
+            raise wrong_type("decision", "RecommendationSummary", "a Decision", self.decision)
         for name in ("p_positive", "p_better", "p_harmful"):
             _prob(getattr(self, name), name, "RecommendationSummary")
 
@@ -132,11 +133,11 @@ class DiscoveredSegment:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, AllOf):
-            raise TypeError(f"The 'rule' parameter of DiscoveredSegment must be an AllOf rule. Got {type(self.rule).__name__} instead.")
+            raise wrong_type("rule", "DiscoveredSegment", "an AllOf rule", self.rule)
         _prob(self.population_share, "population_share", "DiscoveredSegment")
         s = float(self.stability_score)
         if not (math.isnan(s) or 0.0 <= s <= 1.0):
-            raise ValueError(f"The 'stability_score' parameter of DiscoveredSegment must be in [0, 1] or NaN. Got {s!r} instead.")
+            raise invalid("stability_score", "DiscoveredSegment", "in [0, 1] or NaN", s)
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class AnalysisResult:
 
         where = "AnalysisResult.cate_frame"
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-            raise ValueError(f"The 'level' parameter of {where} must be a real number in (0, 1). Got {level!r} instead.")
+            raise invalid("level", where, "a real number in (0, 1)", level)
         if self.posterior is None:
             saved = self.cate_summary
             if saved is None:

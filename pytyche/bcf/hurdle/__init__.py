@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pytyche._validation import invalid
 from pytyche.bcf._fitting import attach_calibration, check_common, check_hurdle_outcome
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.results import POOLING_MODES, HurdleBCFResult
@@ -71,7 +72,7 @@ def fit_hurdle_bcf(
     where = "fit_hurdle_bcf"
     observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
     if not isinstance(pooling, str) or pooling not in POOLING_MODES:
-        raise ValueError(f"The 'pooling' parameter of {where} must be one of 'joint', 'independent'. Got {pooling!r} instead.")
+        raise invalid("pooling", where, "one of 'joint', 'independent'", pooling)
     check_hurdle_outcome(observed, where)
     stash = stash_observed(observed, observed_copy, where=where)
     if pooling == "joint":
