@@ -63,8 +63,8 @@ def check_calibration(calibration: Any, where: str) -> Any:
 
 
 def check_outcome_scale(observed: ObservedExperimentData, where: str) -> None:
-    """Refuse outcomes too large for float32 draws (see ``sampler.MAX_ABS_OUTCOME``), naming the cause."""
-    from pytyche.bcf.sampler import MAX_ABS_OUTCOME
+    """Refuse outcomes too large for float32 draws (see ``pytyche.bcf._inputs.MAX_ABS_OUTCOME``), naming the cause."""
+    from pytyche.bcf._inputs import MAX_ABS_OUTCOME
 
     y = np.asarray(observed.outcome, dtype=np.float64)
     big = float(np.abs(y).max(initial=0.0))

@@ -26,7 +26,6 @@ import numpy as np
 from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.analysis.policy_tree import check_stability_method
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
-from pytyche.contracts.enums import Decision
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell, validate_cells
@@ -36,6 +35,7 @@ from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate,
 from pytyche.experiment.plan import NextRoundPlan
 from pytyche.experiment.policy_value import DEFAULT_FOLDS, design_propensities, estimate_policy_value
 from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
+from pytyche.experiment.summary import render_summary
 from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
 from pytyche.experiment.schedules import Schedule, is_exhausted
 
@@ -686,78 +686,8 @@ class SequentialExperiment:
 
     @property
     def summary(self) -> str:
-        """Deterministic multi-paragraph prose over the series so far."""
-        n_total = self._schedule.n_rounds
-        if not self._history:
-            return (
-                f"Sequential experiment over {', '.join(self._treatments)} (control: {self._treatments[0]}): "
-                f"no rounds completed yet ({'open-ended schedule' if n_total is None else f'{n_total} round(s) scheduled'})."
-            )
-        latest = self._history[-1]
-        paras = []
-        total_visitors = latest.observed.n_visitors
-        paras.append(
-            f"Sequential experiment {latest.observed.experiment_id!r} on metric {latest.observed.metric!r}: "
-            f"{len(self._history)} round(s) completed"
-            f"{'' if n_total is None else f' of {n_total}'}, {total_visitors} visitors in total, "
-            f"treatments {', '.join(self._treatments)} (control: {self._treatments[0]}). "
-            f"Intervals are {latest.claim_level.value}."
-        )
-        for e in self._history:
-            cells = "; ".join(
-                f"{s.cell_id} {s.weight:.0%} -> n={s.n_visitors}, mean {s.mean_outcome:.4g}"
-                + ("" if math.isnan(s.se) else f" (se {s.se:.2g})")
-                for s in e.cell_scores
-            )
-            line = f"Round {e.round_idx}{' (operator override)' if e.round.overridden else ''}: {cells}."
-            if e.srm is not None:
-                line += (
-                    f" Sample ratio mismatch: FLAGGED (p = {e.srm.p_value:.3g} < {e.srm.alpha:g}); do not trust this round's split."
-                    if e.srm.flagged
-                    else f" Sample ratio check passed (p = {e.srm.p_value:.3g})."
-                )
-            if e.truth_comparison is not None:
-                tc = e.truth_comparison
-                line += (
-                    f" Against the truth: policy accuracy {tc.policy_accuracy:.0%}, oracle gap {tc.oracle_gap_rpv:.4g} "
-                    f"(uniform gap {tc.uniform_gap_rpv:.4g}), CATE RMSE {tc.cate_rmse:.4g}."
-                )
-            paras.append(line)
-        decisions = []
-        for t, rec in latest.analysis.recommendations.items():
-            decisions.append(
-                f"{t}: {rec.decision.value if isinstance(rec.decision, Decision) else rec.decision} "
-                f"(lift {rec.lift_mean:+.4g}, P(positive) {rec.p_positive:.2f})"
-            )
-        if decisions:
-            paras.append("Latest population-level decisions versus " + self._treatments[0] + ": " + "; ".join(decisions) + ".")
-        pv = latest.policy_value
-        if pv is not None:
-            text = f"Off-policy value of the recommended policy (round {latest.round_idx}): {pv}."
-            if latest.cumulative_truth is not None:
-                tv = pv.true_values(latest.cumulative_truth)
-                text += f" Against the truth: vs control {tv['vs_control']:+.4g}, vs uniform {tv['vs_uniform']:+.4g}."
-            paras.append(text)
-        segs = latest.segments
-        credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
-        paras.append(
-            f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= 0.80"
-            + ("" if self._stability_method == "means" else f" ({self._stability_method} score)")
-            + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
-            + "."
-        )
-        cands = self.graduation_candidates()
-        if cands:
-            paras.append("Graduation candidates (the library never auto-graduates): " + "; ".join(str(c) for c in cands) + ".")
-        else:
-            paras.append("No graduation candidate yet (SHIP must be sustained for 2 consecutive rounds).")
-        dropped = self.dropped_treatments()
-        if dropped:
-            paras.append(f"Dropped as dominated everywhere: {', '.join(dropped)}.")
-        paras.append(f"Confidence: {self.confidence}.")
-        if self._next_plan is not None and self._next_plan.n_visitors is not None:
-            paras.append(f"Next round ({self._next_plan.round_idx}, {self._next_plan.n_visitors} visitors):\n{self._next_plan.rationale}")
-        return "\n\n".join(paras)
+        """Deterministic multi-paragraph prose over the series so far (:mod:`pytyche.experiment.summary`)."""
+        return render_summary(self)
 
 
 SequentialExperiment.__doc__ = (SequentialExperiment.__doc__ or "").replace("{scope}", _SCOPE)
