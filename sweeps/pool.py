@@ -17,9 +17,9 @@ Failure handling, per outcome of a task's call:
   milliseconds.) (Crashes Ray already retried inside the actor, with
   ``max_restarts``/``max_task_retries``, never reach the pool.)
 - the task raised (``RayTaskError``: a bug or bad input, which would fail again): returned as a
-  failed :class:`Outcome` at once, not retried.
+  failed :class:`FinishedTask` at once, not retried.
 
-Every task yields exactly one :class:`Outcome`.
+Every task yields exactly one :class:`FinishedTask`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import Task
     from sweeps.task import TaskResult
 
-__all__ = ["Outcome", "WorkerPool"]
+__all__ = ["FinishedTask", "WorkerPool"]
 
 _WAIT_SLICE = 1.0  # seconds per ray.wait call
 _PROBE_PAUSE = 0.5  # seconds between probes of an unavailable actor
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FinishedTask:
     """The end of one task in the pool.
 
     Attributes
@@ -167,7 +167,7 @@ class WorkerPool:
             self._replace(index)
         self._idle.append(index)
 
-    def get_next_unordered(self, timeout: float | None = None) -> Outcome:
+    def get_next_unordered(self, timeout: float | None = None) -> FinishedTask:
         """The next task to end, in completion order.
 
         Parameters
@@ -206,7 +206,7 @@ class WorkerPool:
                 result = ray.get(ref)
             except RayTaskError as err:  # the runner raised: deterministic, do not retry
                 self._idle.append(call.worker_index)
-                return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
             except RayActorError as err:  # the actor died or is unreachable
                 if isinstance(err, ActorDiedError):
                     self._replace(call.worker_index)
@@ -216,19 +216,19 @@ class WorkerPool:
                 else:
                     self._idle.append(call.worker_index)
                 if call.attempts >= self._max_attempts:
-                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                    return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
                 self._resubmitted += 1
                 self._queue.appendleft((call.task, call.attempts))
                 continue
             except Exception as err:  # worker crash, object lost...: a system failure, retry
                 self._idle.append(call.worker_index)
                 if call.attempts >= self._max_attempts:
-                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                    return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
                 self._resubmitted += 1
                 self._queue.appendleft((call.task, call.attempts))
                 continue
             self._idle.append(call.worker_index)
-            return Outcome(call.task, result, None, call.attempts, call.worker_index)
+            return FinishedTask(call.task, result, None, call.attempts, call.worker_index)
 
     def _replace(self, index: int) -> None:
         import ray

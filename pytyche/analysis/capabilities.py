@@ -13,7 +13,6 @@ entry disappears with its posterior), so the getter is cheap after the first cal
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections.abc import Sequence
@@ -21,8 +20,7 @@ from typing import Any
 
 from pytyche._validation import check_float
 
-#: the glossary's credibility cutoff of a stability score
-CREDIBLE_STABILITY = 0.80
+from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible  # noqa: F401 (re-exported)
 
 _SCORES: dict[tuple[int, str], tuple[weakref.ref, tuple[float, ...]]] = {}
 _LOCK = threading.Lock()
@@ -86,4 +84,4 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY,
     if scores is None:
         scores = tuple(s.stability_score for s in _fit(posterior, stability_method=method).result.segments)
         remember_stability(posterior, scores, method)
-    return any(not math.isnan(s) and s >= th for s in scores)
+    return any(is_credible(s, th) for s in scores)

@@ -76,6 +76,9 @@ NUM_TREES_TAU_CONSTRAINTS: dict[str, object] = {
 class GPUBCFConfig:
     """Tuning values of the BCF MCMC (prognostic mu-forest + per-arm tau-forests).
 
+    Despite the name, nothing here needs a GPU: the sampler runs wherever JAX runs (a GPU when
+    JAX sees one, the CPU otherwise); JAX, not the config, picks the device.
+
     Parameters
     ----------
     num_trees_mu

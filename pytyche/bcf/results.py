@@ -32,6 +32,7 @@ from pytyche._validation import check_choice, check_float, invalid, wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
+from pytyche.contracts.results import CREDIBLE_STABILITY
 from pytyche.contracts.truth import QUANTITY_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -268,7 +269,7 @@ class BCFPosterior:
         """``True`` iff this posterior carries a hurdle (conversion x severity) decomposition."""
         return self.decomposition is not None
 
-    def has_credible_segments(self, threshold: float = 0.80, stability_method: str = "means") -> bool:
+    def has_credible_segments(self, threshold: float = CREDIBLE_STABILITY, stability_method: str = "means") -> bool:
         """``True`` iff some segment of ``self.analyze().segments`` has ``stability_score >= threshold``.
 
         Pure: deterministic given the posterior (the policy-tree bootstrap is seeded), no state

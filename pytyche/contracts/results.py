@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytyche.contracts.observed import ObservedExperimentData
 
 
+#: the stability score from which a segment counts as credible (see docs/concepts.md, "stability")
+CREDIBLE_STABILITY = 0.80
+
+
+def is_credible(stability_score: float, threshold: float = CREDIBLE_STABILITY) -> bool:
+    """Whether a segment's stability score reaches ``threshold``; a NaN score never does."""
+    score = float(stability_score)
+    return not math.isnan(score) and score >= threshold
+
+
 def _prob(value: Any, name: str, where: str) -> float:
     v = float(value)
     if not (0.0 <= v <= 1.0):

@@ -15,8 +15,8 @@ column) are re-indexed into that order via the position map
 
 from __future__ import annotations
 
-import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +27,7 @@ from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.analysis.policy_tree import check_stability_method
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
+from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell, validate_cells
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
@@ -651,15 +652,28 @@ class SequentialExperiment:
         """Whether any candidate meets the default sustained-rounds bar."""
         return bool(self.graduation_candidates())
 
-    def has_credible_segments(self, stability_threshold: float = 0.8) -> bool:
-        """Whether any latest-round segment clears ``stability_threshold``."""
-        t = check_float(stability_threshold, "stability_threshold", f"{_WHERE}.has_credible_segments", low=0.0, high=1.0)
+    def has_credible_segments(self, threshold: float = CREDIBLE_STABILITY, **deprecated: Any) -> bool:
+        """Whether any latest-round segment's stability score reaches ``threshold``.
+
+        ``threshold`` is named as in ``posterior.has_credible_segments``; the former keyword
+        ``stability_threshold=`` still works and emits a ``DeprecationWarning``.
+        """
+        name = "threshold"
+        if deprecated:
+            unknown = set(deprecated) - {"stability_threshold"}
+            if unknown:
+                raise TypeError(f"has_credible_segments() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+            warnings.warn(
+                "SequentialExperiment.has_credible_segments(stability_threshold=...) is deprecated; pass threshold=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            threshold, name = deprecated["stability_threshold"], "stability_threshold"
+        t = check_float(threshold, name, f"{_WHERE}.has_credible_segments", low=0.0, high=1.0)
         latest = self.latest
         if latest is None:
             return False
-        return any(
-            not math.isnan(float(s.stability_score)) and float(s.stability_score) >= t for s in latest.segments
-        )
+        return any(is_credible(s.stability_score, t) for s in latest.segments)
 
     def dropped_treatments(self) -> list[str]:
         """Universe treatments absent from the latest plan's active list."""

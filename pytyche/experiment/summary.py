@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from pytyche.contracts.enums import Decision
+from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.experiment.sequential import SequentialExperiment
@@ -76,9 +77,9 @@ def render_summary(exp: "SequentialExperiment") -> str:
             text += f" Against the truth: vs control {tv['vs_control']:+.4g}, vs uniform {tv['vs_uniform']:+.4g}."
         paras.append(text)
     segs = latest.segments
-    credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
+    credible = [s for s in segs if is_credible(s.stability_score)]
     paras.append(
-        f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= 0.80"
+        f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= {CREDIBLE_STABILITY:.2f}"
         + ("" if exp.stability_method == "means" else f" ({exp.stability_method} score)")
         + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
         + "."
