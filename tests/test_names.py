@@ -38,3 +38,16 @@ def test_experiment_threshold_keyword_matches_the_posterior_and_the_old_one_warn
         exp.has_credible_segments(1.5)
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         exp.has_credible_segments(bogus=1)
+
+
+def test_concepts_page_names_paths_that_exist():
+    """docs/concepts.md says where each concept lives: every path it names is in the tree."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "concepts.md").read_text()
+    paths = set(re.findall(r"`((?:pytyche|sweeps|dgps|tests)/[\w/.]*)`", text))
+    assert len(paths) > 30
+    missing = sorted(p for p in paths if not (root / p).exists())
+    assert not missing, missing

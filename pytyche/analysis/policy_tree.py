@@ -24,9 +24,9 @@ from pytyche.analysis.thompson import EPSILON, thompson_allocation
 from pytyche.contracts.results import DiscoveredSegment, PolicyTreeResult
 from pytyche.contracts.rules import AllOf, BetweenRule, ComparisonRule, EqRule, InRule
 
-#: level of the per-segment group-average treatment effect intervals (glossary: 80%)
+#: level of the per-segment group-average treatment effect intervals (docs/concepts.md, *GATE*: 80%)
 GATE_LEVEL = 0.80
-#: how a segment's stability score is computed: "means" (the glossary's: bootstrap of the
+#: how a segment's stability score is computed: "means" (the default, docs/concepts.md: bootstrap of the
 #: posterior-mean CATEs) or "posterior" (each bootstrap tree refitted on one posterior draw)
 STABILITY_METHODS = ("means", "posterior")
 _WHERE = "fit_policy_tree"
@@ -287,7 +287,7 @@ def fit_policy_tree(
     bootstrap_seed
         Seed of the bootstrap resampling.
     stability_method
-        How each segment's stability score is computed. ``"means"`` (default, the glossary's
+        How each segment's stability score is computed. ``"means"`` (default, docs/concepts.md's
         definition): every bootstrap tree is refitted on a resample of the visitors'
         posterior-mean CATEs. ``"posterior"``: every bootstrap tree is refitted on a resample of
         the visitors' CATEs under one posterior draw (a different draw per tree), so boundaries

@@ -135,7 +135,7 @@ def attach_calibration(result: Any, calibration: Any) -> Any:
     """Check the posterior is finite (:func:`check_finite_posterior`), then attach ``calibration``;
     an explicit ``Calibration.skip()`` labels the result and warns once.
 
-    The warning fires on the first fit with a given skip object (the glossary: "uncalibrated
+    The warning fires on the first fit with a given skip object (docs/concepts.md, *Claim level*: "uncalibrated
     posteriors are explicitly labeled in result objects and the library emits a warning on first
     fit"); ``calibration=None`` attaches nothing and stays silent at this level.
     """

@@ -277,7 +277,7 @@ class BCFPosterior:
         :func:`pytyche.analysis.capabilities.has_credible_segments`, which computes only the
         default policy tree behind ``analyze()`` (not the recommendations). Segments with a NaN
         stability score never count. ``stability_method`` (extension): ``"means"`` (default,
-        the glossary's score) or ``"posterior"`` (see :meth:`fit_policy_tree`).
+        the score docs/concepts.md defines) or ``"posterior"`` (see :meth:`fit_policy_tree`).
         """
         return delegate("has_credible_segments")(self, threshold, stability_method)
 

@@ -1,6 +1,6 @@
 """``Calibration``: an SBC-fitted correction with its regime, or an explicit "uncalibrated".
 
-Construction paths (glossary, *calibration*)::
+Construction paths (docs/concepts.md, *Calibration*)::
 
     pt.Calibration.from_sweep("clustered_realistic_v2")   # shipped artifact (registry name)
     pt.Calibration.from_sweep("/path/to/sweep.json")      # user-fitted artifact

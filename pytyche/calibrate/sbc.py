@@ -10,7 +10,7 @@ Given a posterior fitted on simulated data and the data's :class:`~pytyche.contr
 - **decisions**: whether the recommended arm per visitor and the SHIP / STOP calls match the
   oracle's, and the regret incurred (:func:`evaluate_decisions`).
 
-This is not the rank-statistic SBC of Talts et al. (2018); see the glossary entry *SBC*.
+This is not the rank-statistic SBC of Talts et al. (2018); see docs/concepts.md, *SBC coverage*.
 
 Families and their truths
 -------------------------
@@ -348,7 +348,7 @@ class DecisionCheck:
 
 @dataclass(frozen=True)
 class DecisionEvaluation:
-    """Truth-vs-policy metrics of one round (the fields of the glossary's *truth comparison*).
+    """Truth-vs-policy metrics of one round (the fields of a *truth comparison*, docs/concepts.md).
 
     Attributes
     ----------

@@ -68,7 +68,7 @@ class MetricFamily(str, Enum):
 
     @classmethod
     def infer(cls, y: np.ndarray) -> "MetricFamily":
-        """Classify an outcome vector exactly as the glossary's ``pt.fit`` dispatch states.
+        """Classify an outcome vector exactly as ``pt.fit``'s dispatch states (docs/concepts.md, *Outcome*).
 
         Raises
         ------

@@ -37,7 +37,7 @@ def _prob(value: Any, name: str, where: str) -> float:
 
 @dataclass(frozen=True)
 class DecisionThresholds:
-    """The five thresholds of the SHIP / CONTINUE / STOP rule (glossary defaults).
+    """The five thresholds of the SHIP / CONTINUE / STOP rule (defaults: docs/concepts.md, *SHIP / CONTINUE / STOP*).
 
     SHIP when ``expected_loss < tolerance`` and ``p_positive > p_positive_min`` and
     ``p_better > p_better_min``; STOP (harm) when ``p_harmful > p_harmful_min``; STOP (futility)
@@ -158,7 +158,7 @@ class PolicyTreeResult:
     integer-coded by ``categories``); ``segments`` one per leaf ordered by leaf id;
     ``allocation_map[leaf_id][treatment]`` Thompson weights summing to 1 per leaf;
     ``stability_scores[leaf_id]`` bootstrap replicability, computed by ``stability_method``
-    (``"means"``, the glossary's, or ``"posterior"``); ``observed`` shared by identity with
+    (``"means"``, the default, or ``"posterior"``); ``observed`` shared by identity with
     the posterior it came from.
     """
 

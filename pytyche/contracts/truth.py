@@ -121,7 +121,7 @@ class CalibrationTruth:
         """``(n,)`` index of the truth-optimal arm per visitor."""
         return np.argmax(self.expected_outcome, axis=1)
 
-    # K = 2 conveniences named as in the glossary
+    # K = 2 conveniences named as in docs/concepts.md
     @property
     def p0(self) -> np.ndarray | None:
         return None if self.p is None else self.p[:, 0]

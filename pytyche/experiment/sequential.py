@@ -1,4 +1,4 @@
-"""The SequentialExperiment state machine -- the L1 round-by-round loop.
+"""The SequentialExperiment state machine -- the public round-by-round loop (docs/concepts.md, *Sequential experiment*).
 
 Each :meth:`~SequentialExperiment.advance` (equivalently ``next(exp)``) runs one round: size the
 round from the schedule, hand the current :class:`NextRoundPlan` to the generator, fit the BCF
@@ -124,7 +124,7 @@ class SequentialExperiment:
         Extension beyond the seed signature: how the per-round policy tree scores its segments'
         stability (``posterior.analyze(stability_method=...)``), and so which segments the
         default graduation rule and :meth:`has_credible_segments` treat as credible.
-        ``"means"`` (default, the glossary's score: bootstrap of the posterior-mean CATEs) or
+        ``"means"`` (default, docs/concepts.md's *Stability*: bootstrap of the posterior-mean CATEs) or
         ``"posterior"`` (each bootstrap tree refitted on one posterior draw of the CATEs; see
         :func:`pytyche.analysis.policy_tree.fit_policy_tree`). On data with no effect anywhere
         ``"means"`` scores spurious segments near 1 (``bench/RESULTS.md``, null decisions).
@@ -724,7 +724,7 @@ def sequential_experiment(
     bcf_config: "GPUBCFConfig | None" = None,
     stability_method: str = "means",
 ) -> SequentialExperiment:
-    """Construct a :class:`SequentialExperiment` -- the L1 entry point.
+    """Construct a :class:`SequentialExperiment` -- the public entry point (docs/concepts.md).
 
     The verb form of the :class:`SequentialExperiment` constructor with the identical signature;
     see the class docstring for the parameter contract. Iterate the returned instance

@@ -1,6 +1,6 @@
 """Hurdle BCF for zero-inflated outcomes (revenue per visitor): ``fit_hurdle_bcf``.
 
-Two pooling modes (the glossary's *pooling*): ``"joint"`` (default, shared-topology fit,
+Two pooling modes (docs/concepts.md, *Pooling*): ``"joint"`` (default, shared-topology fit,
 :mod:`pytyche.bcf.hurdle.model`) and ``"independent"`` (two separate fits composed,
 :mod:`pytyche.bcf.hurdle.compose`).
 """
