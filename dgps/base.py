@@ -45,15 +45,16 @@ with mean ``m`` and log-sd ``severity_sigma``: ``E[Y] = p·m``), ``binary`` (``B
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import check_int, invalid, wrong_type
+from pytyche._validation import Interval, check_int, invalid, validate, wrong_type
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData, VariantData, VisitorSchema, propensity_columns
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.plan import NextRoundPlan
@@ -141,6 +142,13 @@ class DGPTemplate(ABC):
         m_prior = sum(wc * s.m for wc, s in zip(w, parts))  # only where no cluster converts at all
         m = np.divide(rev, p, out=np.array(m_prior, dtype=np.float64), where=p > 0)
         return Surface(p=p, m=m)
+
+    #: each parameter's constraint, checked in this order when the template is built (its
+    #: registry name is the ``where`` of the message); see `real`, `integer` and the shared entries
+    constraints: ClassVar[Mapping[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        validate({k: getattr(self, k) for k in self.constraints}, self.constraints, self.name)
 
     def params(self) -> dict[str, Any]:
         """The template's parameters (for records)."""
@@ -383,6 +391,25 @@ def engagement(visitors: pd.DataFrame) -> np.ndarray:
     """A smooth within-cluster modifier in about [0.8, 1.25]: more visits, higher propensity to buy."""
     v = visitors["visits_30d"].to_numpy(dtype=np.float64)
     return 1.0 + 0.25 * np.tanh((v - 5.0) / 5.0)
+
+
+def real(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Interval:
+    """A template parameter that is a finite real number within bounds (open ends as asked)."""
+    closed = {(False, False): "both", (True, False): "right", (False, True): "left", (True, True): "neither"}
+    return Interval(numbers.Real, low, high, closed=closed[low_open, high_open], loose=True)
+
+
+def integer(low: int | None = None, high: int | None = None) -> Interval:
+    """A template parameter that is an int within bounds."""
+    return Interval(numbers.Integral, low, high, loose=True)
+
+
+#: a scale that must be positive: ``conversion_scale``, ``severity_sigma``, ``outcome_sd``
+POSITIVE = real(low=0.0, low_open=True)
+#: the hurdle templates' two scales
+HURDLE_SCALES = {"conversion_scale": POSITIVE, "severity_sigma": POSITIVE}
+#: the number of irrelevant noise features (:func:`noise_features`)
+N_NOISE = integer(0, 200)
 
 
 def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:

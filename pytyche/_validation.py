@@ -214,7 +214,25 @@ def describe(entry: Constraint | Sequence[Constraint | None]) -> str:
 
 
 def check(value: Any, name: str, where: str, entry: Constraint | Sequence[Constraint | None], *, noun: str = "parameter") -> Any:
-    """Check one value against a table entry; return it unchanged, or raise naming ``name``."""
+    """Check one value against a table entry; return it, or raise naming ``name``.
+
+    A lone ``loose`` :class:`Interval` is the one-value helpers' check (:func:`check_int`,
+    :func:`check_float`: a type message without the bounds, "a finite real number", one message
+    per bound missed) and returns the value as an int or a float; any other entry returns the value
+    unchanged.
+    """
+    if isinstance(entry, Interval) and entry.loose and noun == "parameter" and entry.text is None:
+        if entry.is_int:
+            return check_int(value, name, where, low=entry.low, high=entry.high)
+        return check_float(
+            value,
+            name,
+            where,
+            low=entry.low,
+            high=entry.high,
+            low_open=entry.closed in ("right", "neither"),
+            high_open=entry.closed in ("left", "neither"),
+        )
     constraints = _as_list(entry)
     if value is None and None in constraints:
         return value

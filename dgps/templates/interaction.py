@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
+from dgps.base import DGPTemplate, feature_template, N_NOISE, noise_features, real, schema_with_noise, Surface
 from pytyche.contracts.observed import VisitorSchema
 
 _CHANNELS = ("email", "organic", "paid")
@@ -43,11 +42,11 @@ class Interaction(DGPTemplate):
     family = "binary"
     treatments = ("control", "treatment")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=2.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True, high=5.0)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {
+        "effect_scale": real(low=0.0, high=2.0),
+        "conversion_scale": real(low=0.0, low_open=True, high=5.0),
+        "n_noise": N_NOISE,
+    }
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]

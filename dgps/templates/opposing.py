@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
+from dgps.base import DGPTemplate, feature_template, HURDLE_SCALES, N_NOISE, noise_features, real, schema_with_noise, Surface
 from pytyche.contracts.observed import VisitorSchema
 
 _DEVICES = ("desktop", "mobile", "tablet")
@@ -46,12 +45,7 @@ class Opposing(DGPTemplate):
     family = "hurdle"
     treatments = ("control", "bundle")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=3.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {"effect_scale": real(low=0.0, high=3.0), **HURDLE_SCALES, "n_noise": N_NOISE}
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
+from dgps.base import DGPTemplate, feature_template, integer, noise_features, POSITIVE, real, schema_with_noise, Surface
 from pytyche.contracts.observed import VisitorSchema
 
 
@@ -39,11 +38,7 @@ class SparseSignal(DGPTemplate):
     family = "continuous"
     treatments = ("control", "treatment")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w)
-        check_float(self.outcome_sd, "outcome_sd", w, low=0.0, low_open=True)
-        check_int(self.n_noise, "n_noise", w, low=0, high=500)
+    constraints = {"effect_scale": real(), "outcome_sd": POSITIVE, "n_noise": integer(0, 500)}
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]
