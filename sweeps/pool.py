@@ -215,20 +215,26 @@ class WorkerPool:
                     self._probe(call.worker_index, time.monotonic())
                 else:
                     self._idle.append(call.worker_index)
-                if call.attempts >= self._max_attempts:
-                    return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
-                self._resubmitted += 1
-                self._queue.appendleft((call.task, call.attempts))
+                failed = self._retry_or_fail(call, err)
+                if failed is not None:
+                    return failed
                 continue
             except Exception as err:  # worker crash, object lost...: a system failure, retry
                 self._idle.append(call.worker_index)
-                if call.attempts >= self._max_attempts:
-                    return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
-                self._resubmitted += 1
-                self._queue.appendleft((call.task, call.attempts))
+                failed = self._retry_or_fail(call, err)
+                if failed is not None:
+                    return failed
                 continue
             self._idle.append(call.worker_index)
             return FinishedTask(call.task, result, None, call.attempts, call.worker_index)
+
+    def _retry_or_fail(self, call: _Call, err: BaseException) -> FinishedTask | None:
+        """After a system failure: requeue the task (first in line), or give it up once its attempts are spent."""
+        if call.attempts >= self._max_attempts:
+            return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
+        self._resubmitted += 1
+        self._queue.appendleft((call.task, call.attempts))
+        return None
 
     def _replace(self, index: int) -> None:
         import ray

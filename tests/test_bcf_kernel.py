@@ -406,10 +406,8 @@ def test_bartz_entry_points_used_by_the_kernel(continuous_fit):
     from pytyche.bcf._bartz import (
         DiagWishart, Forest, GivenSplitsBinner, State, Wishart, chain_vmap_axes, field,
         float32_matmuls, initial_prec_tree, make_p_nonterminal, step_leaf_prior_cov_inv,
-        step_trees, vmap_chains,
+        step_trees, vmap_chains, init, step,
     )
-    from pytyche.bcf._bartz import bartz_init as init
-    from pytyche.bcf._bartz import bartz_step as step
 
     from pytyche.bcf import kernel, sampler
 

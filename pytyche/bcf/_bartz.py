@@ -20,10 +20,10 @@ from bartz.mcmcstep import (
     ReductionConfig,
     State,
     Wishart,
+    init,
     make_p_nonterminal,
+    step,
 )
-from bartz.mcmcstep import init as bartz_init
-from bartz.mcmcstep import step as bartz_step
 from bartz.prepcovars import GivenSplitsBinner
 
 # private API (bartz 0.13): every import of a private bartz module stands here
@@ -41,13 +41,13 @@ __all__ = [
     'ReductionConfig',
     'State',
     'Wishart',
-    'bartz_init',
-    'bartz_step',
     'chain_vmap_axes',
     'field',
     'float32_matmuls',
+    'init',
     'initial_prec_tree',
     'make_p_nonterminal',
+    'step',
     'step_leaf_prior_cov_inv',
     'step_trees',
     'vmap_chains',

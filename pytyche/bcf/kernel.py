@@ -53,31 +53,14 @@ import jax.numpy as jnp
 from jax import lax, random, tree
 from jaxtyping import Array, Float32, Key
 
-from pytyche.bcf._bartz import (
-    AutoBatchedReduction,
-    AutoOneHotReduction,
-    DiagWishart,
-    Forest,
-    ReductionConfig,
-    State,
-    Wishart,
-    bartz_init,
-    bartz_step,
-    chain_vmap_axes,
-    field,
-    float32_matmuls,
-    initial_prec_tree,
-    step_leaf_prior_cov_inv,
-    step_trees,
-    vmap_chains,
-)
+from pytyche.bcf import _bartz as bartz  # every bartz name, private ones included
 from pytyche.bcf._eqx_checks import without_runtime_error_checks
 from pytyche.bcf._jit import lazy_jit
 
 __all__ = ['BCFKernelState', 'init', 'step', 'evaluate', 'evaluate_from_resid', 'error_sdev']
 
 
-class BCFKernelState(State):
+class BCFKernelState(bartz.State):
     """MCMC state of the multi-arm, multi-outcome BCF kernel.
 
     The fields inherited from `bartz.mcmcstep.State` describe the data, the
@@ -85,11 +68,11 @@ class BCFKernelState(State):
     prognostic forest (``forest``).
     """
 
-    forest_tau: Forest
+    forest_tau: bartz.Forest
     """The ``K - 1`` treatment forests, stacked: chain-marked arrays have shape
     ``(chains, K - 1, ...)``, the others ``(K - 1, ...)``."""
 
-    arm_mask: Float32[Array, 'arms n'] = field(data=-1)
+    arm_mask: Float32[Array, 'arms n'] = bartz.field(data=-1)
     """``arm_mask[a, i] = 1`` iff unit ``i`` is in arm ``a + 1``; multiplies the
     likelihood precision while tau forest ``a`` is updated."""
 
@@ -99,7 +82,7 @@ class BCFKernelState(State):
         return self.arm_mask.shape[0]
 
 
-class _DiagChannels(ReductionConfig):
+class _DiagChannels(bartz.ReductionConfig):
     """Reduce only the diagonal channels of ``(k, k, n)`` values; zeros elsewhere.
 
     Valid when whatever consumes the ``(k, k, ...)`` sums contracts them
@@ -107,7 +90,7 @@ class _DiagChannels(ReductionConfig):
     with a diagonal error precision). Other value shapes go to `inner` as is.
     """
 
-    inner: ReductionConfig
+    inner: bartz.ReductionConfig
 
     def _reduce(self, values, indices, /, *, size, subset_start=None, subset_length=None, dtype, data_sharded):  # noqa: ANN001, ANN202
         kw = dict(
@@ -128,13 +111,13 @@ class _DiagChannels(ReductionConfig):
         return jnp.zeros((k, k, *diag.shape[1:]), diag.dtype).at[ar, ar].set(diag)
 
 
-def _reduction_configs(kshape: tuple[int, ...], error_cov_inv: Wishart | None) -> dict:
+def _reduction_configs(kshape: tuple[int, ...], error_cov_inv: bartz.Wishart | None) -> dict:
     """bartz reduction configs: diagonal-channel sums when the error precision is diagonal."""
-    if not kshape or not (error_cov_inv is None or isinstance(error_cov_inv, DiagWishart)):
+    if not kshape or not (error_cov_inv is None or isinstance(error_cov_inv, bartz.DiagWishart)):
         return {}
     return {
-        'resid_reduction_config': _DiagChannels(AutoBatchedReduction()),
-        'prec_reduction_config': _DiagChannels(AutoOneHotReduction()),
+        'resid_reduction_config': _DiagChannels(bartz.AutoBatchedReduction()),
+        'prec_reduction_config': _DiagChannels(bartz.AutoOneHotReduction()),
     }
 
 
@@ -147,16 +130,16 @@ def _broadcast_chains(x: Array | None, axis: int | None, num_chains: int) -> Arr
     return jnp.broadcast_to(x, tuple(shape))
 
 
-def _dummy_error_prior(kshape: tuple[int, ...]) -> Wishart:
+def _dummy_error_prior(kshape: tuple[int, ...]) -> bartz.Wishart:
     """A placeholder error prior for the tau-forest init (only its forest is kept).
 
     With ``k >= 2`` the missingness mask is 2-D, for which bartz requires a
     `DiagWishart`.
     """
     if not kshape:
-        return Wishart(nu=0.0, rate=0.0, value=1.0)
+        return bartz.Wishart(nu=0.0, rate=0.0, value=1.0)
     (k,) = kshape
-    return DiagWishart(nu=float(k), rate=jnp.zeros((k, k)), value=jnp.eye(k))
+    return bartz.DiagWishart(nu=float(k), rate=jnp.zeros((k, k)), value=jnp.eye(k))
 
 
 def _init(
@@ -174,9 +157,9 @@ def _init(
     num_trees_tau: int,
     p_nonterminal_mu: Array,
     p_nonterminal_tau: Array,
-    leaf_prior_cov_inv_mu: Wishart,
-    leaf_prior_cov_inv_tau: Wishart,
-    error_cov_inv: Wishart | None,
+    leaf_prior_cov_inv_mu: bartz.Wishart,
+    leaf_prior_cov_inv_tau: bartz.Wishart,
+    error_cov_inv: bartz.Wishart | None,
     min_points_per_leaf: int | None,
     num_chains: int,
     sequential_unroll: int | bool = 1,
@@ -229,7 +212,7 @@ def _init(
     """
     n_tau = n_arms - 1
     p, _ = X.shape
-    state_mu = bartz_init(
+    state_mu = bartz.init(
         **_reduction_configs(tuple(y.shape[:-1]), error_cov_inv),
         X=X,
         y=y,
@@ -253,7 +236,7 @@ def _init(
     # the tau forests: one bartz init (continuous, dummy error prior) provides
     # the forest layout; only its forest is kept, as in `bartz.bcf.init_bcf`
     tau_y = jnp.zeros(state_mu.y.shape, jnp.float32)
-    state_tau = bartz_init(
+    state_tau = bartz.init(
         X=state_mu.X,
         y=tau_y,
         outcome_type='continuous',
@@ -278,7 +261,7 @@ def _init(
     arm_mask = (arm[None, :] == jnp.arange(1, n_arms)[:, None]).astype(
         state_mu.prec_scale.dtype
     )
-    axes = chain_vmap_axes(forest)
+    axes = bartz.chain_vmap_axes(forest)
     # chain-marked leaves: (chains, ...) -> (chains, K-1, ...); others -> (K-1, ...)
     stacked = tree.map(
         lambda x, ax: None
@@ -290,12 +273,12 @@ def _init(
     )
     tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
     prec_trees = jnp.stack(
-        [initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
+        [bartz.initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
     )  # (K-1, num_trees, ..., tree_size)
     prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
     stacked = replace(stacked, prec_tree=prec_trees)
 
-    kw = {f.name: getattr(state_mu, f.name) for f in fields(State)}
+    kw = {f.name: getattr(state_mu, f.name) for f in fields(bartz.State)}
     return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
 
 
@@ -334,7 +317,7 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
     assert prec_scale is not None
     ones = jnp.ones((), prec_scale.dtype)
 
-    def body(resid: Array, xs: tuple) -> tuple[Array, Forest]:
+    def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
         forest_a, mask_a, key_a = xs
         k_trees, k_leaf = random.split(key_a)
         inner = replace(
@@ -343,8 +326,8 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
             prec_scale=prec_scale * mask_a,
             resid=resid,
         )
-        inner = step_trees(k_trees, inner)
-        inner = step_leaf_prior_cov_inv(k_leaf, inner)
+        inner = bartz.step_trees(k_trees, inner)
+        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
         # the tree moves update the residuals of every row in a leaf; keep the
         # update only on this arm's rows (elsewhere this forest is not in the
         # model, and the residual there was ignored through zero precision)
@@ -355,7 +338,7 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
     return replace(state, resid=resid, forest_tau=forests)
 
 
-@float32_matmuls
+@bartz.float32_matmuls
 def step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
 
@@ -378,12 +361,12 @@ def step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     keys = random.split(key, 1 + state.num_tau_forests)
     # mu phase: bartz's full step (trees, leaf variance, latent z, error
     # precision); it rebuilds the state with `replace`, keeping the subclass
-    state = bartz_step(keys[0], state)
+    state = bartz.step(keys[0], state)
     num_chains = state.num_chains()
     assert num_chains is not None
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
-    return vmap_chains(_tau_phase)(tau_keys.T, state)
+    return bartz.vmap_chains(_tau_phase)(tau_keys.T, state)
 
 
 def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: Array) -> Array:

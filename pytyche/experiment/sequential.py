@@ -15,6 +15,8 @@ column) are re-indexed into that order via the position map
 
 from __future__ import annotations
 
+import inspect
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -70,6 +72,11 @@ def _derive_seed(seed: int, round_idx: int, stream: int) -> int:
     """A 31-bit seed for ``stream`` (0 = fit, 1 = policy-tree bootstrap) of round ``round_idx``."""
     state = np.random.SeedSequence([int(seed), int(round_idx), int(stream)]).generate_state(1, dtype=np.uint32)[0]
     return int(state) & 0x7FFFFFFF
+
+
+def _read_only(attr: str, doc: str) -> property:
+    """A read-only property that returns ``self.<attr>``."""
+    return property(operator.attrgetter(attr), doc=doc)
 
 
 class SequentialExperiment:
@@ -231,52 +238,21 @@ class SequentialExperiment:
         self._next_plan: NextRoundPlan | None = None
 
     # ---- configuration (read-only) ------------------------------------------------------
-    @property
-    def treatments(self) -> tuple[str, ...]:
-        """The treatments universe, control first."""
-        return self._treatments
-
-    @property
-    def schedule(self) -> Schedule:
-        return self._schedule
-
-    @property
-    def calibration(self) -> Any:
-        return self._calibration
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @property
-    def min_control_weight(self) -> float:
-        return self._min_control_weight
-
-    @property
-    def min_explore_weight(self) -> float:
-        return self._min_explore_weight
-
-    @property
-    def max_segment_depth(self) -> int:
-        return self._max_segment_depth
-
-    @property
-    def min_segment_share(self) -> float:
-        return self._min_segment_share
-
-    @property
-    def stability_method(self) -> str:
-        """How segment stability is scored each round (``"means"`` or ``"posterior"``)."""
-        return self._stability_method
-
-    @property
-    def graduation_rule(self) -> Any:
-        return self._graduation_rule
-
-    @property
-    def cumulative_data(self) -> ObservedExperimentData | None:
-        """The cumulative data (variant-major) of every completed round, or ``None``."""
-        return self._cumulative
+    treatments = _read_only("_treatments", "The treatments universe, control first (``tuple[str, ...]``).")
+    schedule = _read_only("_schedule", "The round-size schedule (``Schedule``).")
+    calibration = _read_only("_calibration", "The calibration applied each round (or ``None``).")
+    seed = _read_only("_seed", "The master seed (``int``).")
+    min_control_weight = _read_only("_min_control_weight", "Floor of the engine's Control cell weight.")
+    min_explore_weight = _read_only("_min_explore_weight", "Floor of the engine's Explore cell weight.")
+    max_segment_depth = _read_only("_max_segment_depth", "Depth of each round's policy tree.")
+    min_segment_share = _read_only("_min_segment_share", "Smallest segment, as a share of the visitors.")
+    stability_method = _read_only(
+        "_stability_method", 'How segment stability is scored each round (``"means"`` or ``"posterior"``).'
+    )
+    graduation_rule = _read_only("_graduation_rule", "The rule that fires SHIP signals for graduation.")
+    cumulative_data = _read_only(
+        "_cumulative", "The cumulative data (variant-major) of every completed round, or ``None``."
+    )
 
     # ---- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[Experiment]:
@@ -707,23 +683,7 @@ class SequentialExperiment:
 SequentialExperiment.__doc__ = (SequentialExperiment.__doc__ or "").replace("{scope}", _SCOPE)
 
 
-def sequential_experiment(
-    *,
-    generator: Generator,
-    schedule: Schedule,
-    treatments: Sequence[str],
-    cells: list[Cell] | None = None,
-    min_control_weight: float = 0.05,
-    min_explore_weight: float = 0.05,
-    max_segment_depth: int = 3,
-    min_segment_share: float = 0.1,
-    calibration: "Calibration | None" = None,
-    graduation_rule: GraduationRule | None = None,
-    seed: int = 0,
-    progress: bool = False,
-    bcf_config: "GPUBCFConfig | None" = None,
-    stability_method: str = "means",
-) -> SequentialExperiment:
+def sequential_experiment(**kwargs: Any) -> SequentialExperiment:
     """Construct a :class:`SequentialExperiment` -- the public entry point (docs/concepts.md).
 
     The verb form of the :class:`SequentialExperiment` constructor with the identical signature;
@@ -735,22 +695,11 @@ def sequential_experiment(
     -------
     SequentialExperiment
     """
-    return SequentialExperiment(
-        generator=generator,
-        schedule=schedule,
-        treatments=treatments,
-        cells=cells,
-        min_control_weight=min_control_weight,
-        min_explore_weight=min_explore_weight,
-        max_segment_depth=max_segment_depth,
-        min_segment_share=min_segment_share,
-        calibration=calibration,
-        graduation_rule=graduation_rule,
-        seed=seed,
-        progress=progress,
-        bcf_config=bcf_config,
-        stability_method=stability_method,
-    )
+    return SequentialExperiment(**kwargs)
 
 
+# the verb takes exactly the constructor's (keyword-only) parameters
+sequential_experiment.__signature__ = inspect.signature(SequentialExperiment).replace(  # type: ignore[attr-defined]
+    return_annotation="SequentialExperiment"
+)
 sequential_experiment.__doc__ = (sequential_experiment.__doc__ or "").replace("{scope}", _SCOPE)
