@@ -355,11 +355,8 @@ class BCFPosterior:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
-class ContinuousBCFResult(BCFPosterior):
-    """Posterior of :func:`pytyche.bcf.fit_continuous_bcf`: ``outcome_samples`` are the mean
-    outcome of each visitor under each treatment, in outcome units."""
-
-    _family: ClassVar[MetricFamily] = MetricFamily.CONTINUOUS
+class _SingleOutcomePosterior(BCFPosterior):
+    """A posterior of one outcome (continuous or binary): it carries no hurdle decomposition."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -368,16 +365,19 @@ class ContinuousBCFResult(BCFPosterior):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
-class BinaryBCFResult(BCFPosterior):
+class ContinuousBCFResult(_SingleOutcomePosterior):
+    """Posterior of :func:`pytyche.bcf.fit_continuous_bcf`: ``outcome_samples`` are the mean
+    outcome of each visitor under each treatment, in outcome units."""
+
+    _family: ClassVar[MetricFamily] = MetricFamily.CONTINUOUS
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class BinaryBCFResult(_SingleOutcomePosterior):
     """Posterior of :func:`pytyche.bcf.fit_binary_bcf`: ``outcome_samples`` are the conversion
     probability ``Phi(mu(x) + tau_a(x))`` of each visitor under each treatment."""
 
     _family: ClassVar[MetricFamily] = MetricFamily.BINARY
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.decomposition is not None:
-            raise invalid("decomposition", type(self).__name__, "None (no hurdle decomposition)", "a DecompositionSamples", show=False)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

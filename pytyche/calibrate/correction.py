@@ -253,20 +253,21 @@ class LayerCurve:
         y = np.where(x <= a[-1], inside, x * (b[-1] / a[-1]))
         return _cov(y)
 
-    def nominal_for(self, level: np.ndarray | float) -> np.ndarray:
-        """Inverse map ``R^{-1}``: nominal level whose raw interval covers ``level``."""
+    def _inverse_z(self, level: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """``(z(R^{-1}(level)), z(level))``: the inverse map in z space, past the last knot along its ray."""
         a, b = self._knots()
         y = _z(level)
         inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
-        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        return np.where(y <= b[-1], inside, y * (a[-1] / b[-1])), y
+
+    def nominal_for(self, level: np.ndarray | float) -> np.ndarray:
+        """Inverse map ``R^{-1}``: nominal level whose raw interval covers ``level``."""
+        x, _ = self._inverse_z(level)
         return _cov(x)
 
     def multiplier(self, level: np.ndarray | float) -> np.ndarray:
         """Half-width multiplier ``w = z(R^{-1}(level)) / z(level)`` (see the module docstring)."""
-        a, b = self._knots()
-        y = _z(level)
-        inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
-        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        x, y = self._inverse_z(level)
         return x / y
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,16 @@ from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.observed import ObservedExperimentData
 
 
+def _arm_column(name: str, arm: int) -> property:
+    """A read-only property: column ``arm`` of the ``(n, K)`` array field ``name`` (``None`` when it is)."""
+
+    def get(self: Any) -> np.ndarray | None:
+        values = getattr(self, name)
+        return None if values is None else values[:, arm]
+
+    return property(get, doc=f"``{name}[:, {arm}]`` (``None`` when ``{name}`` is).")
+
+
 @dataclass(frozen=True)
 class CalibrationTruth:
     """Per-visitor ground truth, aligned to the round's own variant-major row order.
@@ -121,22 +131,11 @@ class CalibrationTruth:
         """``(n,)`` index of the truth-optimal arm per visitor."""
         return np.argmax(self.expected_outcome, axis=1)
 
-    # K = 2 conveniences named as in docs/concepts.md
-    @property
-    def p0(self) -> np.ndarray | None:
-        return None if self.p is None else self.p[:, 0]
-
-    @property
-    def p1(self) -> np.ndarray | None:
-        return None if self.p is None else self.p[:, 1]
-
-    @property
-    def m0(self) -> np.ndarray | None:
-        return None if self.m is None else self.m[:, 0]
-
-    @property
-    def m1(self) -> np.ndarray | None:
-        return None if self.m is None else self.m[:, 1]
+    # K = 2 conveniences: control (0) and treatment (1) columns of the hurdle truth
+    p0 = _arm_column("p", 0)
+    p1 = _arm_column("p", 1)
+    m0 = _arm_column("m", 0)
+    m1 = _arm_column("m", 1)
 
     def take(self, index: np.ndarray) -> "CalibrationTruth":
         """Rows reordered/selected by ``index`` (used to re-index into cumulative order)."""
