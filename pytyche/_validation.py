@@ -94,7 +94,10 @@ class Interval:
 
     ``kind`` is ``numbers.Integral`` or ``numbers.Real``; ``low`` / ``high`` ``None`` mean
     unbounded. A real number must also be finite. With ``loose=True`` a real number is anything
-    ``float()`` accepts (numpy and JAX scalars); otherwise it must be a ``numbers.Real``.
+    ``float()`` accepts (numpy and JAX scalars), an int may be a 0-d integer array, and :func:`check`
+    words its messages as :func:`check_int` / :func:`check_float` do (the type alone, then the bound
+    missed); otherwise the value must be a ``numbers.Real`` / ``numbers.Integral`` and the message
+    states the whole interval.
     ``text`` overrides the description (e.g. "an int in [0, 2**32 - 1] (the seeds ...)").
     """
 
