@@ -422,6 +422,35 @@ def schema_with_noise(features: dict[str, str], n_noise: int) -> VisitorSchema:
     return VisitorSchema({**features, **{f"noise_{j + 1}": "numeric" for j in range(n_noise)}}, "outcome")
 
 
+class FeatureTemplate(DGPTemplate):
+    """A template whose visitors are its own features plus ``n_noise`` irrelevant ones.
+
+    Subclasses set ``features`` (name -> ``"numeric"`` / ``"categorical"``), declare an ``n_noise``
+    field and implement :meth:`draw_features`; the schema and :meth:`draw_visitors` follow (the
+    features first, then the noise columns, from the same stream). There is no latent cluster
+    unless :meth:`clusters_of` says otherwise.
+    """
+
+    features: ClassVar[Mapping[str, str]] = {}
+    n_noise: int
+
+    @property
+    def schema(self) -> VisitorSchema:  # type: ignore[override]
+        return schema_with_noise(dict(self.features), self.n_noise)
+
+    @abstractmethod
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        """``n`` visitors' own features (the columns of ``features``)."""
+
+    def clusters_of(self, features: pd.DataFrame) -> np.ndarray:
+        """Latent cluster id per visitor (``-1``: none)."""
+        return np.full(len(features), -1, dtype=np.int64)
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frame = self.draw_features(rng, n, round_idx)
+        return pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1), self.clusters_of(frame)
+
+
 def feature_template(cls: type[DGPTemplate]) -> Any:
     """A registry ``make(*, seed, n_visitors, experiment_id, **params)`` for a dataclass template.
 
