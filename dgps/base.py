@@ -45,15 +45,16 @@ with mean ``m`` and log-sd ``severity_sigma``: ``E[Y] = p·m``), ``binary`` (``B
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import check_int, invalid, wrong_type
+from pytyche._validation import Interval, check_int, invalid, validate, wrong_type
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData, VariantData, VisitorSchema, propensity_columns
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.plan import NextRoundPlan
@@ -141,6 +142,13 @@ class DGPTemplate(ABC):
         m_prior = sum(wc * s.m for wc, s in zip(w, parts))  # only where no cluster converts at all
         m = np.divide(rev, p, out=np.array(m_prior, dtype=np.float64), where=p > 0)
         return Surface(p=p, m=m)
+
+    #: each parameter's constraint, checked in this order when the template is built (its
+    #: registry name is the ``where`` of the message); see `real`, `integer` and the shared entries
+    constraints: ClassVar[Mapping[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        validate({k: getattr(self, k) for k in self.constraints}, self.constraints, self.name)
 
     def params(self) -> dict[str, Any]:
         """The template's parameters (for records)."""
@@ -385,6 +393,25 @@ def engagement(visitors: pd.DataFrame) -> np.ndarray:
     return 1.0 + 0.25 * np.tanh((v - 5.0) / 5.0)
 
 
+def real(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Interval:
+    """A template parameter that is a finite real number within bounds (open ends as asked)."""
+    closed = {(False, False): "both", (True, False): "right", (False, True): "left", (True, True): "neither"}
+    return Interval(numbers.Real, low, high, closed=closed[low_open, high_open], loose=True)
+
+
+def integer(low: int | None = None, high: int | None = None) -> Interval:
+    """A template parameter that is an int within bounds."""
+    return Interval(numbers.Integral, low, high, loose=True)
+
+
+#: a scale that must be positive: ``conversion_scale``, ``severity_sigma``, ``outcome_sd``
+POSITIVE = real(low=0.0, low_open=True)
+#: the hurdle templates' two scales
+HURDLE_SCALES = {"conversion_scale": POSITIVE, "severity_sigma": POSITIVE}
+#: the number of irrelevant noise features (:func:`noise_features`)
+N_NOISE = integer(0, 200)
+
+
 def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:
     """``k`` irrelevant numeric features ``noise_1 .. noise_k``: independent ``N(0, 1)`` rounded to 0.01."""
     return pd.DataFrame({f"noise_{j + 1}": np.round(rng.standard_normal(n), 2) for j in range(k)})
@@ -393,6 +420,35 @@ def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:
 def schema_with_noise(features: dict[str, str], n_noise: int) -> VisitorSchema:
     """The visitor schema of ``features`` (name -> type) plus the :func:`noise_features` columns."""
     return VisitorSchema({**features, **{f"noise_{j + 1}": "numeric" for j in range(n_noise)}}, "outcome")
+
+
+class FeatureTemplate(DGPTemplate):
+    """A template whose visitors are its own features plus ``n_noise`` irrelevant ones.
+
+    Subclasses set ``features`` (name -> ``"numeric"`` / ``"categorical"``), declare an ``n_noise``
+    field and implement :meth:`draw_features`; the schema and :meth:`draw_visitors` follow (the
+    features first, then the noise columns, from the same stream). There is no latent cluster
+    unless :meth:`clusters_of` says otherwise.
+    """
+
+    features: ClassVar[Mapping[str, str]] = {}
+    n_noise: int
+
+    @property
+    def schema(self) -> VisitorSchema:  # type: ignore[override]
+        return schema_with_noise(dict(self.features), self.n_noise)
+
+    @abstractmethod
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        """``n`` visitors' own features (the columns of ``features``)."""
+
+    def clusters_of(self, features: pd.DataFrame) -> np.ndarray:
+        """Latent cluster id per visitor (``-1``: none)."""
+        return np.full(len(features), -1, dtype=np.int64)
+
+    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frame = self.draw_features(rng, n, round_idx)
+        return pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1), self.clusters_of(frame)
 
 
 def feature_template(cls: type[DGPTemplate]) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pytyche._validation import invalid
 from dgps.base import SimGenerator
 
 __all__ = ["TEMPLATE_ROLES", "make_generator", "list_templates", "template_doc", "templates_for"]
@@ -68,7 +69,7 @@ TEMPLATE_ROLES: dict[str, str] = {
 def templates_for(role: str) -> list[str]:
     """Registered templates with ``role`` ("fit", "validate" or "benchmark"), sorted."""
     if role not in ("fit", "validate", "benchmark"):
-        raise ValueError(f"The 'role' parameter of templates_for must be 'fit', 'validate' or 'benchmark'. Got {role!r} instead.")
+        raise invalid("role", "templates_for", "'fit', 'validate' or 'benchmark'", role)
     return sorted(t for t, r in TEMPLATE_ROLES.items() if r == role)
 
 

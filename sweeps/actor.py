@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from pytyche._compilation import backend_compiles, install_compile_counter
 
 if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import ActorSpec, Task
@@ -28,37 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SweepWorker", "actor_options", "compile_count", "create_worker", "install_compile_counter"]
 
-#: the jax.monitoring event recorded once per XLA backend compilation
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-_lock = threading.Lock()
-_compiles = 0
-_installed = False
-
-
-def _on_duration(event: str, duration: float, **kwargs: Any) -> None:
-    global _compiles
-    if event == BACKEND_COMPILE_EVENT:
-        with _lock:
-            _compiles += 1
-
-
-def install_compile_counter() -> None:
-    """Register the process-wide compile listener (idempotent)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        from jax import monitoring
-
-        monitoring.register_event_duration_secs_listener(_on_duration)
-        _installed = True
-
-
 def compile_count() -> int:
-    """XLA backend compilations in this process since :func:`install_compile_counter`."""
-    with _lock:
-        return _compiles
+    """XLA backend compilations (executables obtained) in this process since :func:`install_compile_counter`."""
+    return backend_compiles()
 
 
 def _pin_cpu_without_gpu() -> None:

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytyche._validation import invalid
 from sweeps.shards import clean_temp, finished_ids, verify_shards, write_failure, write_shard, write_text
 from sweeps.spec import SweepSpec, Task, spec_from
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sweeps.pool import Outcome, WorkerPool
+    from sweeps.pool import FinishedTask, WorkerPool
     from sweeps.task import TaskResult
     from sweeps.tracking import SweepTracker
 
@@ -215,7 +216,7 @@ def execute_tasks(
     *,
     max_tasks: int | None = None,
     progress: Any = None,
-    on_outcome: Callable[["Outcome", _Tally], None] | None = None,
+    on_finished: Callable[["FinishedTask", _Tally], None] | None = None,
 ) -> _Tally:
     """Run ``tasks`` on ``pool`` and write each finished one's shard; return the tally.
 
@@ -229,26 +230,26 @@ def execute_tasks(
     while pool.has_next():
         if max_tasks is not None and tally.completed >= max_tasks:
             break
-        outcome = pool.get_next_unordered()
-        tid = outcome.task.task_id
-        if outcome.ok:
+        finished = pool.get_next_unordered()
+        tid = finished.task.task_id
+        if finished.ok:
             if tid not in written:
-                write_shard(out, outcome.task, outcome.result)
+                write_shard(out, finished.task, finished.result)
                 written.add(tid)
                 tally.completed += 1
                 tally.finished_at.append(time.perf_counter())
-                tally.worker_seconds += float(outcome.result.seconds)
-                if outcome.result.compiles is not None:
-                    tally.compiles.append(int(outcome.result.compiles))
+                tally.worker_seconds += float(finished.result.seconds)
+                if finished.result.compiles is not None:
+                    tally.compiles.append(int(finished.result.compiles))
         else:
-            write_failure(out, outcome.task, outcome.error or "")
-            tally.failures.append((tid, outcome.error or ""))
-            logger.warning("task %s (%s, seed %s) failed: %s", tid, outcome.task.cell_label, outcome.task.seed, outcome.error)
+            write_failure(out, finished.task, finished.error or "")
+            tally.failures.append((tid, finished.error or ""))
+            logger.warning("task %s (%s, seed %s) failed: %s", tid, finished.task.cell_label, finished.task.seed, finished.error)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(failed=len(tally.failures), refresh=False)
-        if on_outcome is not None:
-            on_outcome(outcome, tally)
+        if on_finished is not None:
+            on_finished(finished, tally)
     return tally
 
 
@@ -308,7 +309,7 @@ def run_sweep(
     SweepReport
     """
     if max_tasks is not None and (isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 0):
-        raise ValueError(f"The 'max_tasks' parameter of run_sweep must be None or an int >= 0. Got {max_tasks!r} instead.")
+        raise invalid("max_tasks", "run_sweep", "None or an int >= 0", max_tasks)
     spec = spec_from(spec)
     if runner is None:
         spec.check_templates()
@@ -353,24 +354,24 @@ def run_sweep(
                 cells.setdefault(t.cell_id, []).append(t)
             finished_now = set(done)
 
-            def on_outcome(outcome: "Outcome", now: _Tally) -> None:
+            def on_finished(finished: "FinishedTask", now: _Tally) -> None:
                 if tracker is None:
                     return
                 tracker.log_progress(
                     done=n_skipped + now.completed, total=len(tasks), failed=len(now.failures),
                     elapsed=time.perf_counter() - t0,
                 )
-                if not outcome.ok:
+                if not finished.ok:
                     return
-                finished_now.add(outcome.task.task_id)
-                cell = cells[outcome.task.cell_id]
+                finished_now.add(finished.task.task_id)
+                cell = cells[finished.task.cell_id]
                 if all(t.task_id in finished_now for t in cell):
                     try:  # the cell's child run now, so a driver killed later still shows it
                         tracker.log_cells(cell)
                     except Exception as err:  # tracking must not stop the sweep; retried at the end
-                        logger.warning("MLflow child run of cell %s not logged yet: %s", outcome.task.cell_id, err)
+                        logger.warning("MLflow child run of cell %s not logged yet: %s", finished.task.cell_id, err)
 
-            tally = execute_tasks(todo, pool, out_dir, max_tasks=max_tasks, progress=bar, on_outcome=on_outcome)
+            tally = execute_tasks(todo, pool, out_dir, max_tasks=max_tasks, progress=bar, on_finished=on_finished)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

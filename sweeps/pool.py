@@ -17,9 +17,9 @@ Failure handling, per outcome of a task's call:
   milliseconds.) (Crashes Ray already retried inside the actor, with
   ``max_restarts``/``max_task_retries``, never reach the pool.)
 - the task raised (``RayTaskError``: a bug or bad input, which would fail again): returned as a
-  failed :class:`Outcome` at once, not retried.
+  failed :class:`FinishedTask` at once, not retried.
 
-Every task yields exactly one :class:`Outcome`.
+Every task yields exactly one :class:`FinishedTask`.
 """
 
 from __future__ import annotations
@@ -32,18 +32,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytyche._validation import invalid
+
 if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import Task
     from sweeps.task import TaskResult
 
-__all__ = ["Outcome", "WorkerPool"]
+__all__ = ["FinishedTask", "WorkerPool"]
 
 _WAIT_SLICE = 1.0  # seconds per ray.wait call
 _PROBE_PAUSE = 0.5  # seconds between probes of an unavailable actor
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FinishedTask:
     """The end of one task in the pool.
 
     Attributes
@@ -105,9 +107,9 @@ class WorkerPool:
 
     def __init__(self, make_worker: Callable[[int], Any], size: int, *, max_attempts: int = 3, unavailable_timeout: float = 300.0) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"The 'size' parameter of WorkerPool must be an int >= 1. Got {size!r} instead.")
+            raise invalid("size", "WorkerPool", "an int >= 1", size)
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"The 'max_attempts' parameter of WorkerPool must be an int >= 1. Got {max_attempts!r} instead.")
+            raise invalid("max_attempts", "WorkerPool", "an int >= 1", max_attempts)
         self._make_worker = make_worker
         self._max_attempts = max_attempts
         self._workers: list[Any] = [make_worker(i) for i in range(size)]
@@ -165,7 +167,7 @@ class WorkerPool:
             self._replace(index)
         self._idle.append(index)
 
-    def get_next_unordered(self, timeout: float | None = None) -> Outcome:
+    def get_next_unordered(self, timeout: float | None = None) -> FinishedTask:
         """The next task to end, in completion order.
 
         Parameters
@@ -204,7 +206,7 @@ class WorkerPool:
                 result = ray.get(ref)
             except RayTaskError as err:  # the runner raised: deterministic, do not retry
                 self._idle.append(call.worker_index)
-                return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
             except RayActorError as err:  # the actor died or is unreachable
                 if isinstance(err, ActorDiedError):
                     self._replace(call.worker_index)
@@ -213,20 +215,26 @@ class WorkerPool:
                     self._probe(call.worker_index, time.monotonic())
                 else:
                     self._idle.append(call.worker_index)
-                if call.attempts >= self._max_attempts:
-                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
-                self._resubmitted += 1
-                self._queue.appendleft((call.task, call.attempts))
+                failed = self._retry_or_fail(call, err)
+                if failed is not None:
+                    return failed
                 continue
             except Exception as err:  # worker crash, object lost...: a system failure, retry
                 self._idle.append(call.worker_index)
-                if call.attempts >= self._max_attempts:
-                    return Outcome(call.task, None, _error_text(err), call.attempts, call.worker_index)
-                self._resubmitted += 1
-                self._queue.appendleft((call.task, call.attempts))
+                failed = self._retry_or_fail(call, err)
+                if failed is not None:
+                    return failed
                 continue
             self._idle.append(call.worker_index)
-            return Outcome(call.task, result, None, call.attempts, call.worker_index)
+            return FinishedTask(call.task, result, None, call.attempts, call.worker_index)
+
+    def _retry_or_fail(self, call: _Call, err: BaseException) -> FinishedTask | None:
+        """After a system failure: requeue the task (first in line), or give it up once its attempts are spent."""
+        if call.attempts >= self._max_attempts:
+            return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
+        self._resubmitted += 1
+        self._queue.appendleft((call.task, call.attempts))
+        return None
 
     def _replace(self, index: int) -> None:
         import ray

@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pytyche._files import file_sha256
+from pytyche._files import atomic_write, atomic_write_text, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -226,28 +225,6 @@ def _table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_shard(out: str | os.PathLike[str], task: "Task", result: "TaskResult") -> Path:
     """Write a finished task's shards atomically (truth first, records last: the finish
     marker) and clear its failure note; return the records shard's path."""
@@ -260,13 +237,13 @@ def write_shard(out: str | os.PathLike[str], task: "Task", result: "TaskResult")
     records_table = _table(cal, RECORD_SCHEMA)
     # serialise first, so the checksums describe exactly the bytes that are then written
     truth_bytes, records_bytes = _parquet_bytes(truth_table), _parquet_bytes(records_table)
-    _atomic_write(truth_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(truth_bytes))
+    atomic_write(truth_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(truth_bytes))
     sums = {
         "records": {"rows": records_table.num_rows, "sha256": hashlib.sha256(records_bytes).hexdigest()},
         "truth": {"rows": truth_table.num_rows, "sha256": hashlib.sha256(truth_bytes).hexdigest()},
     }
     write_text(checksum_path(out, task.task_id), json.dumps(sums, sort_keys=True) + "\n")
-    path = _atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(records_bytes))
+    path = atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(records_bytes))
     failure_path(out, task.task_id).unlink(missing_ok=True)
     return path
 
@@ -346,17 +323,12 @@ def write_failure(out: str | os.PathLike[str], task: "Task", error: str) -> Path
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(f"task {task.task_id} ({task.cell_label}, seed {task.seed})\n{error}\n")
 
-    return _atomic_write(failure_path(out, task.task_id), write)
+    return atomic_write(failure_path(out, task.task_id), write)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a small text file atomically."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    return _atomic_write(Path(path), write)
+    """Write a small text file atomically (:func:`pytyche._files.atomic_write_text`)."""
+    return atomic_write_text(path, text)
 
 
 def _read(paths: Sequence[Path], schema: pa.Schema) -> "pd.DataFrame":

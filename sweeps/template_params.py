@@ -31,14 +31,12 @@ from typing import Any
 
 __all__ = ["DISTRIBUTIONS", "check_template_param"]
 
+from pytyche._validation import error_for
 from sweeps.population import DISTRIBUTIONS
 
 
-def _err(field: str, expected: str, got: Any) -> ValueError:
-    text = repr(got)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return ValueError(f"The '{field}' field of SweepSpec must be {expected}. Got {text} instead.")
+#: the ValueError for a bad spec field, as `sweeps.spec` words it
+_err = error_for("SweepSpec", noun="field", width=120)
 
 
 @lru_cache(maxsize=None)

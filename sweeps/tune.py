@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytyche._validation import invalid
 from sweeps.shards import read_records
 from sweeps.spec import SweepSpec, spec_from
 
@@ -131,11 +132,11 @@ def tune(
     from sweeps.shards import clean_temp, finished_ids
 
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ValueError(f"The 'n_trials' parameter of tune must be an int >= 1. Got {n_trials!r} instead.")
+        raise invalid("n_trials", "tune", "an int >= 1", n_trials)
     if not 0 < level < 1:
-        raise ValueError(f"The 'level' parameter of tune must be in (0, 1). Got {level!r} instead.")
+        raise invalid("level", "tune", "in (0, 1)", level)
     if lam < 0:
-        raise ValueError(f"The 'lam' parameter of tune must be >= 0. Got {lam!r} instead.")
+        raise invalid("lam", "tune", ">= 0", lam)
     spec = spec_from(spec)
     if level not in spec.levels or family not in spec.families:
         raise ValueError(f"The spec must record family {family!r} at level {level} for the objective. Got levels {list(spec.levels)} and families {list(spec.families)} instead.")

@@ -402,12 +402,12 @@ def test_bartz_entry_points_used_by_the_kernel(continuous_fit):
     import bartz
     import jax
     import jax.numpy as jnp
-    from bartz.mcmcstep import DiagWishart, Forest, State, Wishart, init, make_p_nonterminal, step
-    from bartz.mcmcstep._axes import chain_vmap_axes
-    from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
-    from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
-    from bartz.prepcovars import GivenSplitsBinner
-    from bartz._jaxext import field, float32_matmuls
+    # every bartz name pytyche uses, public or private, is imported in `pytyche.bcf._bartz`
+    from pytyche.bcf._bartz import (
+        DiagWishart, Forest, GivenSplitsBinner, State, Wishart, chain_vmap_axes, field,
+        float32_matmuls, initial_prec_tree, make_p_nonterminal, step_leaf_prior_cov_inv,
+        step_trees, vmap_chains, init, step,
+    )
 
     from pytyche.bcf import kernel, sampler
 
@@ -490,7 +490,7 @@ def test_diag_channel_reduction_matches_the_diagonal_of_the_full_reduce():
     with a `DiagWishart` (or no) error prior.
     """
     import jax.numpy as jnp
-    from bartz.mcmcstep import AutoBatchedReduction, DiagWishart, Wishart
+    from pytyche.bcf._bartz import AutoBatchedReduction, DiagWishart, Wishart
 
     from pytyche.bcf import kernel
 

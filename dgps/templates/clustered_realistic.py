@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
-from pytyche._validation import check_float
+from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
 
 BASE_P = np.array([0.030, 0.050, 0.040, 0.020])
 BASE_M = np.array([35.0, 80.0, 140.0, 50.0])
@@ -45,7 +44,17 @@ LIFT_M = np.array([[1.0, 1.0, 1.0, 1.0], [0.90, 0.85, 0.90, 0.90], [1.00, 0.97, 
 
 @dataclass(frozen=True)
 class ClusteredRealistic(ArchetypeTemplate):
-    """See the module docstring."""
+    """See the module docstring.
+
+    Parameters
+    ----------
+    effect_scale
+        Exponent on the treatment multipliers (0: no effects; 1: the documented table).
+    conversion_scale
+        Multiplier on every conversion probability (1: the realistic 2-6%).
+    severity_sigma
+        Log-sd of the lognormal basket.
+    """
 
     effect_scale: float = 1.0
     conversion_scale: float = 1.0
@@ -60,11 +69,7 @@ class ClusteredRealistic(ArchetypeTemplate):
     lift_p = LIFT_P
     lift_m = LIFT_M
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+    constraints = {"effect_scale": real(low=0.0), **HURDLE_SCALES}
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
@@ -73,31 +78,4 @@ class ClusteredRealistic(ArchetypeTemplate):
         return Surface(p=p, m=m)
 
 
-def make(
-    *,
-    seed: int = 0,
-    n_visitors: int | None = None,
-    experiment_id: str | None = None,
-    effect_scale: float = 1.0,
-    conversion_scale: float = 1.0,
-    severity_sigma: float = 0.6,
-) -> SimGenerator:
-    """A ``clustered_realistic`` generator (truth in the module docstring).
-
-    Parameters
-    ----------
-    seed
-        Master seed (round ``r`` draws from ``SeedSequence([seed, r])``).
-    n_visitors
-        Round size when a plan carries none (the loop sets it from the schedule).
-    experiment_id
-        Recorded on the data (default ``"clustered_realistic"``).
-    effect_scale
-        Exponent on the treatment multipliers (0: no effects; 1: the documented table).
-    conversion_scale
-        Multiplier on every conversion probability (1: the realistic 2-6%).
-    severity_sigma
-        Log-sd of the lognormal basket.
-    """
-    template = ClusteredRealistic(effect_scale=effect_scale, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
-    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+make = feature_template(ClusteredRealistic)

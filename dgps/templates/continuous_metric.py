@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, DGPTemplate, SimGenerator, Surface, archetype_visitors
-from pytyche._validation import check_float
+from dgps.base import ARCHETYPE_SCHEMA, archetype_visitors, DGPTemplate, feature_template, POSITIVE, real, Surface
 
 
 @dataclass(frozen=True)
@@ -34,9 +33,7 @@ class ContinuousMetric(DGPTemplate):
     treatments = ("control", "treatment")
     schema = ARCHETYPE_SCHEMA
 
-    def __post_init__(self) -> None:
-        check_float(self.effect_scale, "effect_scale", "continuous_metric")
-        check_float(self.outcome_sd, "outcome_sd", "continuous_metric", low=0.0, low_open=True)
+    constraints = {"effect_scale": real(), "outcome_sd": POSITIVE}
 
     def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
         return archetype_visitors(rng, n)
@@ -50,14 +47,4 @@ class ContinuousMetric(DGPTemplate):
         return Surface(mean=np.column_stack([mu0, mu0 + self.effect_scale * tau]))
 
 
-def make(
-    *,
-    seed: int = 0,
-    n_visitors: int | None = None,
-    experiment_id: str | None = None,
-    effect_scale: float = 1.0,
-    outcome_sd: float = 4.0,
-) -> SimGenerator:
-    """A ``continuous_metric`` generator (truth in the module docstring)."""
-    template = ContinuousMetric(effect_scale=effect_scale, outcome_sd=outcome_sd)
-    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+make = feature_template(ContinuousMetric)

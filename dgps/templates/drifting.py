@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
+from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
-from pytyche._validation import check_float
 
 SENSITIVITY = np.array([1.5, 0.5, 1.0, 1.0])
 
@@ -41,12 +40,7 @@ class Drifting(ArchetypeTemplate):
     family = "hurdle"
     treatments = ("control", "promo")
 
-    def __post_init__(self) -> None:
-        w = "drifting"
-        check_float(self.initial_lift, "initial_lift", w, low=-0.9)
-        check_float(self.drift_per_round, "drift_per_round", w)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+    constraints = {"initial_lift": real(low=-0.9), "drift_per_round": real(), **HURDLE_SCALES}
 
     def lift(self, round_idx: int) -> float:
         """The population-level promo lift (before cluster sensitivity) in round ``round_idx``."""
@@ -60,16 +54,4 @@ class Drifting(ArchetypeTemplate):
         return Surface(p=p, m=np.column_stack([m0, m0]))
 
 
-def make(
-    *,
-    seed: int = 0,
-    n_visitors: int | None = None,
-    experiment_id: str | None = None,
-    initial_lift: float = 0.6,
-    drift_per_round: float = 0.3,
-    conversion_scale: float = 1.0,
-    severity_sigma: float = 0.6,
-) -> SimGenerator:
-    """A ``drifting`` generator (truth in the module docstring)."""
-    template = Drifting(initial_lift=initial_lift, drift_per_round=drift_per_round, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
-    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+make = feature_template(Drifting)

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
+from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
-from pytyche._validation import check_float
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,11 @@ class HarmfulArm(ArchetypeTemplate):
     family = "hurdle"
     treatments = ("control", "good", "harmful")
 
-    def __post_init__(self) -> None:
-        w = "harmful_arm"
-        check_float(self.good_lift, "good_lift", w, low=0.0)
-        check_float(self.harm, "harm", w, low=0.0, high=1.0, high_open=True)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
+    constraints = {
+        "good_lift": real(low=0.0),
+        "harm": real(low=0.0, high=1.0, high_open=True),
+        **HURDLE_SCALES,
+    }
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         p0 = BASE_P[clusters] * engagement(visitors) * self.conversion_scale
@@ -53,16 +51,4 @@ class HarmfulArm(ArchetypeTemplate):
         return Surface(p=p, m=m)
 
 
-def make(
-    *,
-    seed: int = 0,
-    n_visitors: int | None = None,
-    experiment_id: str | None = None,
-    good_lift: float = 0.25,
-    harm: float = 0.5,
-    conversion_scale: float = 1.0,
-    severity_sigma: float = 0.6,
-) -> SimGenerator:
-    """A ``harmful_arm`` generator (truth in the module docstring)."""
-    template = HarmfulArm(good_lift=good_lift, harm=harm, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
-    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+make = feature_template(HarmfulArm)

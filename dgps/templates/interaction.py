@@ -23,15 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
-from pytyche.contracts.observed import VisitorSchema
+from dgps.base import feature_template, FeatureTemplate, N_NOISE, real, Surface
 
 _CHANNELS = ("email", "organic", "paid")
 
 
 @dataclass(frozen=True)
-class Interaction(DGPTemplate):
+class Interaction(FeatureTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -43,26 +41,22 @@ class Interaction(DGPTemplate):
     family = "binary"
     treatments = ("control", "treatment")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=2.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True, high=5.0)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {
+        "effect_scale": real(low=0.0, high=2.0),
+        "conversion_scale": real(low=0.0, low_open=True, high=5.0),
+        "n_noise": N_NOISE,
+    }
 
-    @property
-    def schema(self) -> VisitorSchema:  # type: ignore[override]
-        return schema_with_noise({"device": "categorical", "channel": "categorical", "hour": "numeric"}, self.n_noise)
+    features = {"device": "categorical", "channel": "categorical", "hour": "numeric"}
 
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        frame = pd.DataFrame(
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        return pd.DataFrame(
             {
                 "device": np.where(rng.random(n) < 0.5, "desktop", "mobile").astype(object),
                 "channel": np.asarray(_CHANNELS, dtype=object)[rng.choice(3, size=n, p=[0.3, 0.4, 0.3])],
                 "hour": rng.integers(0, 24, size=n).astype(np.float64),
             }
         )
-        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
-        return frame, np.full(n, -1, dtype=np.int64)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         dev = visitors["device"].to_numpy()

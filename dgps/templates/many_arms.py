@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dgps.base import SimGenerator
+from dgps.base import feature_template
 from dgps.templates.clustered_realistic import ClusteredRealistic
 
 # (arm, cluster)
@@ -61,15 +61,4 @@ class ManyArms(ClusteredRealistic):
     lift_m = LIFT_M
 
 
-def make(
-    *,
-    seed: int = 0,
-    n_visitors: int | None = None,
-    experiment_id: str | None = None,
-    effect_scale: float = 1.0,
-    conversion_scale: float = 1.0,
-    severity_sigma: float = 0.6,
-) -> SimGenerator:
-    """A ``many_arms`` generator (truth in the module docstring)."""
-    template = ManyArms(effect_scale=effect_scale, conversion_scale=conversion_scale, severity_sigma=severity_sigma)
-    return SimGenerator(template, seed=seed, n_visitors=n_visitors, experiment_id=experiment_id)
+make = feature_template(ManyArms)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
+from dgps.base import ArchetypeTemplate, engagement, HURDLE_SCALES, SimGenerator, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
-from pytyche._validation import check_float, invalid
+from pytyche._validation import invalid
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,14 @@ class NullEffect(ArchetypeTemplate):
     metric = "revenue_per_visitor"
     family = "hurdle"
 
+    constraints = HURDLE_SCALES
+
     def __post_init__(self) -> None:
         t = tuple(self.treatments)
         if len(t) < 2 or len(set(t)) != len(t) or any(not isinstance(x, str) or not x for x in t):
             raise invalid("treatments", "null_effect", "at least 2 unique non-empty names, control first", list(t))
         object.__setattr__(self, "treatments", t)
-        check_float(self.conversion_scale, "conversion_scale", "null_effect", low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", "null_effect", low=0.0, low_open=True)
+        super().__post_init__()
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         k = len(self.treatments)

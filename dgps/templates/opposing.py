@@ -25,15 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
-from pytyche.contracts.observed import VisitorSchema
+from dgps.base import feature_template, FeatureTemplate, HURDLE_SCALES, N_NOISE, real, Surface
 
 _DEVICES = ("desktop", "mobile", "tablet")
 
 
 @dataclass(frozen=True)
-class Opposing(DGPTemplate):
+class Opposing(FeatureTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -46,27 +44,18 @@ class Opposing(DGPTemplate):
     family = "hurdle"
     treatments = ("control", "bundle")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=3.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {"effect_scale": real(low=0.0, high=3.0), **HURDLE_SCALES, "n_noise": N_NOISE}
 
-    @property
-    def schema(self) -> VisitorSchema:  # type: ignore[override]
-        return schema_with_noise({"visits_30d": "numeric", "basket_history": "numeric", "device": "categorical"}, self.n_noise)
+    features = {"visits_30d": "numeric", "basket_history": "numeric", "device": "categorical"}
 
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        frame = pd.DataFrame(
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        return pd.DataFrame(
             {
                 "visits_30d": rng.poisson(4.0, size=n).astype(np.float64),
                 "basket_history": np.round(np.exp(rng.normal(4.2, 0.5, size=n))),
                 "device": np.asarray(_DEVICES, dtype=object)[rng.choice(3, size=n, p=[0.45, 0.45, 0.10])],
             }
         )
-        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
-        return frame, np.full(n, -1, dtype=np.int64)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         s = self.effect_scale

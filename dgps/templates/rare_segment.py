@@ -28,16 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
-from pytyche.contracts.observed import VisitorSchema
+from dgps.base import feature_template, FeatureTemplate, HURDLE_SCALES, integer, N_NOISE, real, Surface
 
 _DEVICES = ("desktop", "mobile", "tablet")
 _REGIONS = ("north", "south", "east", "west")
 
 
 @dataclass(frozen=True)
-class RareSegment(DGPTemplate):
+class RareSegment(FeatureTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -51,29 +49,27 @@ class RareSegment(DGPTemplate):
     family = "hurdle"
     treatments = ("control", "vip_offer", "broad_promo")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0, high=5.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-        check_int(self.vip_threshold, "vip_threshold", w, low=1)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {
+        "effect_scale": real(low=0.0, high=5.0),
+        **HURDLE_SCALES,
+        "vip_threshold": integer(1),
+        "n_noise": N_NOISE,
+    }
 
-    @property
-    def schema(self) -> VisitorSchema:  # type: ignore[override]
-        return schema_with_noise({"prior_orders": "numeric", "device": "categorical", "region": "categorical"}, self.n_noise)
+    features = {"prior_orders": "numeric", "device": "categorical", "region": "categorical"}
 
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        orders = (rng.geometric(0.3, size=n) - 1).astype(np.float64)
-        frame = pd.DataFrame(
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        return pd.DataFrame(
             {
-                "prior_orders": orders,
+                "prior_orders": (rng.geometric(0.3, size=n) - 1).astype(np.float64),
                 "device": np.asarray(_DEVICES, dtype=object)[rng.choice(3, size=n, p=[0.4, 0.5, 0.1])],
                 "region": np.asarray(_REGIONS, dtype=object)[rng.integers(0, 4, size=n)],
             }
         )
-        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
-        return frame, (orders >= self.vip_threshold).astype(np.int64)
+
+    def clusters_of(self, features: pd.DataFrame) -> np.ndarray:
+        """The latent segment is observable: VIP iff ``prior_orders >= vip_threshold``."""
+        return (features["prior_orders"].to_numpy(dtype=np.float64) >= self.vip_threshold).astype(np.int64)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         s = self.effect_scale

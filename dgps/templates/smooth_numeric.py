@@ -27,15 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
-from pytyche.contracts.observed import VisitorSchema
+from dgps.base import feature_template, FeatureTemplate, HURDLE_SCALES, N_NOISE, real, Surface
 
 _DEVICES = ("desktop", "mobile", "tablet")
 
 
 @dataclass(frozen=True)
-class SmoothNumeric(DGPTemplate):
+class SmoothNumeric(FeatureTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -48,27 +46,18 @@ class SmoothNumeric(DGPTemplate):
     family = "hurdle"
     treatments = ("control", "discount")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w, low=0.0)
-        check_float(self.conversion_scale, "conversion_scale", w, low=0.0, low_open=True)
-        check_float(self.severity_sigma, "severity_sigma", w, low=0.0, low_open=True)
-        check_int(self.n_noise, "n_noise", w, low=0, high=200)
+    constraints = {"effect_scale": real(low=0.0), **HURDLE_SCALES, "n_noise": N_NOISE}
 
-    @property
-    def schema(self) -> VisitorSchema:  # type: ignore[override]
-        return schema_with_noise({"age": "numeric", "tenure_months": "numeric", "device": "categorical"}, self.n_noise)
+    features = {"age": "numeric", "tenure_months": "numeric", "device": "categorical"}
 
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        frame = pd.DataFrame(
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        return pd.DataFrame(
             {
                 "age": rng.integers(18, 76, size=n).astype(np.float64),
                 "tenure_months": np.round(rng.gamma(2.0, 6.0, size=n), 1),
                 "device": np.asarray(_DEVICES, dtype=object)[rng.choice(3, size=n, p=[0.4, 0.5, 0.1])],
             }
         )
-        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
-        return frame, np.full(n, -1, dtype=np.int64)
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         s = self.effect_scale

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import DGPTemplate, Surface, feature_template, noise_features, schema_with_noise
-from pytyche._validation import check_float, check_int
-from pytyche.contracts.observed import VisitorSchema
+from dgps.base import feature_template, FeatureTemplate, integer, POSITIVE, real, Surface
 
 
 @dataclass(frozen=True)
-class SparseSignal(DGPTemplate):
+class SparseSignal(FeatureTemplate):
     """See the module docstring."""
 
     effect_scale: float = 1.0
@@ -39,20 +37,12 @@ class SparseSignal(DGPTemplate):
     family = "continuous"
     treatments = ("control", "treatment")
 
-    def __post_init__(self) -> None:
-        w = self.name
-        check_float(self.effect_scale, "effect_scale", w)
-        check_float(self.outcome_sd, "outcome_sd", w, low=0.0, low_open=True)
-        check_int(self.n_noise, "n_noise", w, low=0, high=500)
+    constraints = {"effect_scale": real(), "outcome_sd": POSITIVE, "n_noise": integer(0, 500)}
 
-    @property
-    def schema(self) -> VisitorSchema:  # type: ignore[override]
-        return schema_with_noise({"x1": "numeric", "x2": "numeric"}, self.n_noise)
+    features = {"x1": "numeric", "x2": "numeric"}
 
-    def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
-        frame = pd.DataFrame({"x1": np.round(rng.standard_normal(n), 2), "x2": np.round(rng.standard_normal(n), 2)})
-        frame = pd.concat([frame, noise_features(rng, n, self.n_noise)], axis=1)
-        return frame, np.full(n, -1, dtype=np.int64)
+    def draw_features(self, rng: np.random.Generator, n: int, round_idx: int) -> pd.DataFrame:
+        return pd.DataFrame({"x1": np.round(rng.standard_normal(n), 2), "x2": np.round(rng.standard_normal(n), 2)})
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         x1 = visitors["x1"].to_numpy(dtype=np.float64)

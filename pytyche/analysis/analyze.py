@@ -51,7 +51,7 @@ def analyze_posterior(
         A fit result (``pt.fit``).
     max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method
         Policy-tree settings (see :func:`pytyche.analysis.policy_tree.fit_policy_tree`;
-        ``stability_method`` is ``"means"``, the glossary's score and the default, or
+        ``stability_method`` is ``"means"``, the default (docs/concepts.md, *Stability*), or
         ``"posterior"``).
     thresholds
         Decision thresholds of every recommendation (default ``DecisionThresholds()``).

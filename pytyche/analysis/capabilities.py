@@ -1,10 +1,10 @@
-"""Capability getters the posterior result classes delegate to (glossary: capability methods).
+"""Capability getters the posterior result classes delegate to (docs/concepts.md, *Layers* and *Stability*).
 
 ``has_credible_segments(threshold)`` is ``True`` iff at least one segment of
 ``posterior.analyze().segments`` has ``stability_score >= threshold``. Those segments are the
 leaves of the policy tree with the default settings (``max_depth=3``, ``min_segment_share=0.10``,
 ``n_bootstrap=50``, ``bootstrap_seed=0``) and the stability score of ``stability_method``
-(default ``"means"``, the glossary's), so only that tree and its bootstrap are computed, not
+(default ``"means"``), so only that tree and its bootstrap are computed, not
 the recommendations. The scores are remembered per (posterior object, method) in a module-level
 table keyed by ``id`` and guarded by a weak reference (nothing is stored on the frozen posterior; an
 entry disappears with its posterior), so the getter is cheap after the first call and after
@@ -13,7 +13,6 @@ entry disappears with its posterior), so the getter is cheap after the first cal
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections.abc import Sequence
@@ -21,8 +20,7 @@ from typing import Any
 
 from pytyche._validation import check_float
 
-#: the glossary's credibility cutoff of a stability score
-CREDIBLE_STABILITY = 0.80
+from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible  # noqa: F401 (re-exported)
 
 _SCORES: dict[tuple[int, str], tuple[weakref.ref, tuple[float, ...]]] = {}
 _LOCK = threading.Lock()
@@ -62,9 +60,9 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY,
     posterior
         A fit result (``pt.fit``).
     threshold
-        Stability score in ``[0, 1]`` a segment must reach (default 0.80, the glossary's cutoff).
+        Stability score in ``[0, 1]`` a segment must reach (default ``CREDIBLE_STABILITY`` = 0.80, docs/concepts.md).
     stability_method
-        ``"means"`` (default, the glossary's score) or ``"posterior"`` (see
+        ``"means"`` (default, docs/concepts.md's *Stability*) or ``"posterior"`` (see
         :func:`pytyche.analysis.policy_tree.fit_policy_tree`).
 
     Returns
@@ -86,4 +84,4 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY,
     if scores is None:
         scores = tuple(s.stability_score for s in _fit(posterior, stability_method=method).result.segments)
         remember_stability(posterior, scores, method)
-    return any(not math.isnan(s) and s >= th for s in scores)
+    return any(is_credible(s, th) for s in scores)

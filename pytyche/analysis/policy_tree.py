@@ -11,21 +11,22 @@ segment average, a bootstrap stability score and a Thompson allocation.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pytyche._validation import check_choice, check_float, check_int, invalid
+from pytyche._validation import Interval, Options, check, invalid, validate
 from pytyche.compare._draws import check_posterior, group_means, intervals, p_best
 from pytyche.analysis.stability import bootstrap_stability, policy_tree_estimator, posterior_stability
 from pytyche.analysis.thompson import EPSILON, thompson_allocation
 from pytyche.contracts.results import DiscoveredSegment, PolicyTreeResult
 from pytyche.contracts.rules import AllOf, BetweenRule, ComparisonRule, EqRule, InRule
 
-#: level of the per-segment group-average treatment effect intervals (glossary: 80%)
+#: level of the per-segment group-average treatment effect intervals (docs/concepts.md, *GATE*: 80%)
 GATE_LEVEL = 0.80
-#: how a segment's stability score is computed: "means" (the glossary's: bootstrap of the
+#: how a segment's stability score is computed: "means" (the default, docs/concepts.md: bootstrap of the
 #: posterior-mean CATEs) or "posterior" (each bootstrap tree refitted on one posterior draw)
 STABILITY_METHODS = ("means", "posterior")
 _WHERE = "fit_policy_tree"
@@ -147,22 +148,33 @@ class _TreeFit:
     shares: np.ndarray  # (L,)
 
 
+#: the constraint on each setting of `fit_policy_tree` (and `analyze`), checked in this order
+POLICY_TREE_CONSTRAINTS: dict[str, Any] = {
+    "max_depth": Interval(numbers.Integral, 1, None, loose=True),
+    "min_segment_share": Interval(numbers.Real, 0.0, 1.0, closed="right", loose=True),
+    "n_bootstrap": Interval(numbers.Integral, 0, None, loose=True),
+    "bootstrap_seed": Interval(numbers.Integral, 0, None, loose=True),
+    "stability_method": Options(STABILITY_METHODS),
+}
+
+
 def _check_params(
     max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means"
 ) -> tuple[int, float, int, int, str]:
-    depth = check_int(max_depth, "max_depth", _WHERE, low=1)
-    share = check_float(min_segment_share, "min_segment_share", _WHERE, low=0.0, high=1.0, low_open=True)
-    boots = check_int(n_bootstrap, "n_bootstrap", _WHERE, low=0)
-    seed = check_int(bootstrap_seed, "bootstrap_seed", _WHERE, low=0)
-    method = check_stability_method(stability_method, _WHERE)
-    return depth, share, boots, seed, method
+    params = dict(
+        max_depth=max_depth,
+        min_segment_share=min_segment_share,
+        n_bootstrap=n_bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        stability_method=stability_method,
+    )
+    validate(params, POLICY_TREE_CONSTRAINTS, _WHERE)
+    return int(max_depth), float(min_segment_share), int(n_bootstrap), int(bootstrap_seed), stability_method
 
 
 def check_stability_method(value: Any, where: str) -> str:
     """Validate a ``stability_method`` (one of :data:`STABILITY_METHODS`)."""
-    if not isinstance(value, str):
-        raise invalid("stability_method", where, "one of " + ", ".join(repr(m) for m in STABILITY_METHODS), value)
-    return check_choice(value, "stability_method", where, STABILITY_METHODS)
+    return check(value, "stability_method", where, POLICY_TREE_CONSTRAINTS["stability_method"])
 
 
 def _fit(
@@ -275,7 +287,7 @@ def fit_policy_tree(
     bootstrap_seed
         Seed of the bootstrap resampling.
     stability_method
-        How each segment's stability score is computed. ``"means"`` (default, the glossary's
+        How each segment's stability score is computed. ``"means"`` (default, docs/concepts.md's
         definition): every bootstrap tree is refitted on a resample of the visitors'
         posterior-mean CATEs. ``"posterior"``: every bootstrap tree is refitted on a resample of
         the visitors' CATEs under one posterior draw (a different draw per tree), so boundaries

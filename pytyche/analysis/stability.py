@@ -1,11 +1,11 @@
-"""Bootstrap stability of policy-tree segments (glossary: stability score).
+"""Bootstrap stability of policy-tree segments (docs/concepts.md, *Stability*).
 
 The score of a segment is the fraction of ``B`` bootstrap policy trees in which some leaf has
 Jaccard overlap ``>= 0.5`` with the segment's member set. Each bootstrap resamples the visitors'
 per-visitor CATEs (posterior means: the tree's labels and weights), not the BCF posterior, refits
 a tree with the same depth and the same minimum leaf size, and places the ORIGINAL rows in its
 leaves; overlaps are measured on the original rows (:func:`bootstrap_stability`,
-``stability_method="means"``, the glossary's definition and the default).
+``stability_method="means"``, the default).
 
 The means are a deterministic function of the features, so a tree refitted to a resample of them
 reproduces its own boundaries whether or not the posterior supports them: on data with no effect
@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
-#: Jaccard overlap at which a bootstrap leaf reproduces a segment (glossary)
+#: Jaccard overlap at which a bootstrap leaf reproduces a segment (docs/concepts.md, *Stability*)
 JACCARD_MIN = 0.5
 #: smallest weighted impurity decrease a split must bring: with float sample weights a pure
 #: node's Gini is rounding noise (~1e-16) rather than 0, and scikit-learn would split it
@@ -127,7 +127,7 @@ def bootstrap_stability(
     seed: int,
     n_jobs: int | None = None,
 ) -> np.ndarray:
-    """Stability score of each segment of a policy tree (``stability_method="means"``, the glossary's).
+    """Stability score of each segment of a policy tree (``stability_method="means"``, the default).
 
     Parameters
     ----------

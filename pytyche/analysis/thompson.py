@@ -1,4 +1,4 @@
-"""Thompson allocation with the ε-clip floor (glossary: Thompson allocation, ε-clip).
+"""Thompson allocation with the ε-clip floor (docs/concepts.md, *Thompson allocation*).
 
 Per segment, each active treatment's share of traffic is the posterior probability that it is
 best, read off the joint draws of the segment-average outcome of every arm: one draw is one
@@ -17,7 +17,7 @@ import numpy as np
 from pytyche._validation import check_float, invalid, wrong_type
 from pytyche.compare._draws import p_best
 
-#: ε of the ε-clip (internal, not exposed at the L1 API; glossary default)
+#: ε of the ε-clip (internal, not a parameter of the public API; docs/concepts.md)
 EPSILON = 0.02
 
 

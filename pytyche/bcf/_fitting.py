@@ -63,8 +63,8 @@ def check_calibration(calibration: Any, where: str) -> Any:
 
 
 def check_outcome_scale(observed: ObservedExperimentData, where: str) -> None:
-    """Refuse outcomes too large for float32 draws (see ``sampler.MAX_ABS_OUTCOME``), naming the cause."""
-    from pytyche.bcf.sampler import MAX_ABS_OUTCOME
+    """Refuse outcomes too large for float32 draws (see ``pytyche.bcf._inputs.MAX_ABS_OUTCOME``), naming the cause."""
+    from pytyche.bcf._inputs import MAX_ABS_OUTCOME
 
     y = np.asarray(observed.outcome, dtype=np.float64)
     big = float(np.abs(y).max(initial=0.0))
@@ -135,7 +135,7 @@ def attach_calibration(result: Any, calibration: Any) -> Any:
     """Check the posterior is finite (:func:`check_finite_posterior`), then attach ``calibration``;
     an explicit ``Calibration.skip()`` labels the result and warns once.
 
-    The warning fires on the first fit with a given skip object (the glossary: "uncalibrated
+    The warning fires on the first fit with a given skip object (docs/concepts.md, *Claim level*: "uncalibrated
     posteriors are explicitly labeled in result objects and the library emits a warning on first
     fit"); ``calibration=None`` attaches nothing and stays silent at this level.
     """

@@ -16,66 +16,68 @@ import numbers
 from dataclasses import dataclass, fields
 from statistics import NormalDist
 
-__all__ = ['GPUBCFConfig', 'MAX_SEED', 'compute_num_trees_tau']
+from pytyche._validation import Interval, check, invalid, validate
+
+__all__ = ['CONFIG_CONSTRAINTS', 'GPUBCFConfig', 'MAX_SEED', 'NUM_TREES_TAU_CONSTRAINTS', 'compute_num_trees_tau']
 
 #: largest PRNG seed: `jax.random.key` keeps the low 32 bits of a seed (x64 disabled, JAX's
 #: default), so a larger one would collide with a smaller one (and from 2**63 on it raises)
 MAX_SEED = 2**32 - 1
 
 
-def _fmt(value: object) -> str:
-    return f'{value!r} (type {type(value).__name__})'
+def _int(low: int, high: int | None = None, **kw: str) -> Interval:
+    return Interval(numbers.Integral, low, high, **kw)
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        msg = (
-            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
-            f'Got {_fmt(value)} instead.'
-        )
-        raise TypeError(msg)
-    if value < minimum:
-        msg = (
-            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
-            f'Got {value!r} instead.'
-        )
-        raise ValueError(msg)
+def _positive(high: float | None = None) -> Interval:
+    """A real number in ``(0, high)`` (``(0, inf)`` without ``high``)."""
+    return Interval(numbers.Real, 0.0, high, closed='neither')
 
 
-def _check_real(
-    owner: str,
-    name: str,
-    value: object,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = True,
-    high_open: bool = False,
-) -> None:
-    lo = '(' if low_open else '['
-    hi = ')' if high_open or math.isinf(high) else ']'
-    interval = f'{lo}{low}, {high}{hi}'
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        msg = (
-            f"The '{name}' parameter of {owner} must be a real number in "
-            f'{interval}. Got {_fmt(value)} instead.'
-        )
-        raise TypeError(msg)
-    v = float(value)
-    ok = math.isfinite(v)
-    ok = ok and (v > low if low_open else v >= low)
-    ok = ok and (v < high if high_open else v <= high)
-    if not ok:
-        msg = (
-            f"The '{name}' parameter of {owner} must be a real number in "
-            f'{interval}. Got {value!r} instead.'
-        )
-        raise ValueError(msg)
+#: the constraint on each field of `GPUBCFConfig` (checked in this order at construction)
+CONFIG_CONSTRAINTS: dict[str, object] = {
+    'num_trees_mu': _int(1),
+    'num_trees_tau': _int(1),
+    'num_draws': _int(1),
+    'num_chains': _int(1),
+    'num_burnin': _int(0),
+    'seed': _int(0, MAX_SEED, text='an int in [0, 2**32 - 1] (the seeds jax.random.key tells apart)'),
+    'max_depth_mu': _int(2, 16),
+    'max_depth_tau': _int(2, 16),
+    'min_points_per_leaf': _int(0),
+    'max_bins': _int(2, 65536),
+    'bucket_min': _int(1),
+    'chunk_size': _int(1),
+    'k_mu': _positive(),
+    'k_tau': _positive(),
+    'beta_mu': _positive(),
+    'beta_tau': _positive(),
+    'sigma_df': _positive(),
+    'alpha_mu': _positive(1.0),
+    'alpha_tau': _positive(1.0),
+    'sigma_quantile': _positive(1.0),
+    'leaf_df_mu': [None, _positive()],
+    'leaf_df_tau': [None, _positive()],
+    'bucket_growth': Interval(numbers.Real, 1.0, None, closed='neither'),
+}
+
+#: the constraint on each argument of `compute_num_trees_tau` (its cross-argument rule,
+#: ``max_trees >= min_trees``, is checked after the table)
+NUM_TREES_TAU_CONSTRAINTS: dict[str, object] = {
+    'target_coverage': _positive(1.0),
+    'reference_coverage': _positive(1.0),
+    'reference_num_trees': _int(1),
+    'min_trees': _int(1),
+    'max_trees': _int(1),
+}
 
 
 @dataclass(frozen=True)
 class GPUBCFConfig:
     """Tuning values of the BCF MCMC (prognostic mu-forest + per-arm tau-forests).
+
+    Despite the name, nothing here needs a GPU: the sampler runs wherever JAX runs (a GPU when
+    JAX sees one, the CPU otherwise); JAX, not the config, picks the device.
 
     Parameters
     ----------
@@ -173,44 +175,7 @@ class GPUBCFConfig:
     chunk_size: int = 25
 
     def __post_init__(self) -> None:
-        owner = 'GPUBCFConfig'
-        for name in ('num_trees_mu', 'num_trees_tau', 'num_draws', 'num_chains'):
-            _check_int(owner, name, getattr(self, name), 1)
-        _check_int(owner, 'num_burnin', self.num_burnin, 0)
-        _check_int(owner, 'seed', self.seed, 0)
-        if self.seed > MAX_SEED:
-            msg = (
-                f"The 'seed' parameter of {owner} must be an int in [0, 2**32 - 1] (the seeds "
-                f'jax.random.key tells apart). Got {self.seed!r} instead.'
-            )
-            raise ValueError(msg)
-        _check_int(owner, 'max_depth_mu', self.max_depth_mu, 2)
-        _check_int(owner, 'max_depth_tau', self.max_depth_tau, 2)
-        for name in ('max_depth_mu', 'max_depth_tau'):
-            if getattr(self, name) > 16:
-                msg = (
-                    f"The '{name}' parameter of {owner} must be an int in [2, 16]. "
-                    f'Got {getattr(self, name)!r} instead.'
-                )
-                raise ValueError(msg)
-        _check_int(owner, 'min_points_per_leaf', self.min_points_per_leaf, 0)
-        _check_int(owner, 'max_bins', self.max_bins, 2)
-        if self.max_bins > 65536:
-            msg = (
-                f"The 'max_bins' parameter of {owner} must be an int in [2, 65536]. "
-                f'Got {self.max_bins!r} instead.'
-            )
-            raise ValueError(msg)
-        _check_int(owner, 'bucket_min', self.bucket_min, 1)
-        _check_int(owner, 'chunk_size', self.chunk_size, 1)
-        for name in ('k_mu', 'k_tau', 'beta_mu', 'beta_tau', 'sigma_df'):
-            _check_real(owner, name, getattr(self, name), low=0.0)
-        for name in ('alpha_mu', 'alpha_tau', 'sigma_quantile'):
-            _check_real(owner, name, getattr(self, name), low=0.0, high=1.0, high_open=True)
-        for name in ('leaf_df_mu', 'leaf_df_tau'):
-            if getattr(self, name) is not None:
-                _check_real(owner, name, getattr(self, name), low=0.0)
-        _check_real(owner, 'bucket_growth', self.bucket_growth, low=1.0)
+        validate({name: getattr(self, name) for name in CONFIG_CONSTRAINTS}, CONFIG_CONSTRAINTS, 'GPUBCFConfig')
 
     def bucket_size(self, n: int) -> int:
         """Return the padded row count for ``n`` rows.
@@ -218,7 +183,7 @@ class GPUBCFConfig:
         The smallest ``ceil(bucket_min * bucket_growth**j)``, j = 0, 1, ...,
         that is at least ``n``.
         """
-        _check_int('GPUBCFConfig.bucket_size', 'n', n, 1)
+        check(n, 'n', 'GPUBCFConfig.bucket_size', _int(1))
         j = 0
         while True:
             size = math.ceil(self.bucket_min * self.bucket_growth**j)
@@ -303,19 +268,19 @@ def compute_num_trees_tau(
     71
     """
     owner = 'compute_num_trees_tau'
-    _check_real(owner, 'target_coverage', target_coverage, low=0.0, high=1.0, high_open=True)
-    _check_real(
-        owner, 'reference_coverage', reference_coverage, low=0.0, high=1.0, high_open=True
+    validate(
+        dict(
+            target_coverage=target_coverage,
+            reference_coverage=reference_coverage,
+            reference_num_trees=reference_num_trees,
+            min_trees=min_trees,
+            max_trees=max_trees,
+        ),
+        NUM_TREES_TAU_CONSTRAINTS,
+        owner,
     )
-    _check_int(owner, 'reference_num_trees', reference_num_trees, 1)
-    _check_int(owner, 'min_trees', min_trees, 1)
-    _check_int(owner, 'max_trees', max_trees, 1)
     if max_trees < min_trees:
-        msg = (
-            f"The 'max_trees' parameter of {owner} must be >= min_trees "
-            f'({min_trees}). Got {max_trees!r} instead.'
-        )
-        raise ValueError(msg)
+        raise invalid('max_trees', owner, f'>= min_trees ({min_trees})', max_trees)
     nd = NormalDist()
     z = nd.inv_cdf((1.0 + float(target_coverage)) / 2.0)
     z_ref = nd.inv_cdf((1.0 + float(reference_coverage)) / 2.0)

@@ -1,6 +1,6 @@
 """``pt.fit``: pick the BCF fit from the outcome, deterministically.
 
-The glossary's dispatch table, on the outcome array ``Y`` (``observed.outcome``) and the
+The dispatch table (docs/concepts.md, *Outcome*), on the outcome array ``Y`` (``observed.outcome``) and the
 treatment count ``K = observed.n_variants``:
 
 ==========================================  =========================================

@@ -44,6 +44,7 @@ act on and rows can be padded with fully-missing rows.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
@@ -52,28 +53,14 @@ import jax.numpy as jnp
 from jax import lax, random, tree
 from jaxtyping import Array, Float32, Key
 
-from bartz.mcmcstep import (
-    AutoBatchedReduction,
-    AutoOneHotReduction,
-    DiagWishart,
-    Forest,
-    ReductionConfig,
-    State,
-    Wishart,
-)
-from bartz.mcmcstep import init as bartz_init
-from bartz.mcmcstep import step as bartz_step
-from bartz.mcmcstep._axes import chain_vmap_axes
-from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
-from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
-from bartz._jaxext import field, float32_matmuls
-
+from pytyche.bcf import _bartz as bartz  # every bartz name, private ones included
 from pytyche.bcf._eqx_checks import without_runtime_error_checks
+from pytyche.bcf._jit import lazy_jit
 
 __all__ = ['BCFKernelState', 'init', 'step', 'evaluate', 'evaluate_from_resid', 'error_sdev']
 
 
-class BCFKernelState(State):
+class BCFKernelState(bartz.State):
     """MCMC state of the multi-arm, multi-outcome BCF kernel.
 
     The fields inherited from `bartz.mcmcstep.State` describe the data, the
@@ -81,11 +68,11 @@ class BCFKernelState(State):
     prognostic forest (``forest``).
     """
 
-    forest_tau: Forest
+    forest_tau: bartz.Forest
     """The ``K - 1`` treatment forests, stacked: chain-marked arrays have shape
     ``(chains, K - 1, ...)``, the others ``(K - 1, ...)``."""
 
-    arm_mask: Float32[Array, 'arms n'] = field(data=-1)
+    arm_mask: Float32[Array, 'arms n'] = bartz.field(data=-1)
     """``arm_mask[a, i] = 1`` iff unit ``i`` is in arm ``a + 1``; multiplies the
     likelihood precision while tau forest ``a`` is updated."""
 
@@ -95,7 +82,7 @@ class BCFKernelState(State):
         return self.arm_mask.shape[0]
 
 
-class _DiagChannels(ReductionConfig):
+class _DiagChannels(bartz.ReductionConfig):
     """Reduce only the diagonal channels of ``(k, k, n)`` values; zeros elsewhere.
 
     Valid when whatever consumes the ``(k, k, ...)`` sums contracts them
@@ -103,7 +90,7 @@ class _DiagChannels(ReductionConfig):
     with a diagonal error precision). Other value shapes go to `inner` as is.
     """
 
-    inner: ReductionConfig
+    inner: bartz.ReductionConfig
 
     def _reduce(self, values, indices, /, *, size, subset_start=None, subset_length=None, dtype, data_sharded):  # noqa: ANN001, ANN202
         kw = dict(
@@ -124,13 +111,13 @@ class _DiagChannels(ReductionConfig):
         return jnp.zeros((k, k, *diag.shape[1:]), diag.dtype).at[ar, ar].set(diag)
 
 
-def _reduction_configs(kshape: tuple[int, ...], error_cov_inv: Wishart | None) -> dict:
+def _reduction_configs(kshape: tuple[int, ...], error_cov_inv: bartz.Wishart | None) -> dict:
     """bartz reduction configs: diagonal-channel sums when the error precision is diagonal."""
-    if not kshape or not (error_cov_inv is None or isinstance(error_cov_inv, DiagWishart)):
+    if not kshape or not (error_cov_inv is None or isinstance(error_cov_inv, bartz.DiagWishart)):
         return {}
     return {
-        'resid_reduction_config': _DiagChannels(AutoBatchedReduction()),
-        'prec_reduction_config': _DiagChannels(AutoOneHotReduction()),
+        'resid_reduction_config': _DiagChannels(bartz.AutoBatchedReduction()),
+        'prec_reduction_config': _DiagChannels(bartz.AutoOneHotReduction()),
     }
 
 
@@ -143,16 +130,16 @@ def _broadcast_chains(x: Array | None, axis: int | None, num_chains: int) -> Arr
     return jnp.broadcast_to(x, tuple(shape))
 
 
-def _dummy_error_prior(kshape: tuple[int, ...]) -> Wishart:
+def _dummy_error_prior(kshape: tuple[int, ...]) -> bartz.Wishart:
     """A placeholder error prior for the tau-forest init (only its forest is kept).
 
     With ``k >= 2`` the missingness mask is 2-D, for which bartz requires a
     `DiagWishart`.
     """
     if not kshape:
-        return Wishart(nu=0.0, rate=0.0, value=1.0)
+        return bartz.Wishart(nu=0.0, rate=0.0, value=1.0)
     (k,) = kshape
-    return DiagWishart(nu=float(k), rate=jnp.zeros((k, k)), value=jnp.eye(k))
+    return bartz.DiagWishart(nu=float(k), rate=jnp.zeros((k, k)), value=jnp.eye(k))
 
 
 def _init(
@@ -170,14 +157,14 @@ def _init(
     num_trees_tau: int,
     p_nonterminal_mu: Array,
     p_nonterminal_tau: Array,
-    leaf_prior_cov_inv_mu: Wishart,
-    leaf_prior_cov_inv_tau: Wishart,
-    error_cov_inv: Wishart | None,
+    leaf_prior_cov_inv_mu: bartz.Wishart,
+    leaf_prior_cov_inv_tau: bartz.Wishart,
+    error_cov_inv: bartz.Wishart | None,
     min_points_per_leaf: int | None,
     num_chains: int,
     sequential_unroll: int | bool = 1,
 ) -> BCFKernelState:
-    """Build the initial kernel state (all trees are stumps).
+    """Build the initial kernel state (all trees are stumps): the traced body of `init`.
 
     Parameters
     ----------
@@ -225,7 +212,7 @@ def _init(
     """
     n_tau = n_arms - 1
     p, _ = X.shape
-    state_mu = bartz_init(
+    state_mu = bartz.init(
         **_reduction_configs(tuple(y.shape[:-1]), error_cov_inv),
         X=X,
         y=y,
@@ -249,7 +236,7 @@ def _init(
     # the tau forests: one bartz init (continuous, dummy error prior) provides
     # the forest layout; only its forest is kept, as in `bartz.bcf.init_bcf`
     tau_y = jnp.zeros(state_mu.y.shape, jnp.float32)
-    state_tau = bartz_init(
+    state_tau = bartz.init(
         X=state_mu.X,
         y=tau_y,
         outcome_type='continuous',
@@ -274,7 +261,7 @@ def _init(
     arm_mask = (arm[None, :] == jnp.arange(1, n_arms)[:, None]).astype(
         state_mu.prec_scale.dtype
     )
-    axes = chain_vmap_axes(forest)
+    axes = bartz.chain_vmap_axes(forest)
     # chain-marked leaves: (chains, ...) -> (chains, K-1, ...); others -> (K-1, ...)
     stacked = tree.map(
         lambda x, ax: None
@@ -286,12 +273,12 @@ def _init(
     )
     tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
     prec_trees = jnp.stack(
-        [initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
+        [bartz.initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
     )  # (K-1, num_trees, ..., tree_size)
     prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
     stacked = replace(stacked, prec_tree=prec_trees)
 
-    kw = {f.name: getattr(state_mu, f.name) for f in fields(State)}
+    kw = {f.name: getattr(state_mu, f.name) for f in fields(bartz.State)}
     return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
 
 
@@ -306,58 +293,22 @@ _STATIC_INIT_ARGS = (
 )
 # equinox's input checks in bartz's init would be host callbacks, which keep the program out
 # of the persistent compilation cache; pytyche's inputs are valid by construction
-_init_jit = without_runtime_error_checks(jax.jit(_init, static_argnames=_STATIC_INIT_ARGS))
+_init_compiled = lazy_jit(_init, wrap=without_runtime_error_checks, static_argnames=_STATIC_INIT_ARGS)
 
 
-def init(
-    *,
-    X: Array,
-    y: Array,
-    missing: Array,
-    arm: Array,
-    n_arms: int,
-    outcome_type: str | Sequence[str],
-    offset: Array,
-    max_split_mu: Array,
-    max_split_tau: Array,
-    num_trees_mu: int,
-    num_trees_tau: int,
-    p_nonterminal_mu: Array,
-    p_nonterminal_tau: Array,
-    leaf_prior_cov_inv_mu: Wishart,
-    leaf_prior_cov_inv_tau: Wishart,
-    error_cov_inv: Wishart | None,
-    min_points_per_leaf: int | None,
-    num_chains: int,
-    sequential_unroll: int | bool = 1,
-) -> BCFKernelState:
+def init(*, outcome_type: str | Sequence[str], **kwargs: object) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps), in one compiled program.
 
-    See `_init` for the parameters. The initialization is jitted as a whole
-    (bartz's `init` is traceable), so a warm process builds a state of a known
-    shape without compiling anything, and the caller's arrays are not donated.
+    Takes the keyword arguments of `_init`, documented there. The initialization is jitted as a
+    whole (bartz's `init` is traceable, and the program is built on first use), so a warm
+    process builds a state of a known shape without compiling anything, and the caller's arrays
+    are not donated.
     """
-    return _init_jit(
-        X=X,
-        y=y,
-        missing=missing,
-        arm=arm,
-        n_arms=n_arms,
-        outcome_type=outcome_type if isinstance(outcome_type, str) else tuple(outcome_type),
-        offset=offset,
-        max_split_mu=max_split_mu,
-        max_split_tau=max_split_tau,
-        num_trees_mu=num_trees_mu,
-        num_trees_tau=num_trees_tau,
-        p_nonterminal_mu=p_nonterminal_mu,
-        p_nonterminal_tau=p_nonterminal_tau,
-        leaf_prior_cov_inv_mu=leaf_prior_cov_inv_mu,
-        leaf_prior_cov_inv_tau=leaf_prior_cov_inv_tau,
-        error_cov_inv=error_cov_inv,
-        min_points_per_leaf=min_points_per_leaf,
-        num_chains=num_chains,
-        sequential_unroll=sequential_unroll,
-    )
+    outcome_type = outcome_type if isinstance(outcome_type, str) else tuple(outcome_type)
+    return _init_compiled(outcome_type=outcome_type, **kwargs)
+
+
+init.__signature__ = inspect.signature(_init)
 
 
 def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelState:
@@ -366,7 +317,7 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
     assert prec_scale is not None
     ones = jnp.ones((), prec_scale.dtype)
 
-    def body(resid: Array, xs: tuple) -> tuple[Array, Forest]:
+    def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
         forest_a, mask_a, key_a = xs
         k_trees, k_leaf = random.split(key_a)
         inner = replace(
@@ -375,8 +326,8 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
             prec_scale=prec_scale * mask_a,
             resid=resid,
         )
-        inner = step_trees(k_trees, inner)
-        inner = step_leaf_prior_cov_inv(k_leaf, inner)
+        inner = bartz.step_trees(k_trees, inner)
+        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
         # the tree moves update the residuals of every row in a leaf; keep the
         # update only on this arm's rows (elsewhere this forest is not in the
         # model, and the residual there was ignored through zero precision)
@@ -387,35 +338,35 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
     return replace(state, resid=resid, forest_tau=forests)
 
 
-@float32_matmuls
-def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+@bartz.float32_matmuls
+def step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
+
+    Pure and not jitted: the caller jits it (`pytyche.bcf.sampler` runs it inside its compiled
+    chunk loop).
+
+    Parameters
+    ----------
+    key
+        A JAX PRNG key, split once here: one child for the mu phase and one per
+        tau forest (each further split per chain).
+    state
+        A state built by `init`.
+
+    Returns
+    -------
+    BCFKernelState
+        The updated state.
+    """
     keys = random.split(key, 1 + state.num_tau_forests)
     # mu phase: bartz's full step (trees, leaf variance, latent z, error
     # precision); it rebuilds the state with `replace`, keeping the subclass
-    state = bartz_step(keys[0], state)
+    state = bartz.step(keys[0], state)
     num_chains = state.num_chains()
     assert num_chains is not None
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
-    return vmap_chains(_tau_phase)(tau_keys.T, state)
-
-
-step = jax.jit(_step)
-step.__doc__ = """Do one BCF MCMC step: the mu phase, then each tau forest in turn.
-
-Parameters
-----------
-key
-    A JAX PRNG key, split once here: one child for the mu phase and one per
-    tau forest (each further split per chain).
-state
-    A state built by `init`.
-
-Returns
--------
-BCFKernelState
-    The updated state.
-"""
+    return bartz.vmap_chains(_tau_phase)(tau_keys.T, state)
 
 
 def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: Array) -> Array:

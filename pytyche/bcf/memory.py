@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from pytyche._validation import invalid
 from pytyche.bcf.config import GPUBCFConfig
 
 __all__ = ["FitMemory", "available_memory", "check_fit_memory", "estimate_fit_memory"]
@@ -172,5 +173,5 @@ def check_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: in
         )
         if name is None:
             raise ValueError(f"The 'x' parameter of {where} must be {detail} (no config field is above its default: fit fewer rows).")
-        raise ValueError(f"The '{name}' parameter of {where} must be {detail}. Got {getattr(config, name)!r} instead.")
+        raise invalid(name, where, f"{detail}", getattr(config, name))
     return est

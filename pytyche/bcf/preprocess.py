@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytyche._arms import contrast_basis
 from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.observed import ObservedExperimentData
 
@@ -77,10 +78,7 @@ def _compute_basis(Z: np.ndarray, n_arms: int | None = None) -> np.ndarray:
             raise invalid("Z", where, f"arm indices below n_arms={k}", f"max {top}", show=False)
     if k < 2:
         raise invalid("n_arms", where, "at least 2 (a control and one treatment)", k)
-    basis = np.zeros((z.shape[0], k - 1), dtype=np.float32)
-    rows = np.nonzero(z > 0)[0]
-    basis[rows, z[rows] - 1] = 1.0
-    return basis
+    return np.ascontiguousarray(contrast_basis(z, k, np.float32))
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from pytyche._wiring import delegate
 from pytyche._validation import check_choice, check_float, invalid, wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
+from pytyche.contracts.results import CREDIBLE_STABILITY
+from pytyche.contracts.truth import QUANTITY_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.bcf.config import GPUBCFConfig
@@ -47,7 +50,8 @@ __all__ = [
 ]
 
 #: the quantity families an interval can be asked for (and a calibration corrects per family)
-INTERVAL_FAMILIES: tuple[str, ...] = ("cate", "gate", "ate", "conversion_effect", "severity_effect")
+#: the quantity families an interval can be asked for: the calibration records' families
+INTERVAL_FAMILIES: tuple[str, ...] = QUANTITY_FAMILIES
 #: hurdle pooling modes
 POOLING_MODES: tuple[str, ...] = ("joint", "independent")
 
@@ -191,11 +195,8 @@ class BCFPosterior:
 
     @property
     def claim_level(self) -> ClaimLevel:
-        """``CALIBRATED`` iff a calibration with a correction is applied."""
-        cal = self.calibration
-        if cal is None or getattr(cal, "skipped", False) or getattr(cal, "correction", None) is None:
-            return ClaimLevel.UNCALIBRATED
-        return ClaimLevel.CALIBRATED
+        """``CALIBRATED`` iff a calibration with a correction is applied (:meth:`ClaimLevel.of`)."""
+        return ClaimLevel.of(self.calibration)
 
     # ---- samples ------------------------------------------------------------------------
     @cached_property
@@ -268,7 +269,7 @@ class BCFPosterior:
         """``True`` iff this posterior carries a hurdle (conversion x severity) decomposition."""
         return self.decomposition is not None
 
-    def has_credible_segments(self, threshold: float = 0.80, stability_method: str = "means") -> bool:
+    def has_credible_segments(self, threshold: float = CREDIBLE_STABILITY, stability_method: str = "means") -> bool:
         """``True`` iff some segment of ``self.analyze().segments`` has ``stability_score >= threshold``.
 
         Pure: deterministic given the posterior (the policy-tree bootstrap is seeded), no state
@@ -276,11 +277,9 @@ class BCFPosterior:
         :func:`pytyche.analysis.capabilities.has_credible_segments`, which computes only the
         default policy tree behind ``analyze()`` (not the recommendations). Segments with a NaN
         stability score never count. ``stability_method`` (extension): ``"means"`` (default,
-        the glossary's score) or ``"posterior"`` (see :meth:`fit_policy_tree`).
+        the score docs/concepts.md defines) or ``"posterior"`` (see :meth:`fit_policy_tree`).
         """
-        from pytyche.analysis.capabilities import has_credible_segments
-
-        return has_credible_segments(self, threshold, stability_method)
+        return delegate("has_credible_segments")(self, threshold, stability_method)
 
     # ---- delegations --------------------------------------------------------------------
     def fit_policy_tree(
@@ -292,9 +291,7 @@ class BCFPosterior:
         stability_method: str = "means",
     ) -> "PolicyTreeResult":
         """Fit the policy tree on this posterior's CATEs (:func:`pytyche.analysis.policy_tree.fit_policy_tree`)."""
-        from pytyche.analysis.policy_tree import fit_policy_tree
-
-        return fit_policy_tree(
+        return delegate("fit_policy_tree")(
             self,
             max_depth=max_depth,
             min_segment_share=min_segment_share,
@@ -305,9 +302,7 @@ class BCFPosterior:
 
     def analyze(self, **kwargs: Any) -> "AnalysisResult":
         """Analyse this posterior (:func:`pytyche.analysis.analyze.analyze_posterior`)."""
-        from pytyche.analysis.analyze import analyze_posterior
-
-        return analyze_posterior(self, **kwargs)
+        return delegate("analyze_posterior")(self, **kwargs)
 
     def apply_calibration(self, calibration: Any) -> "BCFPosterior":
         """A copy of this posterior with ``calibration`` applied (:func:`pytyche.calibrate.apply.apply_calibration`).
@@ -360,11 +355,8 @@ class BCFPosterior:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
-class ContinuousBCFResult(BCFPosterior):
-    """Posterior of :func:`pytyche.bcf.fit_continuous_bcf`: ``outcome_samples`` are the mean
-    outcome of each visitor under each treatment, in outcome units."""
-
-    _family: ClassVar[MetricFamily] = MetricFamily.CONTINUOUS
+class _SingleOutcomePosterior(BCFPosterior):
+    """A posterior of one outcome (continuous or binary): it carries no hurdle decomposition."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -373,16 +365,19 @@ class ContinuousBCFResult(BCFPosterior):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
-class BinaryBCFResult(BCFPosterior):
+class ContinuousBCFResult(_SingleOutcomePosterior):
+    """Posterior of :func:`pytyche.bcf.fit_continuous_bcf`: ``outcome_samples`` are the mean
+    outcome of each visitor under each treatment, in outcome units."""
+
+    _family: ClassVar[MetricFamily] = MetricFamily.CONTINUOUS
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class BinaryBCFResult(_SingleOutcomePosterior):
     """Posterior of :func:`pytyche.bcf.fit_binary_bcf`: ``outcome_samples`` are the conversion
     probability ``Phi(mu(x) + tau_a(x))`` of each visitor under each treatment."""
 
     _family: ClassVar[MetricFamily] = MetricFamily.BINARY
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.decomposition is not None:
-            raise invalid("decomposition", type(self).__name__, "None (no hurdle decomposition)", "a DecompositionSamples", show=False)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -1,6 +1,6 @@
 """Observed-data stashing: how a posterior holds the data it was fit on (``observed_copy``).
 
-Three modes, the glossary's *observed_copy parameter*:
+Three modes (docs/concepts.md, *observed_copy*):
 
 ``"view"`` (default)
     A shallow clone of the :class:`~pytyche.contracts.ObservedExperimentData` whose visitors

@@ -65,9 +65,12 @@ def apply_calibration(posterior: Any, calibration: Calibration) -> Any:
 
 
 def is_calibrated(posterior: Any) -> bool:
-    """``True`` iff ``posterior.calibration`` is a non-skipped :class:`Calibration`."""
+    """``True`` iff ``posterior.calibration`` is a :class:`Calibration` that corrects intervals.
+
+    The rule is :meth:`ClaimLevel.of`; only a :class:`Calibration` (not a look-alike) counts.
+    """
     cal = getattr(posterior, "calibration", None)
-    return isinstance(cal, Calibration) and not cal.skipped
+    return isinstance(cal, Calibration) and ClaimLevel.of(cal) is ClaimLevel.CALIBRATED
 
 
 def claim_level_of(posterior: Any) -> ClaimLevel:

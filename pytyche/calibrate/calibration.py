@@ -1,6 +1,6 @@
 """``Calibration``: an SBC-fitted correction with its regime, or an explicit "uncalibrated".
 
-Construction paths (glossary, *calibration*)::
+Construction paths (docs/concepts.md, *Calibration*)::
 
     pt.Calibration.from_sweep("clustered_realistic_v2")   # shipped artifact (registry name)
     pt.Calibration.from_sweep("/path/to/sweep.json")      # user-fitted artifact
@@ -317,7 +317,8 @@ class Calibration:
     # ---- regime -------------------------------------------------------------------------------
     @property
     def claim_level(self) -> ClaimLevel:
-        return ClaimLevel.UNCALIBRATED if self.skipped else ClaimLevel.CALIBRATED
+        """The claim level of results this calibration is applied to (:meth:`ClaimLevel.of`)."""
+        return ClaimLevel.of(self)
 
     @property
     def mcmc(self) -> Mapping[str, int] | None:

@@ -68,7 +68,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -78,6 +77,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from pytyche._files import atomic_write_text
 from pytyche._validation import check_choice, check_float, check_int, check_str, invalid, wrong_type
 from pytyche.contracts.truth import OPTIONAL_RECORD_FIELDS, QUANTITY_FAMILIES, CalibrationRecord
 
@@ -255,20 +255,21 @@ class LayerCurve:
         y = np.where(x <= a[-1], inside, x * (b[-1] / a[-1]))
         return _cov(y)
 
-    def nominal_for(self, level: np.ndarray | float) -> np.ndarray:
-        """Inverse map ``R^{-1}``: nominal level whose raw interval covers ``level``."""
+    def _inverse_z(self, level: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """``(z(R^{-1}(level)), z(level))``: the inverse map in z space, past the last knot along its ray."""
         a, b = self._knots()
         y = _z(level)
         inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
-        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        return np.where(y <= b[-1], inside, y * (a[-1] / b[-1])), y
+
+    def nominal_for(self, level: np.ndarray | float) -> np.ndarray:
+        """Inverse map ``R^{-1}``: nominal level whose raw interval covers ``level``."""
+        x, _ = self._inverse_z(level)
         return _cov(x)
 
     def multiplier(self, level: np.ndarray | float) -> np.ndarray:
         """Half-width multiplier ``w = z(R^{-1}(level)) / z(level)`` (see the module docstring)."""
-        a, b = self._knots()
-        y = _z(level)
-        inside = np.interp(y, np.r_[0.0, b], np.r_[0.0, a])
-        x = np.where(y <= b[-1], inside, y * (a[-1] / b[-1]))
+        x, y = self._inverse_z(level)
         return x / y
 
     def to_dict(self) -> dict[str, Any]:
@@ -841,20 +842,10 @@ class LayeredCalibrationCorrection:
         return _artifact_from_dict(cls, d, "mapping passed to LayeredCalibrationCorrection.from_dict" if source is None else source)
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write the artifact JSON atomically (temporary file then rename); return the path."""
-        path = Path(path)
+        """Write the artifact JSON atomically (:func:`pytyche._files.atomic_write_text`: fsynced,
+        ordinary permissions, temporary file then rename); return the path."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write_text(path, text + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> "LayeredCalibrationCorrection":

@@ -10,7 +10,7 @@ Given a posterior fitted on simulated data and the data's :class:`~pytyche.contr
 - **decisions**: whether the recommended arm per visitor and the SHIP / STOP calls match the
   oracle's, and the regret incurred (:func:`evaluate_decisions`).
 
-This is not the rank-statistic SBC of Talts et al. (2018); see the glossary entry *SBC*.
+This is not the rank-statistic SBC of Talts et al. (2018); see docs/concepts.md, *SBC coverage*.
 
 Families and their truths
 -------------------------
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pytyche._arms import one_hot
 from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.calibrate.calibration import Calibration, posterior_pooling
 from pytyche.calibrate.correction import DEFAULT_LEVELS, mcmc_of
@@ -347,7 +348,7 @@ class DecisionCheck:
 
 @dataclass(frozen=True)
 class DecisionEvaluation:
-    """Truth-vs-policy metrics of one round (the fields of the glossary's *truth comparison*).
+    """Truth-vs-policy metrics of one round (the fields of a *truth comparison*, docs/concepts.md).
 
     Attributes
     ----------
@@ -489,7 +490,7 @@ def evaluate_decisions(
     if hasattr(policy, "outcome_samples"):  # a posterior
         names = names or tuple(policy.treatments)
         mean_outcome = np.asarray(policy.outcome_samples, dtype=np.float64).mean(axis=1)
-        alloc = np.eye(k)[np.argmax(mean_outcome, axis=1)] if mean_outcome.shape == (n, k) else None
+        alloc = one_hot(np.argmax(mean_outcome, axis=1), k) if mean_outcome.shape == (n, k) else None
         est = mean_outcome[:, 1:] - mean_outcome[:, :1] if alloc is not None else None
     elif hasattr(policy, "recommendations") and hasattr(policy, "cate_per_visitor"):  # AnalysisResult
         names = names or tuple(policy.posterior.treatments)
@@ -497,7 +498,7 @@ def evaluate_decisions(
         if policy.policy_tree is not None:
             alloc = _policy_from_tree(policy.policy_tree, names, use_allocation, where)
         else:
-            alloc = np.eye(k)[np.argmax(np.column_stack([np.zeros(est.shape[0]), est]), axis=1)]
+            alloc = one_hot(np.argmax(np.column_stack([np.zeros(est.shape[0]), est]), axis=1), k)
         if decisions is None:
             decisions = {t: r.decision for t, r in policy.recommendations.items()}
     elif hasattr(policy, "allocation_map") and hasattr(policy, "leaf_of"):  # PolicyTreeResult
@@ -508,7 +509,7 @@ def evaluate_decisions(
         if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
             if arr.shape[0] != n or np.any(arr < 0) or np.any(arr >= k):
                 raise invalid("policy", where, f"an (n={n},) array of arm indices in 0..{k - 1}", f"shape {arr.shape}, range [{arr.min()}, {arr.max()}]" if arr.size else arr.shape, show=False)
-            alloc = np.eye(k)[arr]
+            alloc = one_hot(arr, k)
         elif arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
             if arr.shape != (n, k) or np.any(arr < -1e-12) or not np.allclose(arr.sum(axis=1), 1.0, atol=1e-6):
                 raise invalid("policy", where, f"an (n={n}, K={k}) array of arm probabilities summing to 1 per row", arr.shape)

@@ -1,4 +1,4 @@
-"""Treatment comparison and recommendations (glossary: recommendation summary, decision)."""
+"""Treatment comparison and recommendations (docs/concepts.md, *SHIP / CONTINUE / STOP*)."""
 
 from pytyche.compare.variants import compare_variants, decide, recommendation_summary
 

@@ -109,13 +109,22 @@ def group_means(values: np.ndarray, labels: np.ndarray, n_groups: int) -> np.nda
     return out.reshape((n_groups, *rest))
 
 
-def p_best(draws: np.ndarray, active: np.ndarray) -> np.ndarray:
+def p_best(draws: np.ndarray, active: np.ndarray, ties: str = "split") -> np.ndarray:
     """``(K,)`` probability each active arm has the highest value, from ``(S, K)`` joint draws.
 
-    A draw in which several arms tie for the maximum splits its unit mass equally among them;
-    inactive arms get 0. Inputs are assumed checked (finite, at least one active arm).
+    The one home of P(best). A draw in which several arms tie for the maximum gives its unit mass
+    by the ``ties`` rule: ``"split"`` (default; segments, Thompson allocation, comparisons) shares
+    it equally among them; ``"first"`` gives it to the first of them in arm order (the engine's
+    population-level P(best), which decides dropping and is what experiment snapshots record).
+    Inactive arms get 0. Inputs are assumed checked (finite, at least one active arm).
     """
     masked = np.where(active[None, :], draws, -np.inf)
+    if ties == "first":
+        best = np.zeros(masked.shape, dtype=bool)
+        best[np.arange(masked.shape[0]), np.argmax(masked, axis=1)] = True
+        return best.mean(axis=0)
+    if ties != "split":
+        raise invalid("ties", "p_best", "'split' or 'first'", ties)
     best = masked == masked.max(axis=1, keepdims=True)
     best &= active[None, :]
     share = best / best.sum(axis=1, keepdims=True)
@@ -123,11 +132,8 @@ def p_best(draws: np.ndarray, active: np.ndarray) -> np.ndarray:
 
 
 def claim_level(posterior: Any) -> ClaimLevel:
-    """``CALIBRATED`` iff the posterior carries a calibration that is not ``Calibration.skip()``."""
-    cal = getattr(posterior, "calibration", None)
-    if cal is None or getattr(cal, "skipped", False) or getattr(cal, "correction", None) is None:
-        return ClaimLevel.UNCALIBRATED
-    return ClaimLevel.CALIBRATED
+    """The claim level of ``posterior``'s calibration (:meth:`ClaimLevel.of`)."""
+    return ClaimLevel.of(getattr(posterior, "calibration", None))
 
 
 def intervals(posterior: Any, draws: np.ndarray, level: float, family: str) -> tuple[np.ndarray, np.ndarray]:

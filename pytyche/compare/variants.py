@@ -1,6 +1,6 @@
 """Treatment-versus-baseline comparison and the SHIP / CONTINUE / STOP recommendation.
 
-Glossary: decision, recommendation summary. Every quantity comes from the joint posterior draws
+Concepts (docs/concepts.md): SHIP / CONTINUE / STOP. Every quantity comes from the joint posterior draws
 of the (population- or segment-) average outcome of each arm, so the lift of a treatment is one
 draw-by-draw difference against the baseline (control) in the same state of the world.
 
@@ -34,7 +34,7 @@ LIFT_LEVEL = 0.90
 def decide(
     expected_loss: float, p_positive: float, p_better: float, p_harmful: float, thresholds: DecisionThresholds
 ) -> tuple[Decision, str]:
-    """The glossary's five thresholds in three branches.
+    """The five thresholds in three branches (docs/concepts.md, *SHIP / CONTINUE / STOP*).
 
     Returns the decision and the branch that fired: ``"ship"`` (``expected_loss < tolerance`` and
     ``p_positive > p_positive_min`` and ``p_better > p_better_min``), ``"harm"``

@@ -1,4 +1,4 @@
-"""The contract types every layer of pytyche exchanges (see the glossary's contract table)."""
+"""The contract types every layer of pytyche exchanges (see docs/concepts.md, *Layers*)."""
 
 from pytyche.contracts.arrays import AlignedVisitorArray, DecompositionSamples
 from pytyche.contracts.enums import HURDLE_ZERO_SHARE, ClaimLevel, Decision, MetricFamily

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,19 @@ class ClaimLevel(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def of(cls, calibration: Any) -> "ClaimLevel":
+        """The claim level of results carrying ``calibration``: the one rule, used everywhere.
+
+        ``CALIBRATED`` iff there is a calibration, it is not ``Calibration.skip()`` and it holds
+        a correction (an unresolved ``Calibration.from_sweep("auto")`` holds none yet);
+        ``UNCALIBRATED`` otherwise. Duck-typed (``skipped``, ``correction``), so the contracts
+        layer needs no import of :mod:`pytyche.calibrate`.
+        """
+        if calibration is None or getattr(calibration, "skipped", False) or getattr(calibration, "correction", None) is None:
+            return cls.UNCALIBRATED
+        return cls.CALIBRATED
+
 
 class MetricFamily(str, Enum):
     """The outcome family ``pt.fit`` dispatches on.
@@ -54,7 +68,7 @@ class MetricFamily(str, Enum):
 
     @classmethod
     def infer(cls, y: np.ndarray) -> "MetricFamily":
-        """Classify an outcome vector exactly as the glossary's ``pt.fit`` dispatch states.
+        """Classify an outcome vector exactly as ``pt.fit``'s dispatch states (docs/concepts.md, *Outcome*).
 
         Raises
         ------

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.arrays import AlignedVisitorArray
 
 FeatureType = Literal["numeric", "categorical", "binary"]
@@ -68,10 +69,10 @@ class VisitorSchema:
                 f"Got {type(self.feature_types).__name__} instead."
             )
         if not isinstance(self.outcome, str) or not self.outcome:
-            raise ValueError(f"The 'outcome' parameter of VisitorSchema must be a non-empty str. Got {self.outcome!r} instead.")
+            raise invalid("outcome", "VisitorSchema", "a non-empty str", self.outcome)
         if self.id_column is not None:
             if not isinstance(self.id_column, str) or not self.id_column:
-                raise ValueError(f"The 'id_column' parameter of VisitorSchema must be None or a non-empty str. Got {self.id_column!r} instead.")
+                raise invalid("id_column", "VisitorSchema", "None or a non-empty str", self.id_column)
             if self.id_column in (CELL_COLUMN, self.outcome, "propensity") or self.id_column.startswith("propensity_"):
                 raise ValueError(
                     f"The 'id_column' parameter of VisitorSchema must not name a reserved column ('cell', 'propensity*', "
@@ -130,7 +131,7 @@ class VariantData:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"The 'name' parameter of VariantData must be a non-empty str. Got {self.name!r} instead.")
+            raise invalid("name", "VariantData", "a non-empty str", self.name)
         if not isinstance(self.visitors, pd.DataFrame):
             raise TypeError(
                 f"The 'visitors' parameter of VariantData must be a pandas DataFrame. Got {type(self.visitors).__name__} instead."
@@ -177,13 +178,13 @@ class ObservedExperimentData:
     def __post_init__(self) -> None:
         where = "ObservedExperimentData"
         if not isinstance(self.experiment_id, str) or not self.experiment_id.strip():
-            raise ValueError(f"The 'experiment_id' parameter of {where} must be a non-empty str. Got {self.experiment_id!r} instead.")
+            raise invalid("experiment_id", where, "a non-empty str", self.experiment_id)
         if not isinstance(self.metric, str) or not self.metric.strip():
-            raise ValueError(f"The 'metric' parameter of {where} must be a non-empty str. Got {self.metric!r} instead.")
+            raise invalid("metric", where, "a non-empty str", self.metric)
         if not isinstance(self.schema, VisitorSchema):
-            raise TypeError(f"The 'schema' parameter of {where} must be a VisitorSchema. Got {type(self.schema).__name__} instead.")
+            raise wrong_type("schema", where, "a VisitorSchema", self.schema)
         if isinstance(self.variants, (str, bytes, Mapping)) or not isinstance(self.variants, Sequence):
-            raise TypeError(f"The 'variants' parameter of {where} must be a sequence of VariantData, control first. Got {type(self.variants).__name__} instead.")
+            raise wrong_type("variants", where, "a sequence of VariantData, control first", self.variants)
         variants = tuple(self.variants)
         object.__setattr__(self, "variants", variants)
         if len(variants) < 2:
@@ -195,7 +196,7 @@ class ObservedExperimentData:
         if len(set(names)) != len(names):
             raise ValueError(f"The 'variants' parameter of {where} must have unique names. Got {names} instead.")
         if self.round_idx is not None and (isinstance(self.round_idx, bool) or not isinstance(self.round_idx, (int, np.integer)) or self.round_idx < 0):
-            raise ValueError(f"The 'round_idx' parameter of {where} must be None or an int >= 0. Got {self.round_idx!r} instead.")
+            raise invalid("round_idx", where, "None or an int >= 0", self.round_idx)
         k = len(variants)
         prop_cols = propensity_columns(k)
         outcome = self.schema.outcome

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.arrays import AlignedVisitorArray
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.rules import AllOf
@@ -17,16 +18,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytyche.contracts.observed import ObservedExperimentData
 
 
+#: the stability score from which a segment counts as credible (see docs/concepts.md, "stability")
+CREDIBLE_STABILITY = 0.80
+
+
+def is_credible(stability_score: float, threshold: float = CREDIBLE_STABILITY) -> bool:
+    """Whether a segment's stability score reaches ``threshold``; a NaN score never does."""
+    score = float(stability_score)
+    return not math.isnan(score) and score >= threshold
+
+
 def _prob(value: Any, name: str, where: str) -> float:
     v = float(value)
     if not (0.0 <= v <= 1.0):
-        raise ValueError(f"The '{name}' parameter of {where} must be a probability in [0, 1]. Got {value!r} instead.")
+        raise invalid(name, where, "a probability in [0, 1]", value)
     return v
 
 
 @dataclass(frozen=True)
 class DecisionThresholds:
-    """The five thresholds of the SHIP / CONTINUE / STOP rule (glossary defaults).
+    """The five thresholds of the SHIP / CONTINUE / STOP rule (defaults: docs/concepts.md, *SHIP / CONTINUE / STOP*).
 
     SHIP when ``expected_loss < tolerance`` and ``p_positive > p_positive_min`` and
     ``p_better > p_better_min``; STOP (harm) when ``p_harmful > p_harmful_min``; STOP (futility)
@@ -51,7 +62,7 @@ class DecisionThresholds:
         for name in ("tolerance", "min_effect"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"The '{name}' parameter of {w} must be a finite number >= 0. Got {v!r} instead.")
+                raise invalid(name, w, "a finite number >= 0", v)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class RecommendationSummary:
 
     def __post_init__(self) -> None:
         if not isinstance(self.decision, Decision):
-            raise TypeError(f"The 'decision' parameter of RecommendationSummary must be a Decision. Got {type(self.decision).__name__} instead.")
+            raise wrong_type("decision", "RecommendationSummary", "a Decision", self.decision)
         for name in ("p_positive", "p_better", "p_harmful"):
             _prob(getattr(self, name), name, "RecommendationSummary")
 
@@ -132,11 +143,11 @@ class DiscoveredSegment:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, AllOf):
-            raise TypeError(f"The 'rule' parameter of DiscoveredSegment must be an AllOf rule. Got {type(self.rule).__name__} instead.")
+            raise wrong_type("rule", "DiscoveredSegment", "an AllOf rule", self.rule)
         _prob(self.population_share, "population_share", "DiscoveredSegment")
         s = float(self.stability_score)
         if not (math.isnan(s) or 0.0 <= s <= 1.0):
-            raise ValueError(f"The 'stability_score' parameter of DiscoveredSegment must be in [0, 1] or NaN. Got {s!r} instead.")
+            raise invalid("stability_score", "DiscoveredSegment", "in [0, 1] or NaN", s)
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ class PolicyTreeResult:
     integer-coded by ``categories``); ``segments`` one per leaf ordered by leaf id;
     ``allocation_map[leaf_id][treatment]`` Thompson weights summing to 1 per leaf;
     ``stability_scores[leaf_id]`` bootstrap replicability, computed by ``stability_method``
-    (``"means"``, the glossary's, or ``"posterior"``); ``observed`` shared by identity with
+    (``"means"``, the default, or ``"posterior"``); ``observed`` shared by identity with
     the posterior it came from.
     """
 
@@ -232,7 +243,7 @@ class AnalysisResult:
 
         where = "AnalysisResult.cate_frame"
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-            raise ValueError(f"The 'level' parameter of {where} must be a real number in (0, 1). Got {level!r} instead.")
+            raise invalid("level", where, "a real number in (0, 1)", level)
         if self.posterior is None:
             saved = self.cate_summary
             if saved is None:

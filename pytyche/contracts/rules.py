@@ -15,6 +15,8 @@ from typing import Any, Literal, Union
 import numpy as np
 import pandas as pd
 
+from pytyche._validation import invalid
+
 _OPS = ("<", "<=", ">", ">=")
 
 
@@ -39,7 +41,7 @@ def _column(df: pd.DataFrame, feature: str, rule: str) -> np.ndarray:
 
 def _check_feature(feature: Any, rule: str) -> None:
     if not isinstance(feature, str) or not feature:
-        raise ValueError(f"The 'feature' parameter of {rule} must be a non-empty str. Got {feature!r} instead.")
+        raise invalid("feature", rule, "a non-empty str", feature)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class BetweenRule:
         for name in ("low", "high"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or math.isnan(float(v)):
-                raise ValueError(f"The '{name}' parameter of BetweenRule must be a number. Got {v!r} instead.")
+                raise invalid(name, "BetweenRule", "a number", v)
         if float(self.low) > float(self.high):
             raise ValueError(
                 f"The 'low' parameter of BetweenRule must be <= 'high' ({self.high!r}). Got {self.low!r} instead."

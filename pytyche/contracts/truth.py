@@ -41,7 +41,18 @@ from typing import Any
 
 import numpy as np
 
+from pytyche._validation import invalid, wrong_type
 from pytyche.contracts.observed import ObservedExperimentData
+
+
+def _arm_column(name: str, arm: int) -> property:
+    """A read-only property: column ``arm`` of the ``(n, K)`` array field ``name`` (``None`` when it is)."""
+
+    def get(self: Any) -> np.ndarray | None:
+        values = getattr(self, name)
+        return None if values is None else values[:, arm]
+
+    return property(get, doc=f"``{name}[:, {arm}]`` (``None`` when ``{name}`` is).")
 
 
 @dataclass(frozen=True)
@@ -120,22 +131,11 @@ class CalibrationTruth:
         """``(n,)`` index of the truth-optimal arm per visitor."""
         return np.argmax(self.expected_outcome, axis=1)
 
-    # K = 2 conveniences named as in the glossary
-    @property
-    def p0(self) -> np.ndarray | None:
-        return None if self.p is None else self.p[:, 0]
-
-    @property
-    def p1(self) -> np.ndarray | None:
-        return None if self.p is None else self.p[:, 1]
-
-    @property
-    def m0(self) -> np.ndarray | None:
-        return None if self.m is None else self.m[:, 0]
-
-    @property
-    def m1(self) -> np.ndarray | None:
-        return None if self.m is None else self.m[:, 1]
+    # K = 2 conveniences: control (0) and treatment (1) columns of the hurdle truth
+    p0 = _arm_column("p", 0)
+    p1 = _arm_column("p", 1)
+    m0 = _arm_column("m", 0)
+    m1 = _arm_column("m", 1)
 
     def take(self, index: np.ndarray) -> "CalibrationTruth":
         """Rows reordered/selected by ``index`` (used to re-index into cumulative order)."""
@@ -174,9 +174,9 @@ class CalibrationBundle:
 
     def __post_init__(self) -> None:
         if not isinstance(self.observed, ObservedExperimentData):
-            raise TypeError(f"The 'observed' parameter of CalibrationBundle must be ObservedExperimentData. Got {type(self.observed).__name__} instead.")
+            raise wrong_type("observed", "CalibrationBundle", "ObservedExperimentData", self.observed)
         if not isinstance(self.truth, CalibrationTruth):
-            raise TypeError(f"The 'truth' parameter of CalibrationBundle must be CalibrationTruth. Got {type(self.truth).__name__} instead.")
+            raise wrong_type("truth", "CalibrationBundle", "CalibrationTruth", self.truth)
         if self.truth.n != self.observed.n_visitors:
             raise ValueError(f"The 'truth' parameter of CalibrationBundle must have one row per visitor ({self.observed.n_visitors}). Got {self.truth.n} instead.")
         if tuple(self.truth.treatments) != self.observed.variant_names:
@@ -240,32 +240,32 @@ class CalibrationRecord:
     def __post_init__(self) -> None:
         w = "CalibrationRecord"
         if self.family not in QUANTITY_FAMILIES:
-            raise ValueError(f"The 'family' parameter of {w} must be one of {', '.join(QUANTITY_FAMILIES)}. Got {self.family!r} instead.")
+            raise invalid("family", w, f"one of {', '.join(QUANTITY_FAMILIES)}", self.family)
         for name in ("nominal", "coverage"):
             v = float(getattr(self, name))
             if not (0.0 <= v <= 1.0):
-                raise ValueError(f"The '{name}' parameter of {w} must be in [0, 1]. Got {v!r} instead.")
+                raise invalid(name, w, "in [0, 1]", v)
         if self.n_targets < 1:
-            raise ValueError(f"The 'n_targets' parameter of {w} must be >= 1. Got {self.n_targets!r} instead.")
+            raise invalid("n_targets", w, ">= 1", self.n_targets)
         if not math.isfinite(float(self.mean_width)) or self.mean_width < 0:
-            raise ValueError(f"The 'mean_width' parameter of {w} must be a finite number >= 0. Got {self.mean_width!r} instead.")
+            raise invalid("mean_width", w, "a finite number >= 0", self.mean_width)
         if self.pooling not in ("joint", "independent", "none"):
-            raise ValueError(f"The 'pooling' parameter of {w} must be 'joint', 'independent' or 'none'. Got {self.pooling!r} instead.")
+            raise invalid("pooling", w, "'joint', 'independent' or 'none'", self.pooling)
         for name in ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains", "min_converters"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
-                raise ValueError(f"The '{name}' parameter of {w} must be None or an int >= 0. Got {v!r} instead.")
+                raise invalid(name, w, "None or an int >= 0", v)
         if not isinstance(self.calibrated, (bool, np.bool_)):
-            raise ValueError(f"The 'calibrated' parameter of {w} must be a bool. Got {self.calibrated!r} instead.")
+            raise invalid("calibrated", w, "a bool", self.calibrated)
         if self.converters is not None:
             conv = tuple(int(c) for c in self.converters)
             if len(conv) != self.n_treatments or any(c < 0 for c in conv):
-                raise ValueError(f"The 'converters' parameter of {w} must be None or {self.n_treatments} counts >= 0. Got {self.converters!r} instead.")
+                raise invalid("converters", w, f"None or {self.n_treatments} counts >= 0", self.converters)
             object.__setattr__(self, "converters", conv)
         for name in ("posterior_sd_rel", "effect_to_noise"):
             v = getattr(self, name)
             if v is not None and (not math.isfinite(float(v)) or float(v) < 0):
-                raise ValueError(f"The '{name}' parameter of {w} must be None or a finite number >= 0. Got {v!r} instead.")
+                raise invalid(name, w, "None or a finite number >= 0", v)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,4 +1,4 @@
-"""Sequential (multi-round, adaptive) experiments: the L1 surface.
+"""Sequential (multi-round, adaptive) experiments: the public round-by-round API (docs/concepts.md).
 
 ``pt.sequential_experiment(generator=..., schedule=..., treatments=...)`` builds a
 :class:`SequentialExperiment`; each ``next(exp)`` runs one round (data from the generator, BCF fit

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pytyche.compare._draws import p_best as _p_best
 from pytyche.contracts.results import AnalysisResult, PolicyTreeResult
 from pytyche.experiment.cells import Cell
 from pytyche.experiment.graduation import ShipSignal
@@ -73,12 +74,14 @@ def cold_start_plan(treatments: Sequence[str], round_idx: int = 0, n_visitors: i
 
 
 def p_best(posterior: Any) -> dict[str, float]:
-    """Posterior probability each treatment has the highest population-mean outcome."""
+    """Posterior probability each treatment has the highest population-mean outcome.
+
+    :func:`pytyche.compare._draws.p_best` with ``ties="first"`` (a tied draw counts for the
+    first of the tied treatments).
+    """
     draws = np.asarray(posterior.outcome_samples, dtype=np.float64).mean(axis=0)  # (S, K)
-    winners = np.argmax(draws, axis=1)
-    k = draws.shape[1]
-    counts = np.bincount(winners, minlength=k) / draws.shape[0]
-    return {t: float(c) for t, c in zip(posterior.treatments, counts)}
+    probs = _p_best(draws, np.ones(draws.shape[1], dtype=bool), ties="first")
+    return {t: float(c) for t, c in zip(posterior.treatments, probs)}
 
 
 def dominated_treatments(

@@ -23,7 +23,13 @@ import pandas as pd
 
 from pytyche._validation import check_float, wrong_type
 from pytyche.contracts.enums import Decision
-from pytyche.contracts.results import AnalysisResult, DecisionThresholds, RecommendationSummary
+from pytyche.contracts.results import (
+    CREDIBLE_STABILITY,
+    AnalysisResult,
+    DecisionThresholds,
+    RecommendationSummary,
+    is_credible,
+)
 from pytyche.contracts.rules import AllOf
 
 __all__ = [
@@ -138,7 +144,7 @@ class ExpectedLossRule:
     def __init__(
         self,
         thresholds: DecisionThresholds | None = None,
-        stability_threshold: float = 0.80,
+        stability_threshold: float = CREDIBLE_STABILITY,
         include_population: bool = True,
     ) -> None:
         w = "ExpectedLossRule"
@@ -172,7 +178,7 @@ class ExpectedLossRule:
         leaves = np.asarray(tree.leaf_of(posterior.observed.features_frame()))
         for seg in tree.segments:
             stab = float(seg.stability_score)
-            if not (stab >= self.stability_threshold):
+            if not is_credible(stab, self.stability_threshold):
                 continue
             mask = leaves == seg.id
             if not mask.any():

@@ -53,7 +53,7 @@ __all__ = [
     "DEFAULT_EPSILON",
 ]
 
-#: the ε of the Thompson ε-clip (glossary: hard-coded, not exposed at L1)
+#: the ε of the Thompson ε-clip (docs/concepts.md, *Thompson allocation*: fixed, not a parameter of the public API)
 DEFAULT_EPSILON = 0.02
 
 

@@ -1,15 +1,17 @@
-"""Round-level results: :class:`Round`, :class:`Experiment`, :class:`TruthComparison`, cell scores.
+"""Round-level records: :class:`Round` and :class:`Experiment`.
 
 A *round* is the temporal slot (index, the plan shipped, the data it produced); the *experiment*
 is what that round yields: the cumulative data the posterior was fit on, the analysis, the
 scored cells, and the recommendation for the next round. ``SequentialExperiment.history`` is a
 list of :class:`Experiment`, one per round.
+
+What a record holds is computed elsewhere: cell scores in :mod:`pytyche.experiment.scoring`, the
+sim-mode truth comparison in :mod:`pytyche.experiment.truth_comparison` (both re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell
 from pytyche.experiment.graduation import GraduationCandidate, ShipSignal
 from pytyche.experiment.plan import NextRoundPlan
+from pytyche.experiment.scoring import CellScore, score_cells
+from pytyche.experiment.truth_comparison import TruthComparison, compare_to_truth, recommended_arms
 
 __all__ = [
     "CellScore",
@@ -31,145 +35,6 @@ __all__ = [
     "recommended_arms",
     "compare_to_truth",
 ]
-
-
-@dataclass(frozen=True)
-class CellScore:
-    """Observed performance of one cell in one round.
-
-    ``mean_outcome`` is the cell's average observed outcome and ``se`` its standard error
-    (``sd / sqrt(n)``; NaN for a cell with fewer than 2 visitors); ``weight`` the planned share,
-    ``share`` the realised one; ``arm_counts`` visitors per treatment.
-    """
-
-    cell_id: str
-    n_visitors: int
-    mean_outcome: float
-    se: float
-    weight: float
-    share: float
-    arm_counts: Mapping[str, int] = field(default_factory=dict)
-
-    def interval(self, z: float = 1.96) -> tuple[float, float]:
-        """Normal-approximation interval ``mean ± z·se``."""
-        return self.mean_outcome - z * self.se, self.mean_outcome + z * self.se
-
-
-def score_cells(observed: ObservedExperimentData, plan: NextRoundPlan) -> tuple[CellScore, ...]:
-    """Score every cell of ``plan`` on one round's observed data (plan order)."""
-    cells = observed.cells()
-    y = observed.outcome
-    names = np.repeat(np.asarray(observed.variant_names, dtype=object), [v.n for v in observed.variants])
-    n_total = len(y)
-    out = []
-    for c in plan.cells:
-        sel = cells == c.id
-        n = int(sel.sum())
-        ys = y[sel]
-        mean = float(ys.mean()) if n else float("nan")
-        se = float(ys.std(ddof=1) / np.sqrt(n)) if n >= 2 else float("nan")
-        counts = {t: int(np.sum(names[sel] == t)) for t in observed.variant_names if np.any(names[sel] == t)}
-        out.append(CellScore(c.id, n, mean, se, c.weight, n / n_total if n_total else 0.0, counts))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class TruthComparison:
-    """Per-round truth-vs-estimate metrics (sim mode only), over the cumulative visitors.
-
-    Attributes
-    ----------
-    cate_rmse
-        Root mean square error of the posterior-mean CATE against the true CATE, over visitors
-        and non-control treatments.
-    policy_accuracy
-        Fraction of visitors whose recommended treatment is truth-optimal (ties count as a match).
-    oracle_gap_rpv
-        ``rpv_oracle - rpv_policy``: expected outcome per visitor lost by the recommended policy.
-    rpv_policy, rpv_uniform, rpv_oracle
-        Mean true expected outcome per visitor under the recommended policy, under uniform random
-        allocation over the fitted treatments, and under the oracle policy.
-    rpv_omniscient
-        Mean expected outcome per visitor of the *omniscient* oracle that also knows each
-        visitor's latent cluster (``None`` when the truth carries no latent surface). No policy
-        that sees only the features can reach it; it is reported, never scored against.
-
-    The truth is ``E[. | x]`` (see :mod:`pytyche.contracts.truth`); the *oracle policy* is
-    ``argmax_a E[Y | x, a]``, which a policy that sees the features can attain. The *recommended
-    policy* gives each visitor the treatment with the highest posterior mean outcome in the
-    visitor's policy-tree segment (among the next round's active treatments).
-    """
-
-    cate_rmse: float
-    policy_accuracy: float
-    oracle_gap_rpv: float
-    rpv_policy: float
-    rpv_uniform: float
-    rpv_oracle: float
-    rpv_omniscient: float | None = None
-
-    @property
-    def uniform_gap_rpv(self) -> float:
-        """``rpv_oracle - rpv_uniform``: the gap a policy has to beat."""
-        return self.rpv_oracle - self.rpv_uniform
-
-
-def recommended_arms(
-    posterior: Any,
-    policy_tree: PolicyTreeResult | None,
-    active: Sequence[str] | None = None,
-) -> np.ndarray:
-    """``(N,)`` recommended treatment per cumulative visitor, as an index into ``posterior.treatments``.
-
-    Per policy-tree segment, the treatment (among ``active``) with the highest posterior mean
-    outcome over the segment's members; without a tree, per visitor.
-    """
-    treatments = tuple(posterior.treatments)
-    mean = np.asarray(posterior.outcome_samples, dtype=np.float64).mean(axis=1)  # (N, K)
-    allowed = np.array([active is None or t in active for t in treatments])
-    if not allowed.any():
-        allowed[:] = True
-    masked = np.where(allowed[None, :], mean, -np.inf)
-    if policy_tree is None:
-        return np.argmax(masked, axis=1)
-    leaves = np.asarray(policy_tree.leaf_of(posterior.observed.features_frame()))
-    rec = np.empty(len(leaves), dtype=np.int64)
-    for leaf in np.unique(leaves):
-        sel = leaves == leaf
-        rec[sel] = int(np.argmax(masked[sel].mean(axis=0)))
-    return rec
-
-
-def compare_to_truth(posterior: Any, truth: CalibrationTruth, rec_arm: np.ndarray) -> TruthComparison:
-    """Score a posterior and its recommended policy against cumulative ground truth.
-
-    ``truth`` rows must be in the posterior's row order; its arms are matched by name.
-    """
-    treatments = tuple(posterior.treatments)
-    cols = [truth.treatments.index(t) for t in treatments]
-    eo = truth.expected_outcome[:, cols]
-    n = eo.shape[0]
-    true_cate = eo[:, 1:] - eo[:, :1]
-    est_cate = np.asarray(posterior.cate_mean(), dtype=np.float64)
-    cate_rmse = float(np.sqrt(np.mean((est_cate - true_cate) ** 2)))
-    got = eo[np.arange(n), rec_arm]
-    best = eo.max(axis=1)
-    scale = max(float(np.abs(eo).max()), 1.0)
-    accuracy = float(np.mean(got >= best - 1e-9 * scale))
-    rpv_policy = float(got.mean())
-    rpv_oracle = float(best.mean())
-    rpv_uniform = float(eo.mean())
-    lat = truth.latent_expected_outcome
-    rpv_omniscient = None if lat is None else float(lat[:, cols].max(axis=1).mean())
-    return TruthComparison(
-        cate_rmse=cate_rmse,
-        policy_accuracy=accuracy,
-        oracle_gap_rpv=rpv_oracle - rpv_policy,
-        rpv_policy=rpv_policy,
-        rpv_uniform=rpv_uniform,
-        rpv_oracle=rpv_oracle,
-        rpv_omniscient=rpv_omniscient,
-    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,4 @@
-"""The SequentialExperiment state machine -- the L1 round-by-round loop.
+"""The SequentialExperiment state machine -- the public round-by-round loop (docs/concepts.md, *Sequential experiment*).
 
 Each :meth:`~SequentialExperiment.advance` (equivalently ``next(exp)``) runs one round: size the
 round from the schedule, hand the current :class:`NextRoundPlan` to the generator, fit the BCF
@@ -15,8 +15,10 @@ column) are re-indexed into that order via the position map
 
 from __future__ import annotations
 
-import math
+import inspect
+import operator
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,8 +28,8 @@ import numpy as np
 from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.analysis.policy_tree import check_stability_method
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
-from pytyche.contracts.enums import Decision
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
+from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell, validate_cells
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
@@ -36,6 +38,7 @@ from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate,
 from pytyche.experiment.plan import NextRoundPlan
 from pytyche.experiment.policy_value import DEFAULT_FOLDS, PolicyTreeLearner, design_propensities, estimate_policy_value
 from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
+from pytyche.experiment.summary import render_summary
 from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
 from pytyche.experiment.schedules import Schedule, is_exhausted
 
@@ -69,6 +72,11 @@ def _derive_seed(seed: int, round_idx: int, stream: int) -> int:
     """A 31-bit seed for ``stream`` (0 = fit, 1 = policy-tree bootstrap) of round ``round_idx``."""
     state = np.random.SeedSequence([int(seed), int(round_idx), int(stream)]).generate_state(1, dtype=np.uint32)[0]
     return int(state) & 0x7FFFFFFF
+
+
+def _read_only(attr: str, doc: str) -> property:
+    """A read-only property that returns ``self.<attr>``."""
+    return property(operator.attrgetter(attr), doc=doc)
 
 
 class SequentialExperiment:
@@ -123,7 +131,7 @@ class SequentialExperiment:
         Extension beyond the seed signature: how the per-round policy tree scores its segments'
         stability (``posterior.analyze(stability_method=...)``), and so which segments the
         default graduation rule and :meth:`has_credible_segments` treat as credible.
-        ``"means"`` (default, the glossary's score: bootstrap of the posterior-mean CATEs) or
+        ``"means"`` (default, docs/concepts.md's *Stability*: bootstrap of the posterior-mean CATEs) or
         ``"posterior"`` (each bootstrap tree refitted on one posterior draw of the CATEs; see
         :func:`pytyche.analysis.policy_tree.fit_policy_tree`). On data with no effect anywhere
         ``"means"`` scores spurious segments near 1 (``bench/RESULTS.md``, null decisions).
@@ -230,52 +238,21 @@ class SequentialExperiment:
         self._next_plan: NextRoundPlan | None = None
 
     # ---- configuration (read-only) ------------------------------------------------------
-    @property
-    def treatments(self) -> tuple[str, ...]:
-        """The treatments universe, control first."""
-        return self._treatments
-
-    @property
-    def schedule(self) -> Schedule:
-        return self._schedule
-
-    @property
-    def calibration(self) -> Any:
-        return self._calibration
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @property
-    def min_control_weight(self) -> float:
-        return self._min_control_weight
-
-    @property
-    def min_explore_weight(self) -> float:
-        return self._min_explore_weight
-
-    @property
-    def max_segment_depth(self) -> int:
-        return self._max_segment_depth
-
-    @property
-    def min_segment_share(self) -> float:
-        return self._min_segment_share
-
-    @property
-    def stability_method(self) -> str:
-        """How segment stability is scored each round (``"means"`` or ``"posterior"``)."""
-        return self._stability_method
-
-    @property
-    def graduation_rule(self) -> Any:
-        return self._graduation_rule
-
-    @property
-    def cumulative_data(self) -> ObservedExperimentData | None:
-        """The cumulative data (variant-major) of every completed round, or ``None``."""
-        return self._cumulative
+    treatments = _read_only("_treatments", "The treatments universe, control first (``tuple[str, ...]``).")
+    schedule = _read_only("_schedule", "The round-size schedule (``Schedule``).")
+    calibration = _read_only("_calibration", "The calibration applied each round (or ``None``).")
+    seed = _read_only("_seed", "The master seed (``int``).")
+    min_control_weight = _read_only("_min_control_weight", "Floor of the engine's Control cell weight.")
+    min_explore_weight = _read_only("_min_explore_weight", "Floor of the engine's Explore cell weight.")
+    max_segment_depth = _read_only("_max_segment_depth", "Depth of each round's policy tree.")
+    min_segment_share = _read_only("_min_segment_share", "Smallest segment, as a share of the visitors.")
+    stability_method = _read_only(
+        "_stability_method", 'How segment stability is scored each round (``"means"`` or ``"posterior"``).'
+    )
+    graduation_rule = _read_only("_graduation_rule", "The rule that fires SHIP signals for graduation.")
+    cumulative_data = _read_only(
+        "_cumulative", "The cumulative data (variant-major) of every completed round, or ``None``."
+    )
 
     # ---- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[Experiment]:
@@ -655,15 +632,28 @@ class SequentialExperiment:
         """Whether any candidate meets the default sustained-rounds bar."""
         return bool(self.graduation_candidates())
 
-    def has_credible_segments(self, stability_threshold: float = 0.8) -> bool:
-        """Whether any latest-round segment clears ``stability_threshold``."""
-        t = check_float(stability_threshold, "stability_threshold", f"{_WHERE}.has_credible_segments", low=0.0, high=1.0)
+    def has_credible_segments(self, threshold: float = CREDIBLE_STABILITY, **deprecated: Any) -> bool:
+        """Whether any latest-round segment's stability score reaches ``threshold``.
+
+        ``threshold`` is named as in ``posterior.has_credible_segments``; the former keyword
+        ``stability_threshold=`` still works and emits a ``DeprecationWarning``.
+        """
+        name = "threshold"
+        if deprecated:
+            unknown = set(deprecated) - {"stability_threshold"}
+            if unknown:
+                raise TypeError(f"has_credible_segments() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+            warnings.warn(
+                "SequentialExperiment.has_credible_segments(stability_threshold=...) is deprecated; pass threshold=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            threshold, name = deprecated["stability_threshold"], "stability_threshold"
+        t = check_float(threshold, name, f"{_WHERE}.has_credible_segments", low=0.0, high=1.0)
         latest = self.latest
         if latest is None:
             return False
-        return any(
-            not math.isnan(float(s.stability_score)) and float(s.stability_score) >= t for s in latest.segments
-        )
+        return any(is_credible(s.stability_score, t) for s in latest.segments)
 
     def dropped_treatments(self) -> list[str]:
         """Universe treatments absent from the latest plan's active list."""
@@ -690,101 +680,15 @@ class SequentialExperiment:
 
     @property
     def summary(self) -> str:
-        """Deterministic multi-paragraph prose over the series so far."""
-        n_total = self._schedule.n_rounds
-        if not self._history:
-            return (
-                f"Sequential experiment over {', '.join(self._treatments)} (control: {self._treatments[0]}): "
-                f"no rounds completed yet ({'open-ended schedule' if n_total is None else f'{n_total} round(s) scheduled'})."
-            )
-        latest = self._history[-1]
-        paras = []
-        total_visitors = latest.observed.n_visitors
-        paras.append(
-            f"Sequential experiment {latest.observed.experiment_id!r} on metric {latest.observed.metric!r}: "
-            f"{len(self._history)} round(s) completed"
-            f"{'' if n_total is None else f' of {n_total}'}, {total_visitors} visitors in total, "
-            f"treatments {', '.join(self._treatments)} (control: {self._treatments[0]}). "
-            f"Intervals are {latest.claim_level.value}."
-        )
-        for e in self._history:
-            cells = "; ".join(
-                f"{s.cell_id} {s.weight:.0%} -> n={s.n_visitors}, mean {s.mean_outcome:.4g}"
-                + ("" if math.isnan(s.se) else f" (se {s.se:.2g})")
-                for s in e.cell_scores
-            )
-            line = f"Round {e.round_idx}{' (operator override)' if e.round.overridden else ''}: {cells}."
-            if e.srm is not None:
-                line += (
-                    f" Sample ratio mismatch: FLAGGED (p = {e.srm.p_value:.3g} < {e.srm.alpha:g}); do not trust this round's split."
-                    if e.srm.flagged
-                    else f" Sample ratio check passed (p = {e.srm.p_value:.3g})."
-                )
-            if e.truth_comparison is not None:
-                tc = e.truth_comparison
-                line += (
-                    f" Against the truth: policy accuracy {tc.policy_accuracy:.0%}, oracle gap {tc.oracle_gap_rpv:.4g} "
-                    f"(uniform gap {tc.uniform_gap_rpv:.4g}), CATE RMSE {tc.cate_rmse:.4g}."
-                )
-            paras.append(line)
-        decisions = []
-        for t, rec in latest.analysis.recommendations.items():
-            decisions.append(
-                f"{t}: {rec.decision.value if isinstance(rec.decision, Decision) else rec.decision} "
-                f"(lift {rec.lift_mean:+.4g}, P(positive) {rec.p_positive:.2f})"
-            )
-        if decisions:
-            paras.append("Latest population-level decisions versus " + self._treatments[0] + ": " + "; ".join(decisions) + ".")
-        pv = latest.policy_value
-        if pv is not None:
-            text = f"Off-policy value of the recommended policy (round {latest.round_idx}): {pv}."
-            if latest.cumulative_truth is not None:
-                tv = pv.true_values(latest.cumulative_truth)
-                text += f" Against the truth: vs control {tv['vs_control']:+.4g}, vs uniform {tv['vs_uniform']:+.4g}."
-            paras.append(text)
-        segs = latest.segments
-        credible = [s for s in segs if not math.isnan(float(s.stability_score)) and float(s.stability_score) >= 0.8]
-        paras.append(
-            f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= 0.80"
-            + ("" if self._stability_method == "means" else f" ({self._stability_method} score)")
-            + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
-            + "."
-        )
-        cands = self.graduation_candidates()
-        if cands:
-            paras.append("Graduation candidates (the library never auto-graduates): " + "; ".join(str(c) for c in cands) + ".")
-        else:
-            paras.append("No graduation candidate yet (SHIP must be sustained for 2 consecutive rounds).")
-        dropped = self.dropped_treatments()
-        if dropped:
-            paras.append(f"Dropped as dominated everywhere: {', '.join(dropped)}.")
-        paras.append(f"Confidence: {self.confidence}.")
-        if self._next_plan is not None and self._next_plan.n_visitors is not None:
-            paras.append(f"Next round ({self._next_plan.round_idx}, {self._next_plan.n_visitors} visitors):\n{self._next_plan.rationale}")
-        return "\n\n".join(paras)
+        """Deterministic multi-paragraph prose over the series so far (:mod:`pytyche.experiment.summary`)."""
+        return render_summary(self)
 
 
 SequentialExperiment.__doc__ = (SequentialExperiment.__doc__ or "").replace("{scope}", _SCOPE)
 
 
-def sequential_experiment(
-    *,
-    generator: Generator,
-    schedule: Schedule,
-    treatments: Sequence[str],
-    cells: list[Cell] | None = None,
-    min_control_weight: float = 0.05,
-    min_explore_weight: float = 0.05,
-    max_segment_depth: int = 3,
-    min_segment_share: float = 0.1,
-    calibration: "Calibration | None" = None,
-    graduation_rule: GraduationRule | None = None,
-    seed: int = 0,
-    progress: bool = False,
-    bcf_config: "GPUBCFConfig | None" = None,
-    stability_method: str = "means",
-) -> SequentialExperiment:
-    """Construct a :class:`SequentialExperiment` -- the L1 entry point.
+def sequential_experiment(**kwargs: Any) -> SequentialExperiment:
+    """Construct a :class:`SequentialExperiment` -- the public entry point (docs/concepts.md).
 
     The verb form of the :class:`SequentialExperiment` constructor with the identical signature;
     see the class docstring for the parameter contract. Iterate the returned instance
@@ -795,22 +699,11 @@ def sequential_experiment(
     -------
     SequentialExperiment
     """
-    return SequentialExperiment(
-        generator=generator,
-        schedule=schedule,
-        treatments=treatments,
-        cells=cells,
-        min_control_weight=min_control_weight,
-        min_explore_weight=min_explore_weight,
-        max_segment_depth=max_segment_depth,
-        min_segment_share=min_segment_share,
-        calibration=calibration,
-        graduation_rule=graduation_rule,
-        seed=seed,
-        progress=progress,
-        bcf_config=bcf_config,
-        stability_method=stability_method,
-    )
+    return SequentialExperiment(**kwargs)
 
 
+# the verb takes exactly the constructor's (keyword-only) parameters
+sequential_experiment.__signature__ = inspect.signature(SequentialExperiment).replace(  # type: ignore[attr-defined]
+    return_annotation="SequentialExperiment"
+)
 sequential_experiment.__doc__ = (sequential_experiment.__doc__ or "").replace("{scope}", _SCOPE)

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pytyche._arms import one_hot
+
 __all__ = [
     "SRM_ALPHA",
     "MIN_EXPECTED",
@@ -204,8 +206,7 @@ def srm_test(
         _, probs = c.policy.assign(visitors.iloc[rows], treatments, rng)
         probs = np.asarray(probs, dtype=np.float64)
         a = arm[rows]
-        onehot = np.zeros((rows.size, k))
-        onehot[np.arange(rows.size), a] = 1.0
+        onehot = one_hot(a, k)
         impossible += int(np.sum(probs[np.arange(rows.size), a] <= 0))
         if recorded is not None:
             diff = np.abs(recorded[rows] - probs)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytyche._validation import invalid
 from pytyche.viz._axes import pyplot
 from pytyche.viz.cells import plot_cells
 from pytyche.viz.policy_tree import plot_policy_tree
@@ -62,7 +63,7 @@ def experiment_evolution_gif(history: Sequence[Any], output_path: str | os.PathL
     if isinstance(history, (str, bytes)) or not isinstance(history, Sequence) or not history:
         raise ValueError("The 'history' parameter of experiment_evolution_gif must be a non-empty list of Experiment snapshots.")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
-        raise ValueError(f"The 'fps' parameter of experiment_evolution_gif must be a number > 0. Got {fps!r} instead.")
+        raise invalid("fps", "experiment_evolution_gif", "a number > 0", fps)
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     max_leaves = max(_n_leaves(exp) for exp in history)

@@ -1,6 +1,6 @@
 """Hurdle BCF for zero-inflated outcomes (revenue per visitor): ``fit_hurdle_bcf``.
 
-Two pooling modes (the glossary's *pooling*): ``"joint"`` (default, shared-topology fit,
+Two pooling modes (docs/concepts.md, *Pooling*): ``"joint"`` (default, shared-topology fit,
 :mod:`pytyche.bcf.hurdle.model`) and ``"independent"`` (two separate fits composed,
 :mod:`pytyche.bcf.hurdle.compose`).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pytyche._validation import invalid
 from pytyche.bcf._fitting import attach_calibration, check_common, check_hurdle_outcome
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.results import POOLING_MODES, HurdleBCFResult
@@ -71,7 +72,7 @@ def fit_hurdle_bcf(
     where = "fit_hurdle_bcf"
     observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
     if not isinstance(pooling, str) or pooling not in POOLING_MODES:
-        raise ValueError(f"The 'pooling' parameter of {where} must be one of 'joint', 'independent'. Got {pooling!r} instead.")
+        raise invalid("pooling", where, "one of 'joint', 'independent'", pooling)
     check_hurdle_outcome(observed, where)
     stash = stash_observed(observed, observed_copy, where=where)
     if pooling == "joint":
