@@ -275,6 +275,31 @@ def test_a_family_artifact_serves_every_metric_of_its_outcome_family(tmp_path):
         LayeredCalibrationCorrection.fit(records(1.5), "m", 2, "none", metric_family="gaussian")
 
 
+def test_auto_skips_an_artifact_its_own_validation_shows_worse_than_raw(tmp_path):
+    from pytyche.calibrate.calibration import validation_verdict
+
+    def val(raw, cal):
+        return {"templates": ["held"], "levels": [
+            {"family": "cate", "nominal": q, "raw": {"mean": r}, "calibrated": {"mean": c}} for q, r, c in zip((0.8, 0.9), raw, cal)]}
+
+    assert validation_verdict({}) is None
+    assert validation_verdict({"validation": val((0.79, 0.89), (0.80, 0.90))}) is None  # calibrated closer
+    assert validation_verdict({"validation": val((0.79, 0.89), (0.77, 0.90))}) is None  # mixed: not ruled out
+    msg = validation_verdict({"validation": val((0.793, 0.889), (0.771, 0.876))})
+    assert "farther from nominal than raw" in msg and "80%: raw 0.793, calibrated 0.771" in msg
+    reg = tmp_path / "reg"
+    path, corr = artifact(reg, "worse", metric_family="continuous")
+    d = json.loads(path.read_text())
+    d["provenance"]["validation"] = val((0.793, 0.889), (0.771, 0.876))
+    path.write_text(json.dumps(d))
+    artifact(reg, "unvalidated", ratio=1.2, metric_family="continuous")
+    assert Calibration.from_sweep("auto", registry=reg).resolve(make_post()).name == "unvalidated"
+    (reg / "unvalidated.json").unlink()
+    with pytest.raises(ValueError, match="'worse': its held-out validation .*farther from nominal than raw"):
+        Calibration.from_sweep("auto", registry=reg).resolve(make_post())
+    assert Calibration.from_sweep(path).applies_to(make_post())  # by name it still loads and applies
+
+
 @pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
 def test_sequential_experiment_uses_the_auto_artifact(tmp_path):
     """A real two-round sequential experiment (continuous_metric, tiny BCF) with

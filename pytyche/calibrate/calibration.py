@@ -272,7 +272,12 @@ class Calibration:
         Among the registry's artifacts that record their MCMC settings and apply to the posterior
         (metric, K, pooling, trees, draws, chains), the one with data in the posterior's
         sample-size band for the most families wins, then the one fitted on more records, then
-        the first name. Legacy artifacts (no MCMC settings) are never picked.
+        the first name. Legacy artifacts (no MCMC settings) are never picked, nor are artifacts
+        whose own held-out validation (``provenance["validation"]``, written by ``pytyche-sweep
+        validate --write``) shows calibrated CATE coverage farther from nominal than the raw
+        intervals at the 80% and 90% levels (:func:`validation_verdict`): auto never makes
+        intervals worse than raw by the artifact's own evidence. Loading such an artifact by name
+        still works.
 
         Raises
         ------
@@ -294,6 +299,10 @@ class Calibration:
             cand = Calibration(correction=correction, name=name)
             if correction.mcmc is None:
                 why.append(f"{name!r}: legacy artifact without MCMC settings")
+                continue
+            verdict = validation_verdict(correction.provenance)
+            if verdict is not None:
+                why.append(f"{name!r}: {verdict}")
                 continue
             msg = cand.mismatch_message(observed, pooling, config)
             if msg:
@@ -420,3 +429,33 @@ def _metric_family(observed: Any) -> str | None:
         return MetricFamily.infer(observed.outcome).value
     except (ValueError, AttributeError):
         return None
+
+
+#: the family and levels whose held-out validation decides whether auto may pick an artifact
+GATE_FAMILY, GATE_LEVELS = "cate", (0.8, 0.9)
+
+
+def validation_verdict(provenance: Mapping[str, Any]) -> str | None:
+    """Why an artifact's own held-out validation rules it out of ``from_sweep("auto")``, or ``None``.
+
+    Ruled out when, at every level of :data:`GATE_LEVELS` that the validation reports for
+    :data:`GATE_FAMILY`, the calibrated mean coverage is farther from nominal than the raw one.
+    An artifact without a validation is not ruled out (nothing says it is worse).
+    """
+    val = provenance.get("validation") if isinstance(provenance, Mapping) else None
+    if not isinstance(val, Mapping):
+        return None
+    worse = []
+    for row in val.get("levels", []):
+        try:
+            fam, q = row["family"], float(row["nominal"])
+            raw, cal = float(row["raw"]["mean"]), float(row["calibrated"]["mean"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if fam == GATE_FAMILY and any(abs(q - g) < 1e-9 for g in GATE_LEVELS):
+            worse.append((q, raw, cal, abs(cal - q) > abs(raw - q)))
+    if not worse or not all(w[3] for w in worse):
+        return None
+    detail = ", ".join(f"{q:.0%}: raw {raw:.3f}, calibrated {cal:.3f}" for q, raw, cal, _ in sorted(worse))
+    return (f"its held-out validation ({', '.join(val.get('templates', [])) or 'held-out templates'}) shows calibrated "
+            f"{GATE_FAMILY} coverage farther from nominal than raw ({detail})")
