@@ -141,6 +141,22 @@ class GPUBCFConfig:
         the same bucket reuse the compiled programs. 512 and 2.0.
     chunk_size
         Burn-in iterations run per compiled call (progress bar granularity).
+    tau_intercept
+        Give each arm's effect a scalar intercept (per outcome component),
+        ``tau_a(x) = tau0_a + forest_a(x)``, sampled by a conjugate Gibbs
+        step, so the tau-forests model only the heterogeneity around the
+        arm's average effect instead of carrying it through shrunk leaves.
+    tau_intercept_sd
+        Prior sd of each intercept, ``tau0_a ~ N(0, tau_intercept_sd^2)``, in
+        units of the standardized outcome for continuous components (i.e.
+        ``tau_intercept_sd`` outcome sds) and of the probit latent for binary
+        ones. Default 1.
+    tau_leaf_sd
+        If set, the prior sd of each tau-forest's sum for continuous
+        components, in standardized-outcome units, replacing the ``k_tau``
+        rule (``half_range / k_tau``); binary components keep ``3 / k_tau``.
+        With ``leaf_df_tau = None`` it is held fixed (stochtree's default is
+        a fixed ``sqrt(0.5)``). `None` (default): the ``k_tau`` rule.
 
     Raises
     ------
@@ -171,6 +187,9 @@ class GPUBCFConfig:
     bucket_min: int = 512
     bucket_growth: float = 2.0
     chunk_size: int = 25
+    tau_intercept: bool = False
+    tau_intercept_sd: float = 1.0
+    tau_leaf_sd: float | None = None
 
     def __post_init__(self) -> None:
         owner = 'GPUBCFConfig'
@@ -211,6 +230,12 @@ class GPUBCFConfig:
             if getattr(self, name) is not None:
                 _check_real(owner, name, getattr(self, name), low=0.0)
         _check_real(owner, 'bucket_growth', self.bucket_growth, low=1.0)
+        if not isinstance(self.tau_intercept, bool):
+            msg = f"The 'tau_intercept' parameter of {owner} must be a bool. Got {_fmt(self.tau_intercept)} instead."
+            raise TypeError(msg)
+        _check_real(owner, 'tau_intercept_sd', self.tau_intercept_sd, low=0.0)
+        if self.tau_leaf_sd is not None:
+            _check_real(owner, 'tau_leaf_sd', self.tau_leaf_sd, low=0.0)
 
     def bucket_size(self, n: int) -> int:
         """Return the padded row count for ``n`` rows.

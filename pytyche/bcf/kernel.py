@@ -27,6 +27,13 @@ the likelihood precision of every unit outside its arm set to zero, the way
 The tau forests are stored stacked along an arm axis and visited with a
 `jax.lax.scan`, so the program size does not grow with the number of arms.
 
+Optionally (``tau0_prior_sd`` in `init`) each arm's effect has a scalar (per
+component) intercept, ``tau_a(x) = tau0_a + forest_a(x)`` with ``tau0_a ~ N(0,
+s0^2)``: a conjugate Gibbs update on the arm's partial residuals after the tau
+phase (`_tau0_phase`), so the forests, whose leaves shrink towards 0, model
+only the heterogeneity around the arm's average effect. Every evaluation of
+tau (`evaluate`, `evaluate_from_resid`) includes it.
+
 With ``k >= 2`` and a diagonal error precision (always the case here: a
 `DiagWishart`, or the fixed identity when every component is binary) the
 per-row precision ``outer(m_i, m_i) * Sigma^-1`` of a row with missingness
@@ -65,6 +72,7 @@ from bartz.mcmcstep import init as bartz_init
 from bartz.mcmcstep import step as bartz_step
 from bartz.mcmcstep._axes import chain_vmap_axes
 from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
+from bartz.mcmcstep._state import scaled_error_cov_inv
 from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
 from bartz._jaxext import field, float32_matmuls
 
@@ -88,6 +96,16 @@ class BCFKernelState(State):
     arm_mask: Float32[Array, 'arms n'] = field(data=-1)
     """``arm_mask[a, i] = 1`` iff unit ``i`` is in arm ``a + 1``; multiplies the
     likelihood precision while tau forest ``a`` is updated."""
+
+    tau0: Float32[Array, '...'] | None = field(chains=0, default=None)
+    """Per-arm treatment-effect intercepts, internal units: ``(chains, K - 1)``
+    for ``k = 1`` or ``(chains, K - 1, k)``; `None` when the model has none
+    (``tau_a(x)`` is then the forest alone). With it, ``tau_a(x) = tau0_a +
+    forest_a(x)``: the forests model only the heterogeneity around it."""
+
+    tau0_prior_prec: Float32[Array, '...'] | None = None
+    """Prior precision of each intercept, ``()`` or ``(k,)``: ``tau0_a ~ N(0,
+    1 / tau0_prior_prec)`` independently per arm and component."""
 
     @property
     def num_tau_forests(self) -> int:
@@ -176,6 +194,7 @@ def _init(
     min_points_per_leaf: int | None,
     num_chains: int,
     sequential_unroll: int | bool = 1,
+    tau0_prior_sd: Array | None = None,
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps).
 
@@ -217,6 +236,10 @@ def _init(
     sequential_unroll
         Unrolling of bartz's sequential accept/reject loop over trees
         (``StepConfig.sequential_unroll``); 1 (no unrolling) compiles fastest.
+    tau0_prior_sd
+        Prior sd of the per-arm treatment-effect intercepts ``tau0_a``, shape
+        ``()`` or ``(k,)``, internal units; `None` for no intercept. The
+        intercepts start at 0.
 
     Returns
     -------
@@ -292,7 +315,21 @@ def _init(
     stacked = replace(stacked, prec_tree=prec_trees)
 
     kw = {f.name: getattr(state_mu, f.name) for f in fields(State)}
+    kw.update(_init_tau0(tau0_prior_sd, num_chains, n_tau, kshape))
     return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
+
+
+def _init_tau0(
+    prior_sd: Array | None, num_chains: int, n_tau: int, kshape: tuple[int, ...]
+) -> dict:
+    """The intercept fields of the initial state: zeros, and the prior precision."""
+    if prior_sd is None:
+        return {}
+    prior_sd = jnp.broadcast_to(jnp.asarray(prior_sd, jnp.float32), kshape)
+    return {
+        'tau0': jnp.zeros((num_chains, n_tau, *kshape), jnp.float32),
+        'tau0_prior_prec': jnp.reciprocal(jnp.square(prior_sd)),
+    }
 
 
 _STATIC_INIT_ARGS = (
@@ -330,6 +367,7 @@ def init(
     min_points_per_leaf: int | None,
     num_chains: int,
     sequential_unroll: int | bool = 1,
+    tau0_prior_sd: Array | None = None,
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps), in one compiled program.
 
@@ -357,6 +395,7 @@ def init(
         min_points_per_leaf=min_points_per_leaf,
         num_chains=num_chains,
         sequential_unroll=sequential_unroll,
+        tau0_prior_sd=tau0_prior_sd,
     )
 
 
@@ -387,6 +426,43 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
     return replace(state, resid=resid, forest_tau=forests)
 
 
+def _tau0_phase(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """Gibbs-update the per-arm intercepts of one chain from their full conditionals.
+
+    Given everything else, arm ``a``'s intercept sees the partial residuals
+    ``r_i + tau0_a`` of its own rows only (the arms' row sets are disjoint,
+    so the arms are conditionally independent and updated at once), each
+    with likelihood precision ``lambda prec_scale_i`` (``lambda`` the error
+    precision, diagonal for ``k >= 2``; a missing entry has zero precision).
+    With the prior ``N(0, 1 / p0)`` the full conditional is normal with
+    precision ``P = p0 + lambda sum_i w_i`` and mean ``lambda sum_i w_i (r_i +
+    tau0_a) / P``. The residuals of the arm's rows then move by the change.
+    """
+    assert state.tau0 is not None and state.tau0_prior_prec is not None
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+    lam = scaled_error_cov_inv(state)  # () or (k, k), diagonal
+    if lam.ndim:
+        lam = jnp.diagonal(lam)
+        w = jnp.diagonal(prec_scale, axis1=0, axis2=1).T  # (k, n)
+    else:
+        w = prec_scale  # (n,)
+    w = w.astype(jnp.float32)
+    unit = state.resid_unit[..., None]
+    resid = state.resid.astype(jnp.float32) * unit  # ([k,] n), data units
+    mask = state.arm_mask.reshape(state.arm_mask.shape[:1] + (1,) * (resid.ndim - 1) + state.arm_mask.shape[1:])
+    wm = w * mask  # (arms, [k,] n)
+    sum_w = wm.sum(axis=-1)  # (arms, [k])
+    sum_wr = (wm * resid).sum(axis=-1)
+    old = state.tau0
+    post_prec = state.tau0_prior_prec + lam * sum_w
+    post_mean = lam * (sum_wr + old * sum_w) / post_prec
+    new = post_mean + random.normal(key, old.shape, jnp.float32) * lax.rsqrt(post_prec)
+    shift = jnp.sum((new - old)[..., None] * mask, axis=0)  # ([k,] n), zero on control rows
+    new_resid = (state.resid.astype(jnp.float32) - shift / unit).astype(state.resid.dtype)
+    return replace(state, resid=new_resid, tau0=new)
+
+
 @float32_matmuls
 def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     keys = random.split(key, 1 + state.num_tau_forests)
@@ -397,7 +473,16 @@ def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     assert num_chains is not None
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
-    return vmap_chains(_tau_phase)(tau_keys.T, state)
+    state = vmap_chains(_tau_phase)(tau_keys.T, state)
+    if state.tau0 is not None:
+        # intercept phase: its own key, so a fit without intercepts draws as before
+        tau0_keys = random.split(random.fold_in(key, _TAU0_KEY_TAG), num_chains)
+        state = vmap_chains(_tau0_phase)(tau0_keys, state)
+    return state
+
+
+#: `fold_in` data deriving the intercept phase's key from the step's key
+_TAU0_KEY_TAG = 0x7A7530
 
 
 step = jax.jit(_step)
@@ -432,9 +517,15 @@ def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: A
 def _eval_tau(state: BCFKernelState) -> Array:
     t = state.forest_tau
     per_arm = jax.vmap(_eval_one)  # over the arm axis, present on every field
-    return jax.vmap(per_arm, in_axes=(0, 0, None, None))(
+    tau = jax.vmap(per_arm, in_axes=(0, 0, None, None))(
         t.leaf_tree, t.leaf_indices, t.offset, t.leaf_unit
     )
+    return _add_tau0(tau, state.tau0)
+
+
+def _add_tau0(tau: Array, tau0: Array | None) -> Array:
+    """``tau`` ``(chains, K - 1, [k,] n)`` plus the intercepts ``(chains, K - 1, [k])``, if any."""
+    return tau if tau0 is None else tau + tau0[..., None]
 
 
 def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
