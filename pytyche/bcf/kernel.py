@@ -29,8 +29,8 @@ The tau forests are stored stacked along an arm axis and visited with a
 
 Optionally (``tau0_prior_sd`` in `init`) each arm's effect has a scalar (per
 component) intercept, ``tau_a(x) = tau0_a + forest_a(x)`` with ``tau0_a ~ N(0,
-s0^2)``: a conjugate Gibbs update on the arm's partial residuals after the tau
-phase (`_tau0_phase`), so the forests, whose leaves shrink towards 0, model
+s0^2)``: a conjugate Gibbs update on the arm's partial residuals between the
+mu and the tau phases (`_tau0_phase`), so the forests, whose leaves shrink towards 0, model
 only the heterogeneity around the arm's average effect. Every evaluation of
 tau (`evaluate`, `evaluate_from_resid`) includes it.
 
@@ -473,12 +473,15 @@ def _step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     assert num_chains is not None
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
-    state = vmap_chains(_tau_phase)(tau_keys.T, state)
     if state.tau0 is not None:
-        # intercept phase: its own key, so a fit without intercepts draws as before
+        # intercept phase, before the forests: the intercept takes the arm's average effect
+        # first and the forests (leaves shrunk towards 0) see residuals centred on it. The
+        # intercept and a constant shift of a forest are collinear, so a Gibbs chain trades
+        # them slowly; in the other order the first forest, fitted first, keeps the average
+        # effect. Its own key, so a fit without intercepts draws as before.
         tau0_keys = random.split(random.fold_in(key, _TAU0_KEY_TAG), num_chains)
         state = vmap_chains(_tau0_phase)(tau0_keys, state)
-    return state
+    return vmap_chains(_tau_phase)(tau_keys.T, state)
 
 
 #: `fold_in` data deriving the intercept phase's key from the step's key
