@@ -97,6 +97,9 @@ CANDIDATES = {
     "icpt_fix": {"tau_intercept": True, "tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
     "icpt_fixk": {"tau_intercept": True, "leaf_df_tau": None},
     "fix": {"tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
+    "cc": {"tau_coding": "centred"},
+    "cc_icpt": {"tau_coding": "centred", "tau_intercept": True},
+    "cc_icpt_fix": {"tau_coding": "centred", "tau_intercept": True, "tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
 }
 
 
@@ -142,18 +145,24 @@ def run_pytyche_once(d: dict, burnin: int, draws: int, overrides: dict, seed: in
     return {"wall_s": wall, "compilations": out.n_compilations, **summarize(tau_draws, d["tau"])}
 
 
-def study(dgps: list[str], ns: list[int], seeds: list[int], cands: list[str], burnin: int, draws: int, out: str | None) -> list[dict]:
+def study(dgps: list[str], ns: list[int], seeds: list[int], cands: list[str], burnin: int, draws: int, out: str | None,
+          reuse: list[dict] | None = None) -> list[dict]:
     """Candidate study: per (DGP, n, data seed), stochtree and every pytyche candidate on the same data.
 
     Each cell first warms every candidate's programs on that n's bucket (a fit on the cell's data,
-    discarded) only at the first seed, so every recorded pytyche wall time is warm."""
+    discarded) only at the first seed, so every recorded pytyche wall time is warm. With `reuse`
+    (rows of an earlier study with the same burn-in and draws) the stochtree leg of a cell found
+    there is copied instead of rerun (its data and seed are the same; its wall time is then from
+    that earlier run, marked ``"reused": true``)."""
     rows = []
     warmed: set = set()
     for n in ns:
         for name in dgps:
             for seed in seeds:
                 d = DGPS[name](n, seed)
-                rec = {"dgp": name, "n": n, "seed": seed, "stochtree": run_stochtree(d, burnin, draws)}
+                old = [r for r in (reuse or []) if (r["dgp"], r["n"], r["seed"]) == (name, n, seed)]
+                st = {**old[0]["stochtree"], "reused": True} if old else run_stochtree(d, burnin, draws)
+                rec = {"dgp": name, "n": n, "seed": seed, "stochtree": st}
                 for c in cands:
                     if (n, d["x"].shape[1], c) not in warmed:
                         run_pytyche_once(d, burnin, draws, CANDIDATES[c])
@@ -241,21 +250,32 @@ def main() -> None:
     ap.add_argument("--dgps", nargs="+", default=list(DGPS), choices=list(DGPS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
-    ap.add_argument("--table", default=None, help="print the --study table of this JSON file and exit")
+    ap.add_argument("--table", nargs="+", default=None,
+                    help="print the --study table of these JSON files (cells merged, first file's stochtree leg) and exit")
+    ap.add_argument("--reuse", default=None, help="--study: copy the stochtree legs from this earlier study JSON")
     ap.add_argument("--st-threads", type=int, default=2, help="stochtree num_threads (default 2)")
     args = ap.parse_args()
     global ST_THREADS
     ST_THREADS = args.st_threads
     if args.table:
-        with open(args.table) as f:
-            rows = json.load(f)
-        print(study_table(rows, [c for c in CANDIDATES if c in rows[0]]))
+        merged: dict = {}
+        for path in args.table:
+            with open(path) as f:
+                for r in json.load(f):
+                    cell = merged.setdefault((r["dgp"], r["n"], r["seed"]), {})
+                    cell.update({k: v for k, v in r.items() if k not in cell})
+        rows = list(merged.values())
+        print(study_table(rows, [c for c in CANDIDATES if all(c in r for r in rows)]))
         return
     import jax
 
     print(f"machine: {platform.processor() or platform.machine()}, jax devices: {jax.devices()}")
     if args.study:
-        rows = study(args.dgps, args.n, args.seeds, args.candidates, args.burnin, args.draws, args.json)
+        reuse = None
+        if args.reuse:
+            with open(args.reuse) as f:
+                reuse = json.load(f)
+        rows = study(args.dgps, args.n, args.seeds, args.candidates, args.burnin, args.draws, args.json, reuse)
         print(study_table(rows, args.candidates))
         return
     rows = []

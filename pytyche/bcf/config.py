@@ -157,6 +157,14 @@ class GPUBCFConfig:
         rule (``half_range / k_tau``); binary components keep ``3 / k_tau``.
         With ``leaf_df_tau = None`` it is held fixed (stochtree's default is
         a fixed ``sqrt(0.5)``). `None` (default): the ``k_tau`` rule.
+    tau_coding
+        ``'contrast'`` (default): tau forest ``a`` is in the model of arm
+        ``a + 1``'s rows only, and mu is the control surface. ``'centred'``:
+        fixed codes ``+1/2`` (arm ``a + 1``) / ``-1/2`` (every other row), so
+        each tau forest learns from every row and mu is the midpoint surface
+        (Hahn, Murray & Carvalho 2020 section 5.2 with the coding held fixed,
+        stochtree's default); tau is still the contrast against control and
+        the reported mu is still the control surface.
 
     Raises
     ------
@@ -190,6 +198,7 @@ class GPUBCFConfig:
     tau_intercept: bool = False
     tau_intercept_sd: float = 1.0
     tau_leaf_sd: float | None = None
+    tau_coding: str = 'contrast'
 
     def __post_init__(self) -> None:
         owner = 'GPUBCFConfig'
@@ -236,6 +245,9 @@ class GPUBCFConfig:
         _check_real(owner, 'tau_intercept_sd', self.tau_intercept_sd, low=0.0)
         if self.tau_leaf_sd is not None:
             _check_real(owner, 'tau_leaf_sd', self.tau_leaf_sd, low=0.0)
+        if self.tau_coding not in ('contrast', 'centred'):
+            msg = f"The 'tau_coding' parameter of {owner} must be 'contrast' or 'centred'. Got {self.tau_coding!r} instead."
+            raise ValueError(msg)
 
     def bucket_size(self, n: int) -> int:
         """Return the padded row count for ``n`` rows.

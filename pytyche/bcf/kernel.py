@@ -104,6 +104,14 @@ class BCFKernelState(State):
     forest_a(x)``: the forests model only the heterogeneity around it."""
 
     tau0_prior_prec: Float32[Array, '...'] | None = None
+    tau_code: Float32[Array, 'arms n'] | None = field(data=-1, default=None)
+    """Centred treatment coding, or `None` for contrast coding. With it, unit
+    ``i`` gets ``y_i = m(x_i) + sum_a tau_code[a, i] tau_a(x_i) + eps_i`` with
+    ``tau_code[a, i] = +1/2`` in arm ``a + 1`` and ``-1/2`` elsewhere (control
+    and the other arms), so every tau forest sees every row (Hahn, Murray &
+    Carvalho 2020, section 5.2, with the coding fixed, as stochtree's default):
+    the contrast ``E[y | arm a+1] - E[y | control]`` is still ``tau_a(x)``, and
+    the control surface is ``m(x) - sum_a tau_a(x) / 2``."""
     """Prior precision of each intercept, ``()`` or ``(k,)``: ``tau0_a ~ N(0,
     1 / tau0_prior_prec)`` independently per arm and component."""
 
@@ -195,6 +203,7 @@ def _init(
     num_chains: int,
     sequential_unroll: int | bool = 1,
     tau0_prior_sd: Array | None = None,
+    tau_coding: str = 'contrast',
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps).
 
@@ -240,6 +249,10 @@ def _init(
         Prior sd of the per-arm treatment-effect intercepts ``tau0_a``, shape
         ``()`` or ``(k,)``, internal units; `None` for no intercept. The
         intercepts start at 0.
+    tau_coding
+        ``'contrast'`` (tau forest ``a`` sees arm ``a + 1``'s rows only) or
+        ``'centred'`` (codes ``+-1/2``, every forest sees every row; see
+        `BCFKernelState.tau_code`).
 
     Returns
     -------
@@ -308,15 +321,22 @@ def _init(
         is_leaf=lambda x: x is None,
     )
     tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
+    tau_code = _centred_code(arm_mask) if tau_coding == 'centred' else None
+    tree_weights = arm_mask if tau_code is None else jnp.square(tau_code)
     prec_trees = jnp.stack(
-        [initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
+        [initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in tree_weights]
     )  # (K-1, num_trees, ..., tree_size)
     prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
     stacked = replace(stacked, prec_tree=prec_trees)
 
     kw = {f.name: getattr(state_mu, f.name) for f in fields(State)}
     kw.update(_init_tau0(tau0_prior_sd, num_chains, n_tau, kshape))
-    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
+    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask, tau_code=tau_code)
+
+
+def _centred_code(arm_mask: Array) -> Array:
+    """``+1/2`` on each arm's own rows, ``-1/2`` elsewhere: ``(K - 1, n)``."""
+    return (arm_mask - 0.5).astype(arm_mask.dtype)
 
 
 def _init_tau0(
@@ -340,6 +360,7 @@ _STATIC_INIT_ARGS = (
     'min_points_per_leaf',
     'num_chains',
     'sequential_unroll',
+    'tau_coding',
 )
 # equinox's input checks in bartz's init would be host callbacks, which keep the program out
 # of the persistent compilation cache; pytyche's inputs are valid by construction
@@ -368,6 +389,7 @@ def init(
     num_chains: int,
     sequential_unroll: int | bool = 1,
     tau0_prior_sd: Array | None = None,
+    tau_coding: str = 'contrast',
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps), in one compiled program.
 
@@ -396,6 +418,7 @@ def init(
         num_chains=num_chains,
         sequential_unroll=sequential_unroll,
         tau0_prior_sd=tau0_prior_sd,
+        tau_coding=tau_coding,
     )
 
 
@@ -422,8 +445,39 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
         new_resid = jnp.where(mask_a == ones, inner.resid, resid)
         return new_resid, inner.forest
 
+    if state.tau_code is not None:
+        body = _coded_tau_body(state)
+        resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.tau_code, keys))
+        return replace(state, resid=resid, forest_tau=forests)
     resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.arm_mask, keys))
     return replace(state, resid=resid, forest_tau=forests)
+
+
+def _coded_tau_body(state: BCFKernelState):  # noqa: ANN202
+    """The tau phase's scan body under centred coding (`BCFKernelState.tau_code`).
+
+    Row ``i`` enters forest ``a`` as ``r_i / c_i = tau_a(x_i) + eps_i / c_i``:
+    residual divided by its code ``c_i = +-1/2``, precision times ``c_i^2``;
+    the tree moves' residual update is mapped back by multiplying by ``c_i``.
+    Scaling by a power of two is exact in floating point.
+    """
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, Forest]:
+        forest_a, code_a, key_a = xs
+        k_trees, k_leaf = random.split(key_a)
+        inner = replace(
+            state,
+            forest=forest_a,
+            prec_scale=(prec_scale * jnp.square(code_a)).astype(prec_scale.dtype),
+            resid=(resid / code_a).astype(resid.dtype),
+        )
+        inner = step_trees(k_trees, inner)
+        inner = step_leaf_prior_cov_inv(k_leaf, inner)
+        return (inner.resid * code_a).astype(resid.dtype), inner.forest
+
+    return body
 
 
 def _tau0_phase(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
@@ -439,6 +493,8 @@ def _tau0_phase(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     tau0_a) / P``. The residuals of the arm's rows then move by the change.
     """
     assert state.tau0 is not None and state.tau0_prior_prec is not None
+    if state.tau_code is not None:
+        return _tau0_phase_coded(key, state)
     prec_scale = state.prec_scale
     assert prec_scale is not None
     lam = scaled_error_cov_inv(state)  # () or (k, k), diagonal
@@ -461,6 +517,40 @@ def _tau0_phase(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     shift = jnp.sum((new - old)[..., None] * mask, axis=0)  # ([k,] n), zero on control rows
     new_resid = (state.resid.astype(jnp.float32) - shift / unit).astype(state.resid.dtype)
     return replace(state, resid=new_resid, tau0=new)
+
+
+def _tau0_phase_coded(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """`_tau0_phase` under centred coding: every intercept sees every row, so one arm at a time.
+
+    Arm ``a``'s intercept enters row ``i`` as ``c_i tau0_a``: with weights ``w_i``
+    the full conditional has precision ``p0 + lambda sum_i w_i c_i^2`` and mean
+    ``lambda sum_i w_i c_i (r_i + c_i tau0_a) / P``.
+    """
+    lam = scaled_error_cov_inv(state)
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+    if lam.ndim:
+        lam = jnp.diagonal(lam)
+        w = jnp.diagonal(prec_scale, axis1=0, axis2=1).T  # (k, n)
+    else:
+        w = prec_scale
+    w = w.astype(jnp.float32)
+    unit = state.resid_unit[..., None]
+    p0 = state.tau0_prior_prec
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, Array]:
+        code_a, old, key_a = xs
+        r = resid.astype(jnp.float32) * unit
+        wc = w * code_a
+        post_prec = p0 + lam * jnp.sum(wc * code_a, axis=-1)
+        post_mean = lam * jnp.sum(wc * (r + code_a * old[..., None]), axis=-1) / post_prec
+        new = post_mean + random.normal(key_a, old.shape, jnp.float32) * lax.rsqrt(post_prec)
+        shift = code_a * (new - old)[..., None]
+        return (resid.astype(jnp.float32) - shift / unit).astype(resid.dtype), new
+
+    keys = random.split(key, state.num_tau_forests)
+    resid, tau0 = lax.scan(body, state.resid, (state.tau_code, state.tau0, keys))
+    return replace(state, resid=resid, tau0=tau0)
 
 
 @float32_matmuls
@@ -541,7 +631,7 @@ def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
     Returns
     -------
     mu : Array
-        ``(chains, [k,] n)``, including the offset.
+        ``(chains, [k,] n)``, the control-arm surface, including the offset.
     tau : Array
         ``(chains, K - 1, [k,] n)``.
     """
@@ -549,7 +639,11 @@ def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
     mu = jax.vmap(_eval_one, in_axes=(0, 0, None, None))(
         f.leaf_tree, f.leaf_indices, f.offset, f.leaf_unit
     )
-    return mu, _eval_tau(state)
+    tau = _eval_tau(state)
+    if state.tau_code is not None:
+        # the mu forest is the centre m(x); the control surface is m(x) - sum_a tau_a(x) / 2
+        mu = mu - 0.5 * jnp.sum(tau, axis=1)
+    return mu, tau
 
 
 def evaluate_from_resid(state: BCFKernelState) -> tuple[Array, Array]:
