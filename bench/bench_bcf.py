@@ -90,14 +90,15 @@ def make_data_ts_step(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 DGPS = {"hahn": make_data, "ts_homog": make_data_ts_homog, "ts_friedman": make_data_ts_friedman, "ts_step": make_data_ts_step}
 
-#: pytyche configurations compared in ``--study`` (GPUBCFConfig overrides)
+#: pytyche configurations compared in ``--study`` (GPUBCFConfig overrides); "icpt" is the
+#: default since issue 16 (``tau_intercept=True``)
 CANDIDATES = {
-    "base": {},
+    "base": {"tau_intercept": False},  # the model before issue 16 (default until then)
     "icpt": {"tau_intercept": True},
     "icpt_fix": {"tau_intercept": True, "tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
     "icpt_fixk": {"tau_intercept": True, "leaf_df_tau": None},
-    "fix": {"tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
-    "cc": {"tau_coding": "centred"},
+    "fix": {"tau_intercept": False, "tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
+    "cc": {"tau_coding": "centred", "tau_intercept": False},
     "cc_icpt": {"tau_coding": "centred", "tau_intercept": True},
     "cc_icpt_fix": {"tau_coding": "centred", "tau_intercept": True, "tau_leaf_sd": 0.5**0.5, "leaf_df_tau": None},
 }

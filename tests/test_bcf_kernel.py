@@ -360,6 +360,7 @@ def test_config_defaults_and_buckets():
     )
     assert (c.alpha_mu, c.beta_mu, c.alpha_tau, c.beta_tau) == (0.95, 2.0, 0.25, 3.0)
     assert (c.k_mu, c.bucket_min, c.bucket_growth, c.min_points_per_leaf) == (2.0, 512, 2.0, 5)
+    assert (c.tau_intercept, c.tau_intercept_sd, c.tau_leaf_sd, c.tau_coding) == (True, 1.0, None, 'contrast')
     assert [c.bucket_size(n) for n in (1, 512, 513, 20_000)] == [512, 512, 1024, 32768]
     assert GPUBCFConfig(bucket_min=100, bucket_growth=1.5).bucket_size(160) == 225
     with pytest.raises(AttributeError):
@@ -647,7 +648,8 @@ def test_tau_intercept_binary_and_hurdle_shapes():
     # tau_leaf_sd sets the continuous component's forest-sum sd only; binary keeps 3 / k_tau
     var = np.diag(1.0 / np.asarray(prep.leaf_tau.value))
     np.testing.assert_allclose(var, [(3.0 / (cfg.k_tau * np.sqrt(10))) ** 2, 0.3**2 / 10], rtol=1e-5)
-    assert sampler._prepare(*v, CFG).tau0_prior_sd is None
+    no_icpt = GPUBCFConfig(**{**CFG.to_dict(), 'tau_intercept': False})
+    assert sampler._prepare(*v, no_icpt).tau0_prior_sd is None
 
 
 def test_centred_coding_recovers_planted_effects_and_keeps_the_residual_invariant():
