@@ -646,7 +646,7 @@ def test_tau_intercept_binary_and_hurdle_shapes():
     prep = sampler._prepare(*v, cfg)
     np.testing.assert_allclose(np.asarray(prep.tau0_prior_sd), [0.5, 0.5])
     # tau_leaf_sd sets the continuous component's forest-sum sd only; binary keeps 3 / k_tau
-    var = np.diag(1.0 / np.asarray(prep.leaf_tau.value))
+    var = 1.0 / np.diag(np.asarray(prep.leaf_tau.value))
     np.testing.assert_allclose(var, [(3.0 / (cfg.k_tau * np.sqrt(10))) ** 2, 0.3**2 / 10], rtol=1e-5)
     no_icpt = GPUBCFConfig(**{**CFG.to_dict(), 'tau_intercept': False})
     assert sampler._prepare(*v, no_icpt).tau0_prior_sd is None
