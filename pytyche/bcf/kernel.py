@@ -104,6 +104,9 @@ class BCFKernelState(State):
     forest_a(x)``: the forests model only the heterogeneity around it."""
 
     tau0_prior_prec: Float32[Array, '...'] | None = None
+    """Prior precision of each intercept, ``()`` or ``(k,)``: ``tau0_a ~ N(0,
+    1 / tau0_prior_prec)`` independently per arm and component."""
+
     tau_code: Float32[Array, 'arms n'] | None = field(data=-1, default=None)
     """Centred treatment coding, or `None` for contrast coding. With it, unit
     ``i`` gets ``y_i = m(x_i) + sum_a tau_code[a, i] tau_a(x_i) + eps_i`` with
@@ -112,8 +115,6 @@ class BCFKernelState(State):
     Carvalho 2020, section 5.2, with the coding fixed, as stochtree's default):
     the contrast ``E[y | arm a+1] - E[y | control]`` is still ``tau_a(x)``, and
     the control surface is ``m(x) - sum_a tau_a(x) / 2``."""
-    """Prior precision of each intercept, ``()`` or ``(k,)``: ``tau0_a ~ N(0,
-    1 / tau0_prior_prec)`` independently per arm and component."""
 
     @property
     def num_tau_forests(self) -> int:
