@@ -275,6 +275,21 @@ def test_a_family_artifact_serves_every_metric_of_its_outcome_family(tmp_path):
         LayeredCalibrationCorrection.fit(records(1.5), "m", 2, "none", metric_family="gaussian")
 
 
+def test_the_model_options_are_part_of_the_regime(tmp_path):
+    # an artifact describes the BCF without issue 16's options: a posterior fitted with the
+    # treatment-effect intercept (or centred coding, or a fixed tau leaf scale) is outside it
+    _, corr = artifact(tmp_path, "plain")
+    cal = Calibration(correction=corr, name="plain")
+    assert cal.applies_to(make_post())
+    for change, want, got in (({"tau_intercept": True}, False, True), ({"tau_coding": "centred"}, "contrast", "centred"),
+                              ({"tau_leaf_sd": 0.7}, None, 0.7)):
+        post = make_post(config=replace(TINY, **change))
+        key = next(iter(change))
+        assert not cal.applies_to(post)
+        with pytest.raises(ValueError, match=f"mismatched {key} .*fitted on {want!r}, posterior has {got!r}"):
+            apply_calibration(post, cal)
+
+
 def test_auto_skips_an_artifact_its_own_validation_shows_worse_than_raw(tmp_path):
     from pytyche.calibrate.calibration import validation_verdict
 

@@ -28,7 +28,7 @@ from bartz.prepcovars import GivenSplitsBinner
 
 # private API (bartz 0.13): every import of a private bartz module stands here
 from bartz.mcmcstep._axes import chain_vmap_axes
-from bartz.mcmcstep._state import initial_prec_tree, vmap_chains
+from bartz.mcmcstep._state import initial_prec_tree, scaled_error_cov_inv, vmap_chains
 from bartz.mcmcstep._step import step_leaf_prior_cov_inv, step_trees
 from bartz._jaxext import field, float32_matmuls
 
@@ -47,6 +47,7 @@ __all__ = [
     'init',
     'initial_prec_tree',
     'make_p_nonterminal',
+    'scaled_error_cov_inv',
     'step',
     'step_leaf_prior_cov_inv',
     'step_trees',

@@ -73,6 +73,7 @@ class _Prepared:
     error: Wishart | None
     shift: np.ndarray  # (k,)
     scale: np.ndarray  # (k,)
+    tau0_prior_sd: jax.Array | None = None  # () or (k,): per-arm intercept prior, or no intercept
 
 
 def _wishart(df: float | None, var: np.ndarray, univariate: bool, diag_cls: type = Wishart) -> Wishart:
@@ -164,6 +165,7 @@ def _prepare(
     prior_scale = np.array([3.0 if t == 'binary' else half_range[c] for c, t in enumerate(types)])
     var_mu = (prior_scale / (config.k_mu * math.sqrt(config.num_trees_mu))) ** 2
     var_tau = (prior_scale / (config.k_tau * math.sqrt(config.num_trees_tau))) ** 2
+    var_tau = _tau_leaf_var(var_tau, types, config)
     leaf_mu = _wishart(config.leaf_df_mu, var_mu, univariate)
     leaf_tau = _wishart(config.leaf_df_tau, var_tau, univariate)
 
@@ -199,6 +201,23 @@ def _prepare(
         error=error,
         shift=shift,
         scale=scale,
+        tau0_prior_sd=_tau0_prior_sd(types, config),
     )
+
+
+def _tau_leaf_var(var_tau: np.ndarray, types: tuple[str, ...], config: GPUBCFConfig) -> np.ndarray:
+    """Tau leaf variances with ``config.tau_leaf_sd`` (forest-sum sd) on continuous components."""
+    if config.tau_leaf_sd is None:
+        return var_tau
+    fixed = config.tau_leaf_sd**2 / config.num_trees_tau
+    return np.array([fixed if t == 'continuous' else v for t, v in zip(types, var_tau)])
+
+
+def _tau0_prior_sd(types: tuple[str, ...], config: GPUBCFConfig) -> jax.Array | None:
+    """Prior sd of the per-arm intercepts, internal units (standardized / probit), or None."""
+    if not config.tau_intercept:
+        return None
+    sd = np.full(len(types), config.tau_intercept_sd, np.float32)
+    return jnp.asarray(sd[0] if len(types) == 1 else sd)
 
 

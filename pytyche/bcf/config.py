@@ -16,7 +16,7 @@ import numbers
 from dataclasses import dataclass, fields
 from statistics import NormalDist
 
-from pytyche._validation import Interval, check, invalid, validate
+from pytyche._validation import InstanceOf, Interval, Options, check, invalid, validate
 
 __all__ = ['CONFIG_CONSTRAINTS', 'GPUBCFConfig', 'MAX_SEED', 'NUM_TREES_TAU_CONSTRAINTS', 'compute_num_trees_tau']
 
@@ -59,6 +59,10 @@ CONFIG_CONSTRAINTS: dict[str, object] = {
     'leaf_df_mu': [None, _positive()],
     'leaf_df_tau': [None, _positive()],
     'bucket_growth': Interval(numbers.Real, 1.0, None, closed='neither'),
+    'tau_intercept': InstanceOf(bool, 'a bool'),
+    'tau_intercept_sd': _positive(),
+    'tau_leaf_sd': [None, _positive()],
+    'tau_coding': Options(('contrast', 'centred')),
 }
 
 #: the constraint on each argument of `compute_num_trees_tau` (its cross-argument rule,
@@ -143,6 +147,36 @@ class GPUBCFConfig:
         the same bucket reuse the compiled programs. 512 and 2.0.
     chunk_size
         Burn-in iterations run per compiled call (progress bar granularity).
+    tau_intercept
+        Give each arm's effect a scalar intercept (per outcome component),
+        ``tau_a(x) = tau0_a + forest_a(x)``, sampled by a conjugate Gibbs
+        step, so the tau-forests model only the heterogeneity around the
+        arm's average effect instead of carrying it through shrunk leaves.
+        Default `False` for now: it lowers CATE RMSE on every targeted-selection
+        DGP of ``bench/bench_bcf.py --study`` at n = 2k and 5k with coverage no
+        lower (bench/RESULTS.md), but every shipped calibration artifact
+        describes the model without it, and a calibration artifact describes
+        one model; it becomes the default once the artifacts are refitted with
+        it. A calibration artifact refuses a posterior fitted with it.
+    tau_intercept_sd
+        Prior sd of each intercept, ``tau0_a ~ N(0, tau_intercept_sd^2)``, in
+        units of the standardized outcome for continuous components (i.e.
+        ``tau_intercept_sd`` outcome sds) and of the probit latent for binary
+        ones. Default 1.
+    tau_leaf_sd
+        If set, the prior sd of each tau-forest's sum for continuous
+        components, in standardized-outcome units, replacing the ``k_tau``
+        rule (``half_range / k_tau``); binary components keep ``3 / k_tau``.
+        With ``leaf_df_tau = None`` it is held fixed (stochtree's default is
+        a fixed ``sqrt(0.5)``). `None` (default): the ``k_tau`` rule.
+    tau_coding
+        ``'contrast'`` (default): tau forest ``a`` is in the model of arm
+        ``a + 1``'s rows only, and mu is the control surface. ``'centred'``:
+        fixed codes ``+1/2`` (arm ``a + 1``) / ``-1/2`` (every other row), so
+        each tau forest learns from every row and mu is the midpoint surface
+        (Hahn, Murray & Carvalho 2020 section 5.2 with the coding held fixed,
+        stochtree's default); tau is still the contrast against control and
+        the reported mu is still the control surface.
 
     Raises
     ------
@@ -173,6 +207,10 @@ class GPUBCFConfig:
     bucket_min: int = 512
     bucket_growth: float = 2.0
     chunk_size: int = 25
+    tau_intercept: bool = False
+    tau_intercept_sd: float = 1.0
+    tau_leaf_sd: float | None = None
+    tau_coding: str = 'contrast'
 
     def __post_init__(self) -> None:
         validate({name: getattr(self, name) for name in CONFIG_CONSTRAINTS}, CONFIG_CONSTRAINTS, 'GPUBCFConfig')

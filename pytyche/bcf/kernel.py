@@ -27,6 +27,13 @@ the likelihood precision of every unit outside its arm set to zero, the way
 The tau forests are stored stacked along an arm axis and visited with a
 `jax.lax.scan`, so the program size does not grow with the number of arms.
 
+Optionally (``tau0_prior_sd`` in `init`) each arm's effect has a scalar (per
+component) intercept, ``tau_a(x) = tau0_a + forest_a(x)`` with ``tau0_a ~ N(0,
+s0^2)``: a conjugate Gibbs update on the arm's partial residuals between the
+mu and the tau phases (`_tau0_phase`), so the forests, whose leaves shrink towards 0, model
+only the heterogeneity around the arm's average effect. Every evaluation of
+tau (`evaluate`, `evaluate_from_resid`) includes it.
+
 With ``k >= 2`` and a diagonal error precision (always the case here: a
 `DiagWishart`, or the fixed identity when every component is binary) the
 per-row precision ``outer(m_i, m_i) * Sigma^-1`` of a row with missingness
@@ -75,6 +82,25 @@ class BCFKernelState(bartz.State):
     arm_mask: Float32[Array, 'arms n'] = bartz.field(data=-1)
     """``arm_mask[a, i] = 1`` iff unit ``i`` is in arm ``a + 1``; multiplies the
     likelihood precision while tau forest ``a`` is updated."""
+
+    tau0: Float32[Array, '...'] | None = bartz.field(chains=0, default=None)
+    """Per-arm treatment-effect intercepts, internal units: ``(chains, K - 1)``
+    for ``k = 1`` or ``(chains, K - 1, k)``; `None` when the model has none
+    (``tau_a(x)`` is then the forest alone). With it, ``tau_a(x) = tau0_a +
+    forest_a(x)``: the forests model only the heterogeneity around it."""
+
+    tau0_prior_prec: Float32[Array, '...'] | None = None
+    """Prior precision of each intercept, ``()`` or ``(k,)``: ``tau0_a ~ N(0,
+    1 / tau0_prior_prec)`` independently per arm and component."""
+
+    tau_code: Float32[Array, 'arms n'] | None = bartz.field(data=-1, default=None)
+    """Centred treatment coding, or `None` for contrast coding. With it, unit
+    ``i`` gets ``y_i = m(x_i) + sum_a tau_code[a, i] tau_a(x_i) + eps_i`` with
+    ``tau_code[a, i] = +1/2`` in arm ``a + 1`` and ``-1/2`` elsewhere (control
+    and the other arms), so every tau forest sees every row (Hahn, Murray &
+    Carvalho 2020, section 5.2, with the coding fixed, as stochtree's default):
+    the contrast ``E[y | arm a+1] - E[y | control]`` is still ``tau_a(x)``, and
+    the control surface is ``m(x) - sum_a tau_a(x) / 2``."""
 
     @property
     def num_tau_forests(self) -> int:
@@ -163,6 +189,8 @@ def _init(
     min_points_per_leaf: int | None,
     num_chains: int,
     sequential_unroll: int | bool = 1,
+    tau0_prior_sd: Array | None = None,
+    tau_coding: str = 'contrast',
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps): the traced body of `init`.
 
@@ -204,6 +232,14 @@ def _init(
     sequential_unroll
         Unrolling of bartz's sequential accept/reject loop over trees
         (``StepConfig.sequential_unroll``); 1 (no unrolling) compiles fastest.
+    tau0_prior_sd
+        Prior sd of the per-arm treatment-effect intercepts ``tau0_a``, shape
+        ``()`` or ``(k,)``, internal units; `None` for no intercept. The
+        intercepts start at 0.
+    tau_coding
+        ``'contrast'`` (tau forest ``a`` sees arm ``a + 1``'s rows only) or
+        ``'centred'`` (codes ``+-1/2``, every forest sees every row; see
+        `BCFKernelState.tau_code`).
 
     Returns
     -------
@@ -272,14 +308,35 @@ def _init(
         is_leaf=lambda x: x is None,
     )
     tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
+    tau_code = _centred_code(arm_mask) if tau_coding == 'centred' else None
+    tree_weights = arm_mask if tau_code is None else jnp.square(tau_code)
     prec_trees = jnp.stack(
-        [bartz.initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in arm_mask]
+        [bartz.initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in tree_weights]
     )  # (K-1, num_trees, ..., tree_size)
     prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
     stacked = replace(stacked, prec_tree=prec_trees)
 
     kw = {f.name: getattr(state_mu, f.name) for f in fields(bartz.State)}
-    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask)
+    kw.update(_init_tau0(tau0_prior_sd, num_chains, n_tau, kshape))
+    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask, tau_code=tau_code)
+
+
+def _centred_code(arm_mask: Array) -> Array:
+    """``+1/2`` on each arm's own rows, ``-1/2`` elsewhere: ``(K - 1, n)``."""
+    return (arm_mask - 0.5).astype(arm_mask.dtype)
+
+
+def _init_tau0(
+    prior_sd: Array | None, num_chains: int, n_tau: int, kshape: tuple[int, ...]
+) -> dict:
+    """The intercept fields of the initial state: zeros, and the prior precision."""
+    if prior_sd is None:
+        return {}
+    prior_sd = jnp.broadcast_to(jnp.asarray(prior_sd, jnp.float32), kshape)
+    return {
+        'tau0': jnp.zeros((num_chains, n_tau, *kshape), jnp.float32),
+        'tau0_prior_prec': jnp.reciprocal(jnp.square(prior_sd)),
+    }
 
 
 _STATIC_INIT_ARGS = (
@@ -290,6 +347,7 @@ _STATIC_INIT_ARGS = (
     'min_points_per_leaf',
     'num_chains',
     'sequential_unroll',
+    'tau_coding',
 )
 # equinox's input checks in bartz's init would be host callbacks, which keep the program out
 # of the persistent compilation cache; pytyche's inputs are valid by construction
@@ -334,8 +392,112 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
         new_resid = jnp.where(mask_a == ones, inner.resid, resid)
         return new_resid, inner.forest
 
+    if state.tau_code is not None:
+        body = _coded_tau_body(state)
+        resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.tau_code, keys))
+        return replace(state, resid=resid, forest_tau=forests)
     resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.arm_mask, keys))
     return replace(state, resid=resid, forest_tau=forests)
+
+
+def _coded_tau_body(state: BCFKernelState):  # noqa: ANN202
+    """The tau phase's scan body under centred coding (`BCFKernelState.tau_code`).
+
+    Row ``i`` enters forest ``a`` as ``r_i / c_i = tau_a(x_i) + eps_i / c_i``:
+    residual divided by its code ``c_i = +-1/2``, precision times ``c_i^2``;
+    the tree moves' residual update is mapped back by multiplying by ``c_i``.
+    Scaling by a power of two is exact in floating point.
+    """
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
+        forest_a, code_a, key_a = xs
+        k_trees, k_leaf = random.split(key_a)
+        inner = replace(
+            state,
+            forest=forest_a,
+            prec_scale=(prec_scale * jnp.square(code_a)).astype(prec_scale.dtype),
+            resid=(resid / code_a).astype(resid.dtype),
+        )
+        inner = bartz.step_trees(k_trees, inner)
+        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
+        return (inner.resid * code_a).astype(resid.dtype), inner.forest
+
+    return body
+
+
+def _tau0_phase(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """Gibbs-update the per-arm intercepts of one chain from their full conditionals.
+
+    Given everything else, arm ``a``'s intercept sees the partial residuals
+    ``r_i + tau0_a`` of its own rows only (the arms' row sets are disjoint,
+    so the arms are conditionally independent and updated at once), each
+    with likelihood precision ``lambda prec_scale_i`` (``lambda`` the error
+    precision, diagonal for ``k >= 2``; a missing entry has zero precision).
+    With the prior ``N(0, 1 / p0)`` the full conditional is normal with
+    precision ``P = p0 + lambda sum_i w_i`` and mean ``lambda sum_i w_i (r_i +
+    tau0_a) / P``. The residuals of the arm's rows then move by the change.
+    """
+    assert state.tau0 is not None and state.tau0_prior_prec is not None
+    if state.tau_code is not None:
+        return _tau0_phase_coded(key, state)
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+    lam = bartz.scaled_error_cov_inv(state)  # () or (k, k), diagonal
+    if lam.ndim:
+        lam = jnp.diagonal(lam)
+        w = jnp.diagonal(prec_scale, axis1=0, axis2=1).T  # (k, n)
+    else:
+        w = prec_scale  # (n,)
+    w = w.astype(jnp.float32)
+    unit = state.resid_unit[..., None]
+    resid = state.resid.astype(jnp.float32) * unit  # ([k,] n), data units
+    mask = state.arm_mask.reshape(state.arm_mask.shape[:1] + (1,) * (resid.ndim - 1) + state.arm_mask.shape[1:])
+    wm = w * mask  # (arms, [k,] n)
+    sum_w = wm.sum(axis=-1)  # (arms, [k])
+    sum_wr = (wm * resid).sum(axis=-1)
+    old = state.tau0
+    post_prec = state.tau0_prior_prec + lam * sum_w
+    post_mean = lam * (sum_wr + old * sum_w) / post_prec
+    new = post_mean + random.normal(key, old.shape, jnp.float32) * lax.rsqrt(post_prec)
+    shift = jnp.sum((new - old)[..., None] * mask, axis=0)  # ([k,] n), zero on control rows
+    new_resid = (state.resid.astype(jnp.float32) - shift / unit).astype(state.resid.dtype)
+    return replace(state, resid=new_resid, tau0=new)
+
+
+def _tau0_phase_coded(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
+    """`_tau0_phase` under centred coding: every intercept sees every row, so one arm at a time.
+
+    Arm ``a``'s intercept enters row ``i`` as ``c_i tau0_a``: with weights ``w_i``
+    the full conditional has precision ``p0 + lambda sum_i w_i c_i^2`` and mean
+    ``lambda sum_i w_i c_i (r_i + c_i tau0_a) / P``.
+    """
+    lam = bartz.scaled_error_cov_inv(state)
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+    if lam.ndim:
+        lam = jnp.diagonal(lam)
+        w = jnp.diagonal(prec_scale, axis1=0, axis2=1).T  # (k, n)
+    else:
+        w = prec_scale
+    w = w.astype(jnp.float32)
+    unit = state.resid_unit[..., None]
+    p0 = state.tau0_prior_prec
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, Array]:
+        code_a, old, key_a = xs
+        r = resid.astype(jnp.float32) * unit
+        wc = w * code_a
+        post_prec = p0 + lam * jnp.sum(wc * code_a, axis=-1)
+        post_mean = lam * jnp.sum(wc * (r + code_a * old[..., None]), axis=-1) / post_prec
+        new = post_mean + random.normal(key_a, old.shape, jnp.float32) * lax.rsqrt(post_prec)
+        shift = code_a * (new - old)[..., None]
+        return (resid.astype(jnp.float32) - shift / unit).astype(resid.dtype), new
+
+    keys = random.split(key, state.num_tau_forests)
+    resid, tau0 = lax.scan(body, state.resid, (state.tau_code, state.tau0, keys))
+    return replace(state, resid=resid, tau0=tau0)
 
 
 @bartz.float32_matmuls
@@ -366,7 +528,20 @@ def step(key: Key[Array, ''], state: BCFKernelState) -> BCFKernelState:
     assert num_chains is not None
     # tau phase: one key per arm, then one per chain
     tau_keys = jax.vmap(lambda k: random.split(k, num_chains))(keys[1:])  # (arms, chains)
+    if state.tau0 is not None:
+        # intercept phase, before the forests: the intercept takes the arm's average effect
+        # first and the forests (leaves shrunk towards 0) see residuals centred on it. The
+        # intercept and a constant shift of a forest are collinear, so a Gibbs chain trades
+        # them slowly; in the other order the first forest, fitted first, keeps the average
+        # effect. Its own key, so a fit without intercepts draws as before.
+        tau0_keys = random.split(random.fold_in(key, _TAU0_KEY_TAG), num_chains)
+        state = bartz.vmap_chains(_tau0_phase)(tau0_keys, state)
     return bartz.vmap_chains(_tau_phase)(tau_keys.T, state)
+
+
+#: `fold_in` data deriving the intercept phase's key from the step's key
+_TAU0_KEY_TAG = 0x7A7530
+
 
 
 def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: Array) -> Array:
@@ -383,9 +558,15 @@ def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: A
 def _eval_tau(state: BCFKernelState) -> Array:
     t = state.forest_tau
     per_arm = jax.vmap(_eval_one)  # over the arm axis, present on every field
-    return jax.vmap(per_arm, in_axes=(0, 0, None, None))(
+    tau = jax.vmap(per_arm, in_axes=(0, 0, None, None))(
         t.leaf_tree, t.leaf_indices, t.offset, t.leaf_unit
     )
+    return _add_tau0(tau, state.tau0)
+
+
+def _add_tau0(tau: Array, tau0: Array | None) -> Array:
+    """``tau`` ``(chains, K - 1, [k,] n)`` plus the intercepts ``(chains, K - 1, [k])``, if any."""
+    return tau if tau0 is None else tau + tau0[..., None]
 
 
 def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
@@ -398,7 +579,7 @@ def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
     Returns
     -------
     mu : Array
-        ``(chains, [k,] n)``, including the offset.
+        ``(chains, [k,] n)``, the control-arm surface, including the offset.
     tau : Array
         ``(chains, K - 1, [k,] n)``.
     """
@@ -406,7 +587,11 @@ def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
     mu = jax.vmap(_eval_one, in_axes=(0, 0, None, None))(
         f.leaf_tree, f.leaf_indices, f.offset, f.leaf_unit
     )
-    return mu, _eval_tau(state)
+    tau = _eval_tau(state)
+    if state.tau_code is not None:
+        # the mu forest is the centre m(x); the control surface is m(x) - sum_a tau_a(x) / 2
+        mu = mu - 0.5 * jnp.sum(tau, axis=1)
+    return mu, tau
 
 
 def evaluate_from_resid(state: BCFKernelState) -> tuple[Array, Array]:

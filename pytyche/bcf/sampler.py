@@ -259,6 +259,8 @@ def run_bcf(
         error_cov_inv=prep.error,
         min_points_per_leaf=config.min_points_per_leaf or None,
         num_chains=config.num_chains,
+        tau0_prior_sd=prep.tau0_prior_sd,
+        tau_coding=config.tau_coding,
     )
 
     key = random.key(config.seed)

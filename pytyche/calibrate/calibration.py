@@ -367,6 +367,11 @@ class Calibration:
             for k in CHECKED_MCMC_FIELDS:
                 if k in got and got[k] != mcmc.get(k):
                     out.append((k, mcmc.get(k), got[k]))
+        if config is not None:
+            for k, want in ARTIFACT_MODEL.items():
+                got_v = config.get(k, want) if isinstance(config, Mapping) else getattr(config, k, want)
+                if got_v != want:
+                    out.append((k, want, got_v))
         return out
 
     def mismatches(self, observed: Any, pooling: str | None = None, config: Any = None) -> list[str]:
@@ -430,6 +435,11 @@ def _metric_family(observed: Any) -> str | None:
     except (ValueError, AttributeError):
         return None
 
+
+#: the model options every artifact describes (the BCF before issue 16's options): a posterior
+#: fitted with another value is outside every artifact's regime, since the option changes the
+#: intervals an artifact was fitted to correct
+ARTIFACT_MODEL = {"tau_intercept": False, "tau_coding": "contrast", "tau_leaf_sd": None}
 
 #: the family and levels whose held-out validation decides whether auto may pick an artifact
 GATE_FAMILY, GATE_LEVELS = "cate", (0.8, 0.9)
