@@ -529,6 +529,27 @@ def test_diag_channel_reduction_matches_the_diagonal_of_the_full_reduce():
 # --------------------------------------------------------------------------- (8)
 
 
+def _init_continuous_k3(prep, cfg, **extra):
+    """`kernel.init` of a continuous K = 3 fit from `sampler._prepare`'s output and its config."""
+    return kernel.init(
+        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=3,
+        outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
+        max_split_tau=prep.max_split_tau, num_trees_mu=cfg.num_trees_mu,
+        num_trees_tau=cfg.num_trees_tau,
+        p_nonterminal_mu=make_p_nonterminal(cfg.max_depth_mu, cfg.alpha_mu, cfg.beta_mu),
+        p_nonterminal_tau=make_p_nonterminal(cfg.max_depth_tau, cfg.alpha_tau, cfg.beta_tau),
+        leaf_prior_cov_inv_mu=prep.leaf_mu, leaf_prior_cov_inv_tau=prep.leaf_tau,
+        error_cov_inv=prep.error, min_points_per_leaf=cfg.min_points_per_leaf,
+        num_chains=cfg.num_chains, tau0_prior_sd=prep.tau0_prior_sd, **extra,
+    )
+
+
+def _chain(state, c):
+    """Chain ``c`` of a kernel state (chain-marked leaves indexed, the others kept)."""
+    return jax.tree.map(lambda a, ax: a if ax is None else jnp.take(a, c, axis=ax),
+                        state, bartz_fence.chain_vmap_axes(state), is_leaf=lambda a: a is None)
+
+
 def test_tau_intercept_recovers_planted_homogeneous_effects():
     """The per-arm treatment-effect intercept (``tau_intercept``) carries a homogeneous effect.
 
@@ -559,17 +580,7 @@ def test_tau_intercept_recovers_planted_homogeneous_effects():
     )
     prep = sampler._prepare(xa, arma, ya, miss, types, n_arms, mu_cov, cfg)
     assert float(prep.tau0_prior_sd) == cfg.tau_intercept_sd
-    state = kernel.init(
-        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=3,
-        outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
-        max_split_tau=prep.max_split_tau, num_trees_mu=cfg.num_trees_mu,
-        num_trees_tau=cfg.num_trees_tau,
-        p_nonterminal_mu=make_p_nonterminal(cfg.max_depth_mu, cfg.alpha_mu, cfg.beta_mu),
-        p_nonterminal_tau=make_p_nonterminal(cfg.max_depth_tau, cfg.alpha_tau, cfg.beta_tau),
-        leaf_prior_cov_inv_mu=prep.leaf_mu, leaf_prior_cov_inv_tau=prep.leaf_tau,
-        error_cov_inv=prep.error, min_points_per_leaf=cfg.min_points_per_leaf,
-        num_chains=cfg.num_chains, tau0_prior_sd=prep.tau0_prior_sd,
-    )
+    state = _init_continuous_k3(prep, cfg)
     assert state.tau0.shape == (2, 2) and np.all(np.asarray(state.tau0) == 0)
     state, _ = sampler._run_chunk(
         state, jax.random.key(1), np.int32(0), np.int32(cfg.chunk_size), np.bool_(False),
@@ -577,8 +588,7 @@ def test_tau_intercept_recovers_planted_homogeneous_effects():
     )
 
     # (a) the conjugate update, chain 0, recomputed: precision p0 + lam sum_w, mean lam sum_w r / P
-    one = jax.tree.map(lambda a, ax: a if ax is None else jnp.take(a, 0, axis=ax),
-                       state, bartz_fence.chain_vmap_axes(state), is_leaf=lambda a: a is None)
+    one = _chain(state, 0)
     key = jax.random.key(11)
     new = np.asarray(jax.jit(kernel._tau0_phase)(key, one).tau0, np.float64)
     lam = float(one.error_cov_inv.value)
@@ -679,17 +689,7 @@ def test_centred_coding_recovers_planted_effects_and_keeps_the_residual_invarian
 
     v = sampler._validate(x, arm, y, None, ['continuous'], 3, cfg, None, False)
     prep = sampler._prepare(*v, cfg)
-    state = kernel.init(
-        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=3,
-        outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
-        max_split_tau=prep.max_split_tau, num_trees_mu=cfg.num_trees_mu,
-        num_trees_tau=cfg.num_trees_tau,
-        p_nonterminal_mu=make_p_nonterminal(cfg.max_depth_mu, cfg.alpha_mu, cfg.beta_mu),
-        p_nonterminal_tau=make_p_nonterminal(cfg.max_depth_tau, cfg.alpha_tau, cfg.beta_tau),
-        leaf_prior_cov_inv_mu=prep.leaf_mu, leaf_prior_cov_inv_tau=prep.leaf_tau,
-        error_cov_inv=prep.error, min_points_per_leaf=cfg.min_points_per_leaf,
-        num_chains=cfg.num_chains, tau0_prior_sd=prep.tau0_prior_sd, tau_coding='centred',
-    )
+    state = _init_continuous_k3(prep, cfg, tau_coding='centred')
     code = np.asarray(state.tau_code)
     assert code.shape == (2, 512) and set(np.unique(code)) == {-0.5, 0.5}
     assert np.array_equal(code[:, :n] == 0.5, arm[None, :] == np.array([[1], [2]]))
@@ -699,8 +699,7 @@ def test_centred_coding_recovers_planted_effects_and_keeps_the_residual_invarian
     )
 
     # (a) chain 0, arms in turn, each on the residual left by the previous one
-    one = jax.tree.map(lambda a, ax: a if ax is None else jnp.take(a, 0, axis=ax),
-                       state, bartz_fence.chain_vmap_axes(state), is_leaf=lambda a: a is None)
+    one = _chain(state, 0)
     key = jax.random.key(11)
     new = np.asarray(jax.jit(kernel._tau0_phase)(key, one).tau0, np.float64)
     lam = float(one.error_cov_inv.value)
