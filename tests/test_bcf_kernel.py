@@ -531,6 +531,9 @@ def test_diag_channel_reduction_matches_the_diagonal_of_the_full_reduce():
 
 def _init_continuous_k3(prep, cfg, **extra):
     """`kernel.init` of a continuous K = 3 fit from `sampler._prepare`'s output and its config."""
+    from pytyche.bcf import kernel
+    from pytyche.bcf._bartz import make_p_nonterminal
+
     return kernel.init(
         X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=3,
         outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
@@ -546,6 +549,9 @@ def _init_continuous_k3(prep, cfg, **extra):
 
 def _chain(state, c):
     """Chain ``c`` of a kernel state (chain-marked leaves indexed, the others kept)."""
+    import jax
+    import jax.numpy as jnp
+
     return jax.tree.map(lambda a, ax: a if ax is None else jnp.take(a, c, axis=ax),
                         state, bartz_fence.chain_vmap_axes(state), is_leaf=lambda a: a is None)
 
