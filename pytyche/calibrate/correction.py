@@ -806,7 +806,8 @@ class LayeredCalibrationCorrection:
         return {
             "format": FORMAT,
             "metric": self.metric,
-            "metric_family": self.metric_family,
+            # optional: written only when set, so an artifact without it round-trips unchanged
+            **({"metric_family": self.metric_family} if self.metric_family is not None else {}),
             "n_treatments": self.n_treatments,
             "pooling": self.pooling,
             "band_edges": list(self.band_edges),
