@@ -224,26 +224,27 @@ class PolicyTreeLearner:
         """``(n_test,)`` arm indices of the policy learned from ``(x_train, scores)`` at ``x_test``."""
         import math
 
+        from pytyche.analysis.policy_tree import policy_labels, policy_weights
         from pytyche.analysis.stability import policy_tree_estimator
 
         k = scores.shape[1]
         allowed = np.ones(k, dtype=bool) if self.allowed is None else np.asarray(self.allowed, dtype=bool)
-        masked = np.where(allowed[None, :], scores, -np.inf)
-        labels = np.argmax(masked, axis=1)
-        if allowed.sum() < 2:
-            return np.full(x_test.shape[0], int(np.argmax(allowed)), dtype=np.int64)
-        top2 = np.sort(masked, axis=1)[:, -2:]
-        gap = top2[:, 1] - top2[:, 0]
-        peak = float(gap.max())
-        weights = np.maximum(gap, 1e-9 * peak) if peak > 0 else np.ones_like(gap)
+        arms = np.flatnonzero(allowed)
+        if arms.size < 2:
+            return np.full(x_test.shape[0], int(arms[0]), dtype=np.int64)
+        # the policy tree's own labels and weights, on the allowed arms' scores against the first
+        sub = scores[:, arms]
+        gain = sub[:, 1:] - sub[:, :1]
         min_leaf = max(1, math.ceil(self.min_segment_share * x_train.shape[0]))
-        tree = policy_tree_estimator(self.max_depth, min_leaf, seed).fit(x_train, labels, sample_weight=weights)
-        leaf_train, leaf_test = tree.apply(x_train), tree.apply(x_test)
-        best = {}
-        for leaf in np.unique(leaf_train):
-            best[int(leaf)] = int(np.argmax(masked[leaf_train == leaf].mean(axis=0)))
-        overall = int(np.argmax(masked.mean(axis=0)))
-        return np.array([best.get(int(leaf), overall) for leaf in leaf_test], dtype=np.int64)
+        tree = policy_tree_estimator(self.max_depth, min_leaf, seed).fit(
+            x_train, policy_labels(gain), sample_weight=policy_weights(gain)
+        )
+        # each leaf's arm: the highest mean score over its training members (every leaf has some)
+        leaves, member = np.unique(tree.apply(x_train), return_inverse=True)
+        sums = np.zeros((leaves.size, arms.size))
+        np.add.at(sums, member, sub)
+        best = arms[np.argmax(sums, axis=1)]
+        return best[np.searchsorted(leaves, tree.apply(x_test))].astype(np.int64)
 
 
 def _default_model(seed: int) -> Any:
