@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--min-units", type=int, default=None, help="units a layer needs to be used")
     a.add_argument("--no-fit", action="store_true", help="curves and plots only")
     a.add_argument("--require-clean", action="store_true", help="refuse to fit unless the code is a clean git commit (for artifacts that ship)")
-    a.add_argument("--metric-family", default=None, choices=("binary", "continuous", "hurdle"),
+    from pytyche.calibrate.correction import METRIC_FAMILIES
+
+    a.add_argument("--metric-family", default=None, choices=METRIC_FAMILIES,
                    help="the outcome family the artifact serves: it then applies to every metric of that family (default: only --metric)")
     a.add_argument("--beyond-data", default=None, choices=("nearest", "pooled"), help="what serves sample-size bands without data (default nearest)")
     a.add_argument("--no-tracking", action="store_true")

@@ -79,6 +79,7 @@ from scipy.special import ndtr, ndtri
 
 from pytyche._files import atomic_write_text
 from pytyche._validation import check_choice, check_float, check_int, check_str, invalid, wrong_type
+from pytyche.contracts.enums import MetricFamily
 from pytyche.contracts.truth import OPTIONAL_RECORD_FIELDS, QUANTITY_FAMILIES, CalibrationRecord
 
 __all__ = [
@@ -117,8 +118,8 @@ MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_
 CHECKED_MCMC_FIELDS = ("num_trees_mu", "num_trees_tau", "num_draws", "num_chains")
 #: what an artifact does at sample sizes beyond its data (see the module docstring)
 BEYOND_DATA = ("nearest", "pooled")
-#: outcome families an artifact may declare it serves (pytyche.contracts.MetricFamily values)
-METRIC_FAMILIES = ("binary", "continuous", "hurdle")
+#: outcome families an artifact may declare it serves: the values of pytyche.contracts.MetricFamily
+METRIC_FAMILIES = tuple(f.value for f in MetricFamily)
 
 
 class CalibrationWarning(UserWarning):
