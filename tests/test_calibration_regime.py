@@ -315,6 +315,47 @@ def test_auto_skips_an_artifact_its_own_validation_shows_worse_than_raw(tmp_path
     assert Calibration.from_sweep(path).applies_to(make_post())  # by name it still loads and applies
 
 
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_templates():
+    """Issue 12: every registry artifact at the default config records a clean commit, no
+    absolute path, and its own validation on templates that its fit sweep never used."""
+    from dgps.registry import TEMPLATE_ROLES
+    from pytyche.calibrate.calibration import validation_verdict
+    from pytyche.calibrate.correction import mcmc_of
+
+    default = mcmc_of(GPUBCFConfig())
+    shipped = [name for name in pc.registry_names()
+               if Calibration.from_sweep(name).mcmc == default]
+    assert {"binary_k2_v1", "continuous_k2_v1"} <= set(shipped)
+    for name in shipped:
+        prov = Calibration.from_sweep(name).correction.provenance
+        assert prov["git_dirty"] is False and prov["run_git_dirty"] is False, name
+        assert not [s for s in _strings(prov) if s.startswith("/")], name
+        fit = {t["name"] for t in prov["spec"]["content"]["templates"]}
+        held = set(prov["validation"]["templates"])
+        assert fit and held and not fit & held, name
+        assert {TEMPLATE_ROLES[t] for t in fit} == {"fit"} and {TEMPLATE_ROLES[t] for t in held} == {"validate"}
+        assert prov["validation"]["n_datasets"] >= 40, name
+    # auto: a default-config binary K=2 posterior gets the binary artifact (its calibrated CATE
+    # is closer to nominal held out); the continuous one is ruled out by its own validation
+    assert validation_verdict(Calibration.from_sweep("binary_k2_v1").correction.provenance) is None
+    assert "farther from nominal" in validation_verdict(Calibration.from_sweep("continuous_k2_v1").correction.provenance)
+    cfg = GPUBCFConfig()
+    assert Calibration.from_sweep("auto").resolve(make_post(n_per_arm=2000, config=cfg, binary=True,
+                                                            metric="signup")).name == "binary_k2_v1"
+
+
 @pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
 def test_sequential_experiment_uses_the_auto_artifact(tmp_path):
     """A real two-round sequential experiment (continuous_metric, tiny BCF) with
