@@ -189,7 +189,13 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
         )
     if not per["calibrated"].any():
         raise ValueError("The held-out sweep has no calibrated-interval records: run it with the artifact on-path (validate does).")
+    per = per.assign(band=[correction.band_label(correction.band_index(int(n))) for n in per["sample_size"]])
     levels = _level_rows(per)
+    # the same per sample-size band of the artifact (a dataset's band is its largest round's)
+    bands = [
+        {"band": str(label), "n_datasets": int(g["task_id"].nunique()), "levels": _level_rows(g)}
+        for label, g in sorted(per.groupby("band"), key=lambda kv: correction.band_index(int(kv[1]["sample_size"].min())))
+    ]
     table = pd.DataFrame(
         [
             {
@@ -217,6 +223,7 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
         "ci": f"{CI_LEVEL:.0%} Student-t interval of the mean over datasets",
         "records_other_regimes": other,
         "levels": levels,
+        "bands": bands,
         # residual (calibrated coverage - nominal) against fit-time observables, across datasets
         "residual_correlations": residual_correlations(per),
         "commit": commit,

@@ -107,6 +107,11 @@ def test_validate_end_to_end(ray_cluster, tmp_path):
     assert {"posterior_sd_rel", "effect_to_noise"} <= set(pd.read_csv(out / "validation_per_dataset.csv").columns)
     assert summary["regime"]["mcmc"] == MCMC and summary["artifact"] == "cont_tiny"
     assert {(r["family"], r["nominal"]) for r in summary["levels"]} == {(f, q) for f in ("cate", "ate") for q in LEVELS}
+    # per sample-size band: every dataset in exactly one band, each band's rows as the overall ones
+    assert sum(b["n_datasets"] for b in summary["bands"]) == 3
+    assert set(pd.read_csv(out / "validation_per_dataset.csv")["band"]) == {b["band"] for b in summary["bands"]}
+    for b in summary["bands"]:
+        assert {(r["family"], r["nominal"]) for r in b["levels"]} == {(f, q) for f in ("cate", "ate") for q in LEVELS}
     # no absolute path anywhere in what is written into the artifact
     assert not [s for s in strings(summary) if s.startswith("/") or str(tmp_path) in s]
 
