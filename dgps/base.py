@@ -48,7 +48,7 @@ from __future__ import annotations
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -68,6 +68,11 @@ __all__ = [
     "archetype_visitors",
     "archetype_posterior",
     "ARCHETYPE_SCHEMA",
+    "param",
+    "RevenueTemplate",
+    "ConversionTemplate",
+    "ContinuousTemplate",
+    "FeatureTemplate",
 ]
 
 Family = Literal["hurdle", "binary", "continuous"]
@@ -97,7 +102,11 @@ class DGPTemplate(ABC):
     """A data-generating process: visitors, clusters and the true per-arm outcome surface.
 
     Subclasses set ``name``, ``metric``, ``family``, ``treatments`` (control first), ``schema``
-    and implement :meth:`draw_visitors` and :meth:`surface`.
+    and implement :meth:`draw_visitors` and :meth:`surface`. A template is a frozen dataclass whose
+    fields are its parameters, each declared with :func:`param` (default and constraint); the
+    family bases :class:`RevenueTemplate`, :class:`ConversionTemplate` and
+    :class:`ContinuousTemplate` set ``metric``/``family`` and declare the family's shared
+    parameters.
     """
 
     name: str
@@ -143,12 +152,14 @@ class DGPTemplate(ABC):
         m = np.divide(rev, p, out=np.array(m_prior, dtype=np.float64), where=p > 0)
         return Surface(p=p, m=m)
 
-    #: each parameter's constraint, checked in this order when the template is built (its
-    #: registry name is the ``where`` of the message); see `real`, `integer` and the shared entries
-    constraints: ClassVar[Mapping[str, Any]] = {}
+    @classmethod
+    def constraints(cls) -> dict[str, Any]:
+        """Each parameter's constraint (its :func:`param`), in field order: the order they are checked in."""
+        return {f.name: f.metadata["constraint"] for f in fields(cls) if "constraint" in f.metadata}  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
-        validate({k: getattr(self, k) for k in self.constraints}, self.constraints, self.name)
+        table = self.constraints()
+        validate({k: getattr(self, k) for k in table}, table, self.name)  # the registry name is the ``where``
 
     def params(self) -> dict[str, Any]:
         """The template's parameters (for records)."""
@@ -404,12 +415,63 @@ def integer(low: int | None = None, high: int | None = None) -> Interval:
     return Interval(numbers.Integral, low, high, loose=True)
 
 
+def param(default: Any, constraint: Any) -> Any:
+    """A template parameter: a dataclass field with its ``default`` and the ``constraint`` it is checked against.
+
+    The constraint (``real(...)``, ``integer(...)``, ...) is validated when the template is built
+    (:meth:`DGPTemplate.constraints`); a bad value raises with the template's registry name.
+    """
+    return field(default=default, metadata={"constraint": constraint})
+
+
 #: a scale that must be positive: ``conversion_scale``, ``severity_sigma``, ``outcome_sd``
 POSITIVE = real(low=0.0, low_open=True)
-#: the hurdle templates' two scales
-HURDLE_SCALES = {"conversion_scale": POSITIVE, "severity_sigma": POSITIVE}
 #: the number of irrelevant noise features (:func:`noise_features`)
 N_NOISE = integer(0, 200)
+
+
+@dataclass(frozen=True)
+class RevenueTemplate(DGPTemplate):
+    """A hurdle template of ``revenue_per_visitor``: conversion, then a lognormal basket.
+
+    Parameters
+    ----------
+    conversion_scale
+        Multiplier on every conversion probability.
+    severity_sigma
+        Log-sd of the lognormal basket given conversion.
+    """
+
+    conversion_scale: float = param(1.0, POSITIVE)
+    severity_sigma: float = param(0.6, POSITIVE)
+
+    metric = "revenue_per_visitor"
+    family = "hurdle"
+
+
+class ConversionTemplate(DGPTemplate):
+    """A binary template of ``conversion_rate`` (outcome ``1[converted]``)."""
+
+    metric = "conversion_rate"
+    family = "binary"
+
+
+@dataclass(frozen=True)
+class ContinuousTemplate(DGPTemplate):
+    """A continuous template: ``Y = mean + outcome_sd · N(0, 1)``; subclasses set the ``metric``.
+
+    Parameters
+    ----------
+    effect_scale
+        Multiplier on the treatment effect (0: none).
+    outcome_sd
+        The noise sd (subclasses redeclare it with their default).
+    """
+
+    effect_scale: float = param(1.0, real())
+    outcome_sd: float = param(1.0, POSITIVE)
+
+    family = "continuous"
 
 
 def noise_features(rng: np.random.Generator, n: int, k: int) -> pd.DataFrame:
@@ -422,17 +484,18 @@ def schema_with_noise(features: dict[str, str], n_noise: int) -> VisitorSchema:
     return VisitorSchema({**features, **{f"noise_{j + 1}": "numeric" for j in range(n_noise)}}, "outcome")
 
 
+@dataclass(frozen=True)
 class FeatureTemplate(DGPTemplate):
     """A template whose visitors are its own features plus ``n_noise`` irrelevant ones.
 
-    Subclasses set ``features`` (name -> ``"numeric"`` / ``"categorical"``), declare an ``n_noise``
-    field and implement :meth:`draw_features`; the schema and :meth:`draw_visitors` follow (the
-    features first, then the noise columns, from the same stream). There is no latent cluster
-    unless :meth:`clusters_of` says otherwise.
+    Subclasses set ``features`` (name -> ``"numeric"`` / ``"categorical"``) and implement
+    :meth:`draw_features`; the schema and :meth:`draw_visitors` follow (the features first, then
+    the noise columns, from the same stream). There is no latent cluster unless
+    :meth:`clusters_of` says otherwise. ``n_noise`` defaults to 2 (a subclass may redeclare it).
     """
 
     features: ClassVar[Mapping[str, str]] = {}
-    n_noise: int
+    n_noise: int = param(2, N_NOISE)
 
     @property
     def schema(self) -> VisitorSchema:  # type: ignore[override]

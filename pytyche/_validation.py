@@ -18,7 +18,8 @@ The vocabulary, in scikit-learn's style:
 
 The ``check_*`` helpers apply one constraint to one value (their messages are those of the
 constraint), and :func:`invalid` / :func:`wrong_type` build the message for checks no table can
-state (shapes, cross-field rules).
+state (shapes, cross-field rules); :func:`violated` words a rule that is not about one value
+(parameters together, the data a callback returned) in the same shape.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "invalid",
     "show",
     "validate",
+    "violated",
     "wrong_type",
 ]
 
@@ -71,6 +73,16 @@ def invalid(
 def wrong_type(name: str, where: str, expected: str, got: Any, *, noun: str = "parameter") -> TypeError:
     """Build the TypeError for a parameter of the wrong type (raise the result)."""
     return TypeError(f"The '{name}' {noun} of {where} must be {expected}. Got {type(got).__name__} instead.")
+
+
+def violated(subject: str, where: str, rule: str, *, exc: type[Exception] = ValueError) -> Exception:
+    """Build the error for a broken rule that is not one parameter's value (raise the result).
+
+    Reads "The {subject} of {where} must {rule}", ``rule`` ending with what was given, e.g.
+    ``violated("round 3 data", "SequentialExperiment.advance", "keep the metric of prior rounds
+    ('rpv'). Got 'cr' instead.")``.
+    """
+    return exc(f"The {subject} of {where} must {rule}")
 
 
 def error_for(where: str, *, noun: str = "parameter", width: int = 80) -> Callable[[str, str, Any], ValueError]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sweeps._figures import figure_dir, pyplot, save_figure
 from sweeps.shards import finished_ids, read_records, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,13 +192,8 @@ def plot_coverage(curves: "pd.DataFrame", out_dir: str | os.PathLike[str], *, co
     """One ``coverage_<metric>_K<k>_<pooling>.png`` per regime: R(p) per family (with +-2 se)
     against the diagonal; with a fitted ``correction`` of that regime, its pooled isotonic curves
     dashed. Returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    out_dir = figure_dir(out_dir)
     paths = []
     for (metric, k, pooling), g in curves.groupby(list(REGIME), sort=True):
         fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -218,11 +214,7 @@ def plot_coverage(curves: "pd.DataFrame", out_dir: str | os.PathLike[str], *, co
         ax.set_ylabel("empirical coverage R(p)")
         ax.set_title(f"R(p): {metric}, K={k}, pooling={pooling}")
         ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        path = out_dir / f"coverage_{metric}_K{k}_{pooling}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"coverage_{metric}_K{k}_{pooling}.png", dpi=110))
     return paths
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sweeps._figures import figure_dir, pyplot, save_figure
 from sweeps.shards import TRUTH_METRICS, read_records, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,13 +129,8 @@ def _slug(text: str) -> str:
 
 def plot_regret(table: "pd.DataFrame", out_dir: str | os.PathLike[str]) -> list[Path]:
     """One ``regret_<dgp>.png`` per DGP (four panels by round); returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    out_dir = figure_dir(out_dir)
     paths = []
     for dgp, g in table.groupby("dgp", sort=True):
         g = g.sort_values("round_idx")
@@ -163,11 +159,7 @@ def plot_regret(table: "pd.DataFrame", out_dir: str | os.PathLike[str]) -> list[
             ax.set_xlabel("round")
             ax.set_xticks(x)
         fig.suptitle(dgp, fontsize=9)
-        fig.tight_layout()
-        path = out_dir / f"regret_{_slug(dgp)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"regret_{_slug(dgp)}.png", dpi=100))
     return paths
 
 

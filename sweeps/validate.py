@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sweeps._figures import pyplot, save_figure
 from sweeps.aggregate import OBSERVABLES, REGIME, dataset_coverage, git_commit, portable_path, t_interval
 from sweeps.shards import read_records, write_text
 from sweeps.spec import SweepSpec, spec_from
@@ -237,11 +238,7 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
 def plot_validation(table: "pd.DataFrame", path: str | os.PathLike[str], *, title: str = "") -> Path:
     """Raw and calibrated coverage (mean over datasets, t-interval bars) against the diagonal,
     one panel per family."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fams = list(dict.fromkeys(table["family"]))
     fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 4.2), squeeze=False)
     for ax, fam in zip(axes[0], fams):
@@ -259,11 +256,7 @@ def plot_validation(table: "pd.DataFrame", path: str | os.PathLike[str], *, titl
         ax.legend(fontsize=7, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path), dpi=110)
 
 
 def validate(

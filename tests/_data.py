@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from pytyche.contracts import CalibrationTruth, ObservedExperimentData, VariantD
 
 __all__ = [
     "Planted",
+    "PlantedPosterior",
     "binary_dgp",
     "continuous_dgp",
     "hurdle_dgp",
@@ -203,3 +205,26 @@ def hurdle_dgp(
     truth = CalibrationTruth((p * m)[order], observed.variant_names, np.full(n, -1), p=p[order], m=m[order])
     latent = {"conversion": conv_eff[order][:, 1:], "severity": sev_eff[order][:, 1:]}
     return Planted(observed, truth, x[order], arm[order], latent)
+
+
+@dataclass(frozen=True)
+class PlantedPosterior:
+    """A posterior-like frozen dataclass over planted draws: what the calibrate module reads.
+
+    ``outcome_samples`` is ``(n, S, K)``; ``cate_samples`` the ``(n, S, K-1)`` differences to
+    control. A test needing more of the fit-result interface subclasses it.
+    """
+
+    observed: ObservedExperimentData
+    outcome_samples: np.ndarray
+    decomposition: object = None
+    calibration: object = None
+    pooling: str | None = None
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        return self.observed.variant_names
+
+    @cached_property
+    def cate_samples(self) -> np.ndarray:
+        return self.outcome_samples[..., 1:] - self.outcome_samples[..., :1]

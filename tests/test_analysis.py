@@ -46,6 +46,7 @@ from pytyche.contracts import (
     VisitorSchema,
     make_observed,
 )
+from tests import _data
 
 SCHEMA = VisitorSchema({"age": "numeric", "device": "categorical", "returning": "binary", "score": "numeric"})
 DEVICES = ("desktop", "mobile", "tablet")
@@ -53,20 +54,17 @@ DEVICES = ("desktop", "mobile", "tablet")
 
 # ---- planted posterior -------------------------------------------------------------------
 @dataclass(frozen=True)
-class PlantedPosterior:
-    """The fit-result interface over planted draws (see the module docstring)."""
+class PlantedPosterior(_data.PlantedPosterior):
+    """The fit-result interface over planted draws (see the module docstring).
 
-    observed: Any
-    outcome_samples: np.ndarray
-    calibration: Any = None
+    Adds ``cate_mean`` and ``interval`` (which records the families asked for in ``calls``);
+    ``cate_samples`` is recomputed on every read, never cached.
+    """
+
     calls: list = field(default_factory=list, compare=False)
 
     @property
-    def treatments(self) -> tuple[str, ...]:
-        return self.observed.variant_names
-
-    @property
-    def cate_samples(self) -> np.ndarray:
+    def cate_samples(self) -> np.ndarray:  # type: ignore[override]
         return self.outcome_samples[..., 1:] - self.outcome_samples[..., :1]
 
     def cate_mean(self) -> np.ndarray:

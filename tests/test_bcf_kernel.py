@@ -450,17 +450,7 @@ def test_bartz_entry_points_used_by_the_kernel(continuous_fit):
     assert np.array_equal(np.asarray(prep_pi.max_split_mu[:P]), np.asarray(prep_pi.max_split_tau[:P]))
 
     prep = sampler._prepare(xa, arma, ya, miss, types, n_arms, mu_cov, CFG)
-    state = kernel.init(
-        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=2,
-        outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
-        max_split_tau=prep.max_split_tau, num_trees_mu=CFG.num_trees_mu,
-        num_trees_tau=CFG.num_trees_tau,
-        p_nonterminal_mu=make_p_nonterminal(CFG.max_depth_mu, CFG.alpha_mu, CFG.beta_mu),
-        p_nonterminal_tau=make_p_nonterminal(CFG.max_depth_tau, CFG.alpha_tau, CFG.beta_tau),
-        leaf_prior_cov_inv_mu=prep.leaf_mu, leaf_prior_cov_inv_tau=prep.leaf_tau,
-        error_cov_inv=prep.error, min_points_per_leaf=CFG.min_points_per_leaf,
-        num_chains=CFG.num_chains,
-    )
+    state = _init_continuous(prep, CFG, 2)
     assert isinstance(state, kernel.BCFKernelState) and isinstance(state, State)
     assert state.num_chains() == 2 and state.num_tau_forests == 1
     assert state.forest_tau.leaf_tree.shape[:2] == (2, 1)
@@ -529,13 +519,13 @@ def test_diag_channel_reduction_matches_the_diagonal_of_the_full_reduce():
 # --------------------------------------------------------------------------- (8)
 
 
-def _init_continuous_k3(prep, cfg, **extra):
-    """`kernel.init` of a continuous K = 3 fit from `sampler._prepare`'s output and its config."""
+def _init_continuous(prep, cfg, n_arms=3, **extra):
+    """`kernel.init` of a continuous fit with ``n_arms`` arms from `sampler._prepare`'s output and its config."""
     from pytyche.bcf import kernel
     from pytyche.bcf._bartz import make_p_nonterminal
 
     return kernel.init(
-        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=3,
+        X=prep.X, y=prep.y, missing=prep.missing, arm=prep.arm, n_arms=n_arms,
         outcome_type='continuous', offset=prep.offset, max_split_mu=prep.max_split_mu,
         max_split_tau=prep.max_split_tau, num_trees_mu=cfg.num_trees_mu,
         num_trees_tau=cfg.num_trees_tau,
@@ -556,6 +546,74 @@ def _chain(state, c):
                         state, bartz_fence.chain_vmap_axes(state), is_leaf=lambda a: a is None)
 
 
+def _planted_k3(seed):
+    """K = 3 data, n = 300: control surface ``sin(3 x1) + x2``, constant effects +1.0 and -0.5, noise sd 0.5.
+
+    Returns ``x, arm, eff, mu_true, y`` (``y`` with its leading outcome axis).
+    """
+    rng = np.random.default_rng(seed)
+    n = 300
+    x = rng.uniform(size=(n, P))
+    arm = rng.integers(0, 3, n)
+    eff = np.array([0.0, 1.0, -0.5])
+    mu_true = np.sin(3.0 * x[:, 1]) + x[:, 2]
+    y = (mu_true + eff[arm] + 0.5 * rng.normal(size=n))[None]
+    return x, arm, eff, mu_true, y
+
+
+def _steps(state, cfg, key, start, count):
+    """``count`` sampler steps from step ``start`` with ``jax.random.key(key)`` (no draws kept)."""
+    import jax
+
+    from pytyche.bcf import sampler
+
+    state, _ = sampler._run_chunk(
+        state, jax.random.key(key), np.int32(start), np.int32(count), np.bool_(False),
+        chunk=cfg.chunk_size,
+    )
+    return state
+
+
+def _intercept_phase(state):
+    """Chain 0's intercept phase with key 11: ``(chain, key, new tau0, lam, resid in data units, old tau0)``."""
+    import jax
+
+    from pytyche.bcf import kernel
+
+    one = _chain(state, 0)
+    key = jax.random.key(11)
+    new = np.asarray(jax.jit(kernel._tau0_phase)(key, one).tau0, np.float64)
+    lam = float(one.error_cov_inv.value)
+    resid = np.asarray(one.resid, np.float64) * float(one.resid_unit)
+    return one, key, new, lam, resid, np.asarray(one.tau0, np.float64)
+
+
+def _assert_evaluations_agree(state, n):
+    """The exact forest traversal and the residual-based evaluation agree on the ``n`` data rows."""
+    import jax
+
+    from pytyche.bcf import kernel
+
+    mu_exact, tau_exact = (np.asarray(a) for a in jax.jit(kernel.evaluate)(state))
+    mu_fast, tau_fast = (np.asarray(a) for a in jax.jit(kernel.evaluate_from_resid)(state))
+    assert np.array_equal(tau_exact, tau_fast)
+    assert np.abs(mu_exact - mu_fast)[..., :n].max() < 1e-4  # resid = y - mu - tau0 - forest
+
+
+def _fit_twice(x, arm, y, cfg):
+    """`run_bcf` twice with the same seed: bitwise-equal draws, no recompilation.
+
+    Returns the first fit and the posterior mean and sd of each arm's average effect (data units).
+    """
+    d1 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
+    d2 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
+    assert d2.n_compilations == 0
+    for name in ('mu', 'tau', 'sigma'):
+        assert np.array_equal(getattr(d1, name), getattr(d2, name)), name
+    ate = d1.tau[:, :, :, 0, :].mean(-1)  # (chains, draws, arms)
+    return d1, ate.mean((0, 1)), ate.std((0, 1))
+
+
 def test_tau_intercept_recovers_planted_homogeneous_effects():
     """The per-arm treatment-effect intercept (``tau_intercept``) carries a homogeneous effect.
 
@@ -569,38 +627,22 @@ def test_tau_intercept_recovers_planted_homogeneous_effects():
     """
     import jax
     import jax.numpy as jnp
-    from bartz.mcmcstep import make_p_nonterminal
 
     from pytyche.bcf import kernel, sampler
 
-    rng = np.random.default_rng(7)
-    n = 300
-    x = rng.uniform(size=(n, P))
-    arm = rng.integers(0, 3, n)
-    eff = np.array([0.0, 1.0, -0.5])
-    y = (np.sin(3.0 * x[:, 1]) + x[:, 2] + eff[arm] + 0.5 * rng.normal(size=n))[None]
+    x, arm, eff, _, y = _planted_k3(7)
+    n = len(arm)
     cfg = GPUBCFConfig(**{**CFG.to_dict(), 'tau_intercept': True})
 
-    xa, arma, ya, miss, types, n_arms, mu_cov = sampler._validate(
-        x, arm, y, None, ['continuous'], 3, cfg, None, False
-    )
-    prep = sampler._prepare(xa, arma, ya, miss, types, n_arms, mu_cov, cfg)
+    prep = sampler._prepare(*sampler._validate(x, arm, y, None, ['continuous'], 3, cfg, None, False), cfg)
     assert float(prep.tau0_prior_sd) == cfg.tau_intercept_sd
-    state = _init_continuous_k3(prep, cfg)
+    state = _init_continuous(prep, cfg)
     assert state.tau0.shape == (2, 2) and np.all(np.asarray(state.tau0) == 0)
-    state, _ = sampler._run_chunk(
-        state, jax.random.key(1), np.int32(0), np.int32(cfg.chunk_size), np.bool_(False),
-        chunk=cfg.chunk_size,
-    )
+    state = _steps(state, cfg, 1, 0, cfg.chunk_size)
 
     # (a) the conjugate update, chain 0, recomputed: precision p0 + lam sum_w, mean lam sum_w r / P
-    one = _chain(state, 0)
-    key = jax.random.key(11)
-    new = np.asarray(jax.jit(kernel._tau0_phase)(key, one).tau0, np.float64)
-    lam = float(one.error_cov_inv.value)
-    resid = np.asarray(one.resid, np.float64) * float(one.resid_unit)
+    one, key, new, lam, resid, old = _intercept_phase(state)
     w = np.asarray(one.prec_scale, np.float64) * np.asarray(one.arm_mask, np.float64)  # (arms, n)
-    old = np.asarray(one.tau0, np.float64)
     post_prec = 1.0 / cfg.tau_intercept_sd**2 + lam * w.sum(-1)
     post_mean = lam * ((w * resid).sum(-1) + old * w.sum(-1)) / post_prec
     z = np.asarray(jax.random.normal(key, (2,), jnp.float32), np.float64)
@@ -610,18 +652,12 @@ def test_tau_intercept_recovers_planted_homogeneous_effects():
     # (intercept + mean of its forest over the rows), internal units (= outcome sds)
     t0_draws, ate_draws, het = [], [], []
     for i in range(100):
-        state, _ = sampler._run_chunk(
-            state, jax.random.key(2), np.int32(i), np.int32(1), np.bool_(False),
-            chunk=cfg.chunk_size,
-        )
+        state = _steps(state, cfg, 2, i, 1)
         tau_rows = np.asarray(kernel._eval_tau(state))[..., :n]  # (chains, arms, n)
         t0_draws.append(np.asarray(state.tau0))
         ate_draws.append(tau_rows.mean(-1))
         het.append(tau_rows.std(-1))
-    mu_exact, tau_exact = (np.asarray(a) for a in jax.jit(kernel.evaluate)(state))
-    mu_fast, tau_fast = (np.asarray(a) for a in jax.jit(kernel.evaluate_from_resid)(state))
-    assert np.array_equal(tau_exact, tau_fast)
-    assert np.abs(mu_exact - mu_fast)[..., :n].max() < 1e-4  # resid = y - mu - tau0 - forest
+    _assert_evaluations_agree(state, n)
     s = prep.scale[0]
     t0, ate = np.stack(t0_draws) * s, np.stack(ate_draws) * s  # (draws, chains, arms), data units
     est, sd = ate.mean((0, 1)), ate.std((0, 1))
@@ -638,13 +674,7 @@ def test_tau_intercept_recovers_planted_homogeneous_effects():
     assert np.all(np.mean(het, (0, 1)) * s < 0.15), np.mean(het, (0, 1)) * s
 
     # (d) through run_bcf: bitwise determinism, and the average effects in data units
-    d1 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
-    d2 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
-    assert d2.n_compilations == 0
-    for name in ('mu', 'tau', 'sigma'):
-        assert np.array_equal(getattr(d1, name), getattr(d2, name)), name
-    ate = d1.tau[:, :, :, 0, :].mean(-1)  # (chains, draws, arms)
-    est, sd = ate.mean((0, 1)), ate.std((0, 1))
+    _, est, sd = _fit_twice(x, arm, y, cfg)
     assert np.all(np.abs(est - eff[1:]) < 3 * sd), (est, sd)
 
 
@@ -680,38 +710,24 @@ def test_centred_coding_recovers_planted_effects_and_keeps_the_residual_invarian
     """
     import jax
     import jax.numpy as jnp
-    from bartz.mcmcstep import make_p_nonterminal
 
-    from pytyche.bcf import kernel, sampler
+    from pytyche.bcf import sampler
 
-    rng = np.random.default_rng(5)
-    n = 300
-    x = rng.uniform(size=(n, P))
-    arm = rng.integers(0, 3, n)
-    eff = np.array([0.0, 1.0, -0.5])
-    mu_true = np.sin(3.0 * x[:, 1]) + x[:, 2]
-    y = (mu_true + eff[arm] + 0.5 * rng.normal(size=n))[None]
+    x, arm, eff, mu_true, y = _planted_k3(5)
+    n = len(arm)
     cfg = GPUBCFConfig(**{**CFG.to_dict(), 'tau_intercept': True, 'tau_coding': 'centred'})
 
     v = sampler._validate(x, arm, y, None, ['continuous'], 3, cfg, None, False)
     prep = sampler._prepare(*v, cfg)
-    state = _init_continuous_k3(prep, cfg, tau_coding='centred')
+    state = _init_continuous(prep, cfg, tau_coding='centred')
     code = np.asarray(state.tau_code)
     assert code.shape == (2, 512) and set(np.unique(code)) == {-0.5, 0.5}
     assert np.array_equal(code[:, :n] == 0.5, arm[None, :] == np.array([[1], [2]]))
-    state, _ = sampler._run_chunk(
-        state, jax.random.key(1), np.int32(0), np.int32(cfg.chunk_size), np.bool_(False),
-        chunk=cfg.chunk_size,
-    )
+    state = _steps(state, cfg, 1, 0, cfg.chunk_size)
 
     # (a) chain 0, arms in turn, each on the residual left by the previous one
-    one = _chain(state, 0)
-    key = jax.random.key(11)
-    new = np.asarray(jax.jit(kernel._tau0_phase)(key, one).tau0, np.float64)
-    lam = float(one.error_cov_inv.value)
-    r = np.asarray(one.resid, np.float64) * float(one.resid_unit)
+    one, key, new, lam, r, old = _intercept_phase(state)
     w = np.asarray(one.prec_scale, np.float64)
-    old = np.asarray(one.tau0, np.float64)
     keys = jax.random.split(key, 2)
     expect = []
     for a in range(2):
@@ -724,23 +740,11 @@ def test_centred_coding_recovers_planted_effects_and_keeps_the_residual_invarian
     np.testing.assert_allclose(new, expect, rtol=1e-4, atol=1e-5)
 
     # (b) after more steps the two evaluations agree (control surface = m - sum_a tau_a / 2)
-    state, _ = sampler._run_chunk(
-        state, jax.random.key(2), np.int32(0), np.int32(cfg.chunk_size), np.bool_(False),
-        chunk=cfg.chunk_size,
-    )
-    mu_exact, tau_exact = (np.asarray(a) for a in jax.jit(kernel.evaluate)(state))
-    mu_fast, tau_fast = (np.asarray(a) for a in jax.jit(kernel.evaluate_from_resid)(state))
-    assert np.array_equal(tau_exact, tau_fast)
-    assert np.abs(mu_exact - mu_fast)[..., :n].max() < 1e-4
+    state = _steps(state, cfg, 2, 0, cfg.chunk_size)
+    _assert_evaluations_agree(state, n)
 
     # (c) + (d) through run_bcf
-    d1 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
-    d2 = run_bcf(x, arm, y, outcome_types=['continuous'], n_arms=3, config=cfg)
-    assert d2.n_compilations == 0
-    for name in ('mu', 'tau', 'sigma'):
-        assert np.array_equal(getattr(d1, name), getattr(d2, name)), name
-    ate = d1.tau[:, :, :, 0, :].mean(-1)  # (chains, draws, arms)
-    est, sd = ate.mean((0, 1)), ate.std((0, 1))
+    d1, est, sd = _fit_twice(x, arm, y, cfg)
     # ~100 rows per arm, noise sd 0.5: posterior sd ~0.07 per arm effect; 3 sds
     assert np.all(sd < 0.2) and np.all(np.abs(est - eff[1:]) < 3 * sd), (est, sd)
     # mu is the control surface (not the midpoint, which would sit ~(1 - 0.5) / 2 higher):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from pytyche.contracts import (
     PolicyTreeResult,
     make_observed,
 )
+from tests._data import PlantedPosterior
 
 LEVELS = pc.DEFAULT_LEVELS
 REPO = Path(__file__).resolve().parents[1]
@@ -59,27 +58,8 @@ def gaussian_coverage(q, ratio):
 
 
 # ---------------------------------------------------------------------------------------------
-# planted posteriors
+# planted posteriors (PlantedPosterior: tests/_data.py)
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlantedPosterior:
-    """A posterior-like frozen dataclass with the attributes the calibrate module reads."""
-
-    observed: object
-    outcome_samples: np.ndarray
-    decomposition: DecompositionSamples | None = None
-    calibration: Calibration | None = None
-    pooling: str | None = None
-
-    @property
-    def treatments(self):
-        return self.observed.variant_names
-
-    @cached_property
-    def cate_samples(self):
-        return self.outcome_samples[..., 1:] - self.outcome_samples[..., :1]
-
-
 def make_obs(n_per_arm, k=2, metric="revenue_per_visitor", rng=None, round_idx=None):
     rng = rng or np.random.default_rng(0)
     names = ["control"] + [f"t{i}" for i in range(1, k)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, replace
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -32,6 +31,7 @@ from pytyche.calibrate import (
 )
 from pytyche.contracts import CalibrationRecord, CalibrationTruth, ClaimLevel, make_observed
 from tests._config import TINY
+from tests._data import PlantedPosterior
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MCMC = {"num_trees_mu": 20, "num_trees_tau": 10, "num_burnin": 20, "num_draws": 20, "num_chains": 1}
@@ -58,23 +58,10 @@ def records(ratio, *, reps=12, n_targets=400, sample_size=3000, metric="m", k=2,
 
 
 @dataclass(frozen=True)
-class Post:
-    """A posterior-like frozen dataclass: what apply_calibration and coverage_records read."""
+class Post(PlantedPosterior):
+    """A planted posterior with its fit's ``config``: what apply_calibration and coverage_records read."""
 
-    observed: object
-    outcome_samples: np.ndarray
     config: GPUBCFConfig = TINY
-    calibration: Calibration | None = None
-    pooling: str | None = None
-    decomposition: object = None
-
-    @property
-    def treatments(self):
-        return self.observed.variant_names
-
-    @cached_property
-    def cate_samples(self):
-        return self.outcome_samples[..., 1:] - self.outcome_samples[..., :1]
 
 
 def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False):

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -30,6 +31,9 @@ import pytest
 from sweeps.shards import checksum_path, finished_ids, read_records, shard_path, truth_path
 from sweeps.spec import parse_spec
 from sweeps.synthetic import run_synthetic_task
+from tests import _specs
+from tests._ray import local_ray
+from tests._specs import minimal_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,48 +42,18 @@ FAMILIES = ["cate"]
 N_ROUNDS = 2
 
 
-def synthetic_spec(out, *, name="robust", replications=3, grid=None, params=None, actors=None):
-    return parse_spec(
-        {
-            "name": name,
-            "templates": [{"name": "synthetic", "params": params or {}, "grid": grid or {}}],
-            "replications": replications,
-            "schedule": {"kind": "fixed", "args": {"per_round": 100, "n_rounds": N_ROUNDS}},
-            "levels": LEVELS,
-            "families": FAMILIES,
-            "actors": actors or {"count": 2},
-            "output_dir": str(out),
-        }
-    )
+synthetic_spec = partial(_specs.synthetic_spec, levels=LEVELS, families=FAMILIES, n_rounds=N_ROUNDS, name="robust")
 
 
 def assert_exactly_once(out, spec):
-    tasks = spec.tasks()
-    assert finished_ids(out) == {t.task_id for t in tasks}
-    frame = read_records(out)
-    counts = frame.groupby(["task_id", "kind"]).size().unstack(fill_value=0)
-    assert (counts["calibration"] == N_ROUNDS * len(FAMILIES) * len(LEVELS)).all()
-    assert (counts["truth"] == N_ROUNDS).all() and (counts["timing"] == 1).all()
+    _specs.assert_counts_once(out, spec, calibration_rows=N_ROUNDS * len(FAMILIES) * len(LEVELS), n_rounds=N_ROUNDS)
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    import ray
-    from ray import cloudpickle
-
     # the crash runner below lives in this test module, which workers cannot import by name
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-
-
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    with local_ray(__name__, num_cpus=2) as ray:
+        yield ray
 
 
 # ---- 7. no Ray when no task is left ------------------------------------------------------------
@@ -369,12 +343,7 @@ def test_valid_artifact_still_round_trips(tmp_path):
 # ---- 5. sweep spec errors surface at load --------------------------------------------------------
 
 
-GOOD = {
-    "name": "ok",
-    "templates": [{"name": "clustered_realistic"}],
-    "replications": 2,
-    "schedule": {"kind": "geometric", "args": {"initial": 100, "growth": 2.0, "n_rounds": 2}},
-}
+GOOD = minimal_spec("clustered_realistic")
 
 
 @pytest.mark.parametrize(

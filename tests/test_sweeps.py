@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ import pytest
 from sweeps.shards import finished_ids, read_records, shard_path
 from sweeps.spec import parse_spec
 from sweeps.synthetic import planted_coverage, run_synthetic_task
+from tests import _specs
+from tests._ray import local_ray
+from tests._specs import minimal_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy, inside MLflow
@@ -33,64 +37,25 @@ N_ROUNDS = 2
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    import ray
-    from ray import cloudpickle
-
     # the runners below live in this test module, which workers cannot import by name
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(
-        num_cpus=4, num_gpus=1, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
-        log_to_driver=False, configure_logging=False,
-    )
-    yield ray
-    ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__, num_cpus=4, num_gpus=1) as ray:
+        yield ray
 
 
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-def synthetic_spec(out, *, name="synth", replications=3, grid=None, actors=None, params=None, **extra):
-    raw = {
-        "name": name,
-        "templates": [{"name": "synthetic", "params": params or {}, "grid": grid or {}}],
-        "replications": replications,
-        "schedule": {"kind": "fixed", "args": {"per_round": 100, "n_rounds": N_ROUNDS}},
-        "levels": LEVELS,
-        "families": FAMILIES,
-        "actors": actors or {"count": 2},
-        "output_dir": str(out),
-        **extra,
-    }
-    return parse_spec(raw)
+synthetic_spec = partial(_specs.synthetic_spec, levels=LEVELS, families=FAMILIES, n_rounds=N_ROUNDS, name="synth")
 
 
 def assert_exactly_once(out, spec):
     """Every task of the grid has its shard and its rows exactly once."""
-    tasks = spec.tasks()
-    assert finished_ids(out) == {t.task_id for t in tasks}
-    frame = read_records(out)
-    counts = frame.groupby(["task_id", "kind"]).size().unstack(fill_value=0)
+    tasks, frame, counts = _specs.assert_counts_once(out, spec, calibration_rows=N_ROUNDS * len(FAMILIES) * len(LEVELS), n_rounds=N_ROUNDS)
     assert set(counts.index) == {t.task_id for t in tasks}
-    assert (counts["calibration"] == N_ROUNDS * len(FAMILIES) * len(LEVELS)).all()
-    assert (counts["truth"] == N_ROUNDS).all()
-    assert (counts["timing"] == 1).all()
     cal = frame[frame["kind"] == "calibration"]
     assert not cal.duplicated(["task_id", "round_idx", "family", "nominal"]).any()
 
 
 # ---- spec ------------------------------------------------------------------------------------
 
-GOOD = {
-    "name": "ok",
-    "templates": [{"name": "synthetic"}],
-    "replications": 2,
-    "schedule": {"kind": "geometric", "args": {"initial": 100, "growth": 2.0, "n_rounds": 2}},
-}
+GOOD = minimal_spec("synthetic")
 
 
 @pytest.mark.parametrize(

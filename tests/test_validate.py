@@ -6,7 +6,6 @@ absolute paths and with the git state.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from pytyche.calibrate import LayeredCalibrationCorrection
 from pytyche.contracts import CalibrationRecord
 from sweeps.spec import parse_spec
 from tests._config import TINY
+from tests._ray import local_ray
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy, inside MLflow
 
@@ -42,16 +42,8 @@ def strings(value):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    import ray
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__, address="local", num_cpus=2) as ray:
+        yield ray
 
 
 def planted_artifact(path, ratio=1.5):

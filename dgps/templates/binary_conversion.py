@@ -19,21 +19,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, SimGenerator, Surface
+from dgps.base import ArchetypeTemplate, ConversionTemplate, engagement, SimGenerator, Surface
 from pytyche._validation import invalid
 
 BASE_RATE = np.array([0.08, 0.14, 0.11, 0.06])
 
 
 @dataclass(frozen=True)
-class BinaryConversion(ArchetypeTemplate):
+class BinaryConversion(ConversionTemplate, ArchetypeTemplate):
     """See the module docstring."""
 
     lift: tuple[float, float, float, float] = (0.08, -0.03, 0.04, 0.0)
 
     name = "binary_conversion"
-    metric = "conversion_rate"
-    family = "binary"
     treatments = ("control", "treatment")
 
     def __post_init__(self) -> None:

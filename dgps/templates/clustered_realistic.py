@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
+from dgps.base import ArchetypeTemplate, engagement, feature_template, param, real, RevenueTemplate, Surface
 
 BASE_P = np.array([0.030, 0.050, 0.040, 0.020])
 BASE_M = np.array([35.0, 80.0, 140.0, 50.0])
@@ -43,33 +43,25 @@ LIFT_M = np.array([[1.0, 1.0, 1.0, 1.0], [0.90, 0.85, 0.90, 0.90], [1.00, 0.97, 
 
 
 @dataclass(frozen=True)
-class ClusteredRealistic(ArchetypeTemplate):
+class ClusteredRealistic(RevenueTemplate, ArchetypeTemplate):
     """See the module docstring.
 
     Parameters
     ----------
     effect_scale
         Exponent on the treatment multipliers (0: no effects; 1: the documented table).
-    conversion_scale
-        Multiplier on every conversion probability (1: the realistic 2-6%).
-    severity_sigma
-        Log-sd of the lognormal basket.
+    conversion_scale, severity_sigma
+        See :class:`~dgps.base.RevenueTemplate` (``conversion_scale=1``: the realistic 2-6%).
     """
 
-    effect_scale: float = 1.0
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
+    effect_scale: float = param(1.0, real(low=0.0))
 
     name = "clustered_realistic"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "low_promo", "free_ship")
 
     #: (arm, cluster) multipliers of conversion and basket; subclasses (``many_arms``) swap them
     lift_p = LIFT_P
     lift_m = LIFT_M
-
-    constraints = {"effect_scale": real(low=0.0), **HURDLE_SCALES}
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         base_p = BASE_P[clusters] * engagement(visitors) * self.conversion_scale

@@ -17,23 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ARCHETYPE_SCHEMA, archetype_visitors, DGPTemplate, feature_template, POSITIVE, real, Surface
+from dgps.base import ARCHETYPE_SCHEMA, archetype_visitors, ContinuousTemplate, feature_template, param, POSITIVE, Surface
 
 
 @dataclass(frozen=True)
-class ContinuousMetric(DGPTemplate):
+class ContinuousMetric(ContinuousTemplate):
     """See the module docstring."""
 
-    effect_scale: float = 1.0
-    outcome_sd: float = 4.0
+    outcome_sd: float = param(4.0, POSITIVE)
 
     name = "continuous_metric"
     metric = "session_minutes"
-    family = "continuous"
     treatments = ("control", "treatment")
     schema = ARCHETYPE_SCHEMA
-
-    constraints = {"effect_scale": real(), "outcome_sd": POSITIVE}
 
     def draw_visitors(self, rng: np.random.Generator, n: int, round_idx: int) -> tuple[pd.DataFrame, np.ndarray]:
         return archetype_visitors(rng, n)

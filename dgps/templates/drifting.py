@@ -20,27 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
+from dgps.base import ArchetypeTemplate, engagement, feature_template, param, real, RevenueTemplate, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 
 SENSITIVITY = np.array([1.5, 0.5, 1.0, 1.0])
 
 
 @dataclass(frozen=True)
-class Drifting(ArchetypeTemplate):
+class Drifting(RevenueTemplate, ArchetypeTemplate):
     """See the module docstring."""
 
-    initial_lift: float = 0.6
-    drift_per_round: float = 0.3
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
+    initial_lift: float = param(0.6, real(low=-0.9))
+    drift_per_round: float = param(0.3, real())
 
     name = "drifting"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "promo")
-
-    constraints = {"initial_lift": real(low=-0.9), "drift_per_round": real(), **HURDLE_SCALES}
 
     def lift(self, round_idx: int) -> float:
         """The population-level promo lift (before cluster sensitivity) in round ``round_idx``."""

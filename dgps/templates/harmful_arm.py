@@ -19,29 +19,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, feature_template, HURDLE_SCALES, real, Surface
+from dgps.base import ArchetypeTemplate, engagement, feature_template, param, real, RevenueTemplate, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 
 
 @dataclass(frozen=True)
-class HarmfulArm(ArchetypeTemplate):
+class HarmfulArm(RevenueTemplate, ArchetypeTemplate):
     """See the module docstring."""
 
-    good_lift: float = 0.25
-    harm: float = 0.5
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
+    good_lift: float = param(0.25, real(low=0.0))
+    harm: float = param(0.5, real(low=0.0, high=1.0, high_open=True))
 
     name = "harmful_arm"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "good", "harmful")
-
-    constraints = {
-        "good_lift": real(low=0.0),
-        "harm": real(low=0.0, high=1.0, high_open=True),
-        **HURDLE_SCALES,
-    }
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         p0 = BASE_P[clusters] * engagement(visitors) * self.conversion_scale

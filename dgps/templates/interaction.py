@@ -23,29 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import feature_template, FeatureTemplate, N_NOISE, real, Surface
+from dgps.base import ConversionTemplate, feature_template, FeatureTemplate, param, real, Surface
 
 _CHANNELS = ("email", "organic", "paid")
 
 
 @dataclass(frozen=True)
-class Interaction(FeatureTemplate):
+class Interaction(FeatureTemplate, ConversionTemplate):
     """See the module docstring."""
 
-    effect_scale: float = 1.0
-    conversion_scale: float = 1.0
-    n_noise: int = 2
+    effect_scale: float = param(1.0, real(low=0.0, high=2.0))
+    conversion_scale: float = param(1.0, real(low=0.0, low_open=True, high=5.0))
 
     name = "interaction"
-    metric = "conversion_rate"
-    family = "binary"
     treatments = ("control", "treatment")
-
-    constraints = {
-        "effect_scale": real(low=0.0, high=2.0),
-        "conversion_scale": real(low=0.0, low_open=True, high=5.0),
-        "n_noise": N_NOISE,
-    }
 
     features = {"device": "categorical", "channel": "categorical", "hour": "numeric"}
 

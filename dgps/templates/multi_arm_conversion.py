@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, SimGenerator, Surface, engagement
+from dgps.base import ArchetypeTemplate, ConversionTemplate, SimGenerator, Surface, engagement
 from pytyche._validation import invalid
 
 BASE_RATE = np.array([0.08, 0.14, 0.11, 0.06])
@@ -41,14 +41,12 @@ DEFAULT_LIFTS = ((0.02, 0.05, 0.01, 0.01), (0.08, -0.01, 0.06, 0.03))
 
 
 @dataclass(frozen=True)
-class MultiArmConversion(ArchetypeTemplate):
+class MultiArmConversion(ConversionTemplate, ArchetypeTemplate):
     """See the module docstring."""
 
     lifts: tuple[tuple[float, float, float, float], ...] = DEFAULT_LIFTS
 
     name = "multi_arm_conversion"
-    metric = "conversion_rate"
-    family = "binary"
 
     def __post_init__(self) -> None:
         where = "multi_arm_conversion"

@@ -18,24 +18,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dgps.base import ArchetypeTemplate, engagement, HURDLE_SCALES, SimGenerator, Surface
+from dgps.base import ArchetypeTemplate, engagement, RevenueTemplate, SimGenerator, Surface
 from dgps.templates.clustered_realistic import BASE_M, BASE_P
 from pytyche._validation import invalid
 
 
 @dataclass(frozen=True)
-class NullEffect(ArchetypeTemplate):
+class NullEffect(RevenueTemplate, ArchetypeTemplate):
     """See the module docstring."""
 
     treatments: tuple[str, ...] = field(default=("control", "treatment"))
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
 
     name = "null_effect"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
-
-    constraints = HURDLE_SCALES
 
     def __post_init__(self) -> None:
         t = tuple(self.treatments)

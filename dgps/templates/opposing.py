@@ -25,26 +25,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import feature_template, FeatureTemplate, HURDLE_SCALES, N_NOISE, real, Surface
+from dgps.base import feature_template, FeatureTemplate, param, real, RevenueTemplate, Surface
 
 _DEVICES = ("desktop", "mobile", "tablet")
 
 
 @dataclass(frozen=True)
-class Opposing(FeatureTemplate):
+class Opposing(FeatureTemplate, RevenueTemplate):
     """See the module docstring."""
 
-    effect_scale: float = 1.0
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
-    n_noise: int = 2
+    effect_scale: float = param(1.0, real(low=0.0, high=3.0))
 
     name = "opposing"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "bundle")
-
-    constraints = {"effect_scale": real(low=0.0, high=3.0), **HURDLE_SCALES, "n_noise": N_NOISE}
 
     features = {"visits_30d": "numeric", "basket_history": "numeric", "device": "categorical"}
 

@@ -28,33 +28,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import feature_template, FeatureTemplate, HURDLE_SCALES, integer, N_NOISE, real, Surface
+from dgps.base import feature_template, FeatureTemplate, integer, param, real, RevenueTemplate, Surface
 
 _DEVICES = ("desktop", "mobile", "tablet")
 _REGIONS = ("north", "south", "east", "west")
 
 
 @dataclass(frozen=True)
-class RareSegment(FeatureTemplate):
+class RareSegment(FeatureTemplate, RevenueTemplate):
     """See the module docstring."""
 
-    effect_scale: float = 1.0
-    conversion_scale: float = 1.0
-    severity_sigma: float = 0.6
-    vip_threshold: int = 10
-    n_noise: int = 2
+    effect_scale: float = param(1.0, real(low=0.0, high=5.0))
+    vip_threshold: int = param(10, integer(1))
 
     name = "rare_segment"
-    metric = "revenue_per_visitor"
-    family = "hurdle"
     treatments = ("control", "vip_offer", "broad_promo")
-
-    constraints = {
-        "effect_scale": real(low=0.0, high=5.0),
-        **HURDLE_SCALES,
-        "vip_threshold": integer(1),
-        "n_noise": N_NOISE,
-    }
 
     features = {"prior_orders": "numeric", "device": "categorical", "region": "categorical"}
 

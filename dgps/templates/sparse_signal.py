@@ -21,23 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dgps.base import feature_template, FeatureTemplate, integer, POSITIVE, real, Surface
+from dgps.base import ContinuousTemplate, feature_template, FeatureTemplate, integer, param, POSITIVE, Surface
 
 
 @dataclass(frozen=True)
-class SparseSignal(FeatureTemplate):
+class SparseSignal(FeatureTemplate, ContinuousTemplate):
     """See the module docstring."""
 
-    effect_scale: float = 1.0
-    outcome_sd: float = 2.0
-    n_noise: int = 20
+    outcome_sd: float = param(2.0, POSITIVE)
+    n_noise: int = param(20, integer(0, 500))
 
     name = "sparse_signal"
     metric = "order_value"
-    family = "continuous"
     treatments = ("control", "treatment")
-
-    constraints = {"effect_scale": real(), "outcome_sd": POSITIVE, "n_noise": integer(0, 500)}
 
     features = {"x1": "numeric", "x2": "numeric"}
 

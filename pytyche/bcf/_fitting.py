@@ -167,6 +167,23 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def fit_fields(
+    observed: ObservedExperimentData, stash: ObservedExperimentData, config: GPUBCFConfig, timer: Timer, n_compilations: int, observed_copy: str
+) -> dict[str, Any]:
+    """The fields every fit result records alike (keyword arguments of its constructor).
+
+    The stashed data, the treatments of ``observed``, the config, its chain count and
+    ``fit_info``: the MCMC compilations, the seconds ``timer`` measured and the copy mode.
+    """
+    return {
+        "observed": stash,
+        "treatments": observed.variant_names,
+        "config": config,
+        "n_chains": config.num_chains,
+        "fit_info": {"n_compilations": n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
+    }
+
+
 def check_hurdle_outcome(observed: ObservedExperimentData, where: str) -> np.ndarray:
     """Validate a hurdle outcome and return the conversion indicator ``y > 0``.
 

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from pytyche._validation import invalid
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common
+from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, fit_fields
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import BinaryBCFResult
@@ -89,13 +89,6 @@ def fit_binary_bcf(
         )
         prob = arm_surfaces(draws.mu, draws.tau, 0)
         ndtr(prob, out=prob)  # P(y = 1) = Phi(latent), in place
-    result = BinaryBCFResult(
-        observed=stash,
-        treatments=observed.variant_names,
-        config=cfg,
-        outcome_samples=prob,
-        n_chains=cfg.num_chains,
-        sigma_samples=None,
-        fit_info={"n_compilations": draws.n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
-    )
+    fields = fit_fields(observed, stash, cfg, timer, draws.n_compilations, observed_copy)
+    result = BinaryBCFResult(**fields, outcome_samples=prob, sigma_samples=None)
     return attach_calibration(result, calibration)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, sigma_draws
+from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, fit_fields, sigma_draws
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import ContinuousBCFResult
@@ -91,13 +91,6 @@ def fit_continuous_bcf(
             progress=progress,
         )
         outcome = arm_surfaces(draws.mu, draws.tau, 0)
-    result = ContinuousBCFResult(
-        observed=stash,
-        treatments=observed.variant_names,
-        config=cfg,
-        outcome_samples=outcome,
-        n_chains=cfg.num_chains,
-        sigma_samples=sigma_draws(draws.sigma, 0),
-        fit_info={"n_compilations": draws.n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
-    )
+    fields = fit_fields(observed, stash, cfg, timer, draws.n_compilations, observed_copy)
+    result = ContinuousBCFResult(**fields, outcome_samples=outcome, sigma_samples=sigma_draws(draws.sigma, 0))
     return attach_calibration(result, calibration)

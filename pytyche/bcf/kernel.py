@@ -369,6 +369,18 @@ def init(*, outcome_type: str | Sequence[str], **kwargs: object) -> BCFKernelSta
 init.__signature__ = inspect.signature(_init)
 
 
+def _forest_moves(key: Key[Array, ''], state: BCFKernelState, forest: bartz.Forest, prec_scale: Array, resid: Array) -> BCFKernelState:
+    """One tau forest's tree moves and leaf-prior update, the forest seeing ``prec_scale`` and ``resid``.
+
+    Returns the inner state: ``forest`` the moved forest, ``resid`` the residual after the moves
+    (on every row the forest's leaves hold; the caller keeps what applies).
+    """
+    k_trees, k_leaf = random.split(key)
+    inner = replace(state, forest=forest, prec_scale=prec_scale, resid=resid)
+    inner = bartz.step_trees(k_trees, inner)
+    return bartz.step_leaf_prior_cov_inv(k_leaf, inner)
+
+
 def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelState:
     """Update every tau forest of one chain, in turn, with arm-masked precision."""
     prec_scale = state.prec_scale
@@ -377,15 +389,7 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
 
     def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
         forest_a, mask_a, key_a = xs
-        k_trees, k_leaf = random.split(key_a)
-        inner = replace(
-            state,
-            forest=forest_a,
-            prec_scale=prec_scale * mask_a,
-            resid=resid,
-        )
-        inner = bartz.step_trees(k_trees, inner)
-        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
+        inner = _forest_moves(key_a, state, forest_a, prec_scale * mask_a, resid)
         # the tree moves update the residuals of every row in a leaf; keep the
         # update only on this arm's rows (elsewhere this forest is not in the
         # model, and the residual there was ignored through zero precision)
@@ -413,15 +417,8 @@ def _coded_tau_body(state: BCFKernelState):  # noqa: ANN202
 
     def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
         forest_a, code_a, key_a = xs
-        k_trees, k_leaf = random.split(key_a)
-        inner = replace(
-            state,
-            forest=forest_a,
-            prec_scale=(prec_scale * jnp.square(code_a)).astype(prec_scale.dtype),
-            resid=(resid / code_a).astype(resid.dtype),
-        )
-        inner = bartz.step_trees(k_trees, inner)
-        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
+        scaled_prec = (prec_scale * jnp.square(code_a)).astype(prec_scale.dtype)
+        inner = _forest_moves(key_a, state, forest_a, scaled_prec, (resid / code_a).astype(resid.dtype))
         return (inner.resid * code_a).astype(resid.dtype), inner.forest
 
     return body

@@ -872,11 +872,9 @@ class _Malformed(ValueError):
     """A field of an artifact that is not what :meth:`LayeredCalibrationCorrection.to_dict` writes."""
 
 
-def _bad_field(source: str, field: str, expected: str, got: Any) -> _Malformed:
-    text = repr(got)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return _Malformed(f"The '{field}' field of the {source} must be {expected}. Got {text} instead.")
+def _bad_field(source: str, field: str, expected: str, got: Any) -> ValueError:
+    """The error for an artifact field that is not what ``to_dict`` writes (``source``: "artifact at ...")."""
+    return invalid(field, f"the {source}", expected, got, noun="field")
 
 
 def _field(d: Mapping[str, Any], key: str, field: str, source: str) -> Any:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytyche._validation import invalid, violated
+
 
 @dataclass(frozen=True)
 class AlignedVisitorArray:
@@ -21,15 +23,11 @@ class AlignedVisitorArray:
     def __post_init__(self) -> None:
         values = np.asarray(self.values)
         if len(self.offsets) != len(self.variants) + 1:
-            raise ValueError(
-                f"The 'offsets' parameter of AlignedVisitorArray must have len(variants) + 1 = "
-                f"{len(self.variants) + 1} entries. Got {len(self.offsets)} instead."
+            raise violated(
+                "'offsets' parameter", "AlignedVisitorArray", f"have len(variants) + 1 = {len(self.variants) + 1} entries. Got {len(self.offsets)} instead."
             )
         if values.ndim == 0 or values.shape[0] != self.offsets[-1]:
-            raise ValueError(
-                f"The 'values' parameter of AlignedVisitorArray must have {self.offsets[-1]} rows "
-                f"(one per visitor). Got shape {values.shape} instead."
-            )
+            raise violated("'values' parameter", "AlignedVisitorArray", f"have {self.offsets[-1]} rows (one per visitor). Got shape {values.shape} instead.")
         object.__setattr__(self, "values", values)
 
     def __len__(self) -> int:
@@ -72,16 +70,10 @@ class DecompositionSamples:
     def __post_init__(self) -> None:
         p, m, c = (np.asarray(a) for a in (self.p_samples, self.sev_samples, self.rpv_cate_samples))
         if p.ndim != 3 or m.shape != p.shape:
-            raise ValueError(
-                "The 'p_samples' and 'sev_samples' parameters of DecompositionSamples must both be "
-                f"(n, S, K). Got {p.shape} and {m.shape} instead."
-            )
+            raise violated("'p_samples' and 'sev_samples' parameters", "DecompositionSamples", f"both be (n, S, K). Got {p.shape} and {m.shape} instead.")
         n, s, k = p.shape
         if c.shape != (n, s, k - 1):
-            raise ValueError(
-                f"The 'rpv_cate_samples' parameter of DecompositionSamples must be (n, S, K-1) = {(n, s, k - 1)}. "
-                f"Got {c.shape} instead."
-            )
+            raise invalid("rpv_cate_samples", "DecompositionSamples", f"(n, S, K-1) = {(n, s, k - 1)}", c.shape, show=False)
 
     @property
     def conversion_effect_samples(self) -> np.ndarray:

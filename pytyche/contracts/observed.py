@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import invalid, violated, wrong_type
 from pytyche.contracts.arrays import AlignedVisitorArray
 
 FeatureType = Literal["numeric", "categorical", "binary"]
@@ -64,38 +64,32 @@ class VisitorSchema:
 
     def __post_init__(self) -> None:
         if not isinstance(self.feature_types, Mapping):
-            raise TypeError(
-                "The 'feature_types' parameter of VisitorSchema must be a mapping of feature name to type. "
-                f"Got {type(self.feature_types).__name__} instead."
-            )
+            raise wrong_type("feature_types", "VisitorSchema", "a mapping of feature name to type", self.feature_types)
         if not isinstance(self.outcome, str) or not self.outcome:
             raise invalid("outcome", "VisitorSchema", "a non-empty str", self.outcome)
         if self.id_column is not None:
             if not isinstance(self.id_column, str) or not self.id_column:
                 raise invalid("id_column", "VisitorSchema", "None or a non-empty str", self.id_column)
             if self.id_column in (CELL_COLUMN, self.outcome, "propensity") or self.id_column.startswith("propensity_"):
-                raise ValueError(
-                    f"The 'id_column' parameter of VisitorSchema must not name a reserved column ('cell', 'propensity*', "
-                    f"or the outcome {self.outcome!r}). Got {self.id_column!r} instead."
+                raise violated(
+                    "'id_column' parameter", "VisitorSchema",
+                    f"not name a reserved column ('cell', 'propensity*', or the outcome {self.outcome!r}). Got {self.id_column!r} instead.",
                 )
             if self.id_column in self.feature_types:
-                raise ValueError(
-                    f"The 'id_column' parameter of VisitorSchema must not also be a feature. Got {self.id_column!r}, "
-                    "which 'feature_types' lists."
-                )
+                raise violated("'id_column' parameter", "VisitorSchema", f"not also be a feature. Got {self.id_column!r}, which 'feature_types' lists.")
         reserved = {CELL_COLUMN, self.outcome, "propensity"}
         for name, kind in self.feature_types.items():
             if not isinstance(name, str) or not name:
-                raise ValueError(f"The 'feature_types' parameter of VisitorSchema must have non-empty str keys. Got {name!r} instead.")
+                raise violated("'feature_types' parameter", "VisitorSchema", f"have non-empty str keys. Got {name!r} instead.")
             if name in reserved or name.startswith("propensity_"):
-                raise ValueError(
-                    f"The 'feature_types' parameter of VisitorSchema must not name a reserved column "
-                    f"('cell', 'propensity*', or the outcome {self.outcome!r}). Got {name!r} instead."
+                raise violated(
+                    "'feature_types' parameter", "VisitorSchema",
+                    f"not name a reserved column ('cell', 'propensity*', or the outcome {self.outcome!r}). Got {name!r} instead.",
                 )
             if kind not in _FEATURE_TYPES:
-                raise ValueError(
-                    f"The 'feature_types' parameter of VisitorSchema must map each feature to one of "
-                    f"'numeric', 'categorical', 'binary'. Got {kind!r} for feature {name!r} instead."
+                raise violated(
+                    "'feature_types' parameter", "VisitorSchema",
+                    f"map each feature to one of 'numeric', 'categorical', 'binary'. Got {kind!r} for feature {name!r} instead.",
                 )
         object.__setattr__(self, "feature_types", dict(self.feature_types))
 
@@ -133,9 +127,7 @@ class VariantData:
         if not isinstance(self.name, str) or not self.name:
             raise invalid("name", "VariantData", "a non-empty str", self.name)
         if not isinstance(self.visitors, pd.DataFrame):
-            raise TypeError(
-                f"The 'visitors' parameter of VariantData must be a pandas DataFrame. Got {type(self.visitors).__name__} instead."
-            )
+            raise wrong_type("visitors", "VariantData", "a pandas DataFrame", self.visitors)
 
     @property
     def n(self) -> int:
@@ -188,13 +180,13 @@ class ObservedExperimentData:
         variants = tuple(self.variants)
         object.__setattr__(self, "variants", variants)
         if len(variants) < 2:
-            raise ValueError(f"The 'variants' parameter of {where} must hold at least 2 variants (control first). Got {len(variants)} instead.")
+            raise violated("'variants' parameter", where, f"hold at least 2 variants (control first). Got {len(variants)} instead.")
         for v in variants:
             if not isinstance(v, VariantData):
-                raise TypeError(f"The 'variants' parameter of {where} must hold VariantData instances. Got {type(v).__name__} instead.")
+                raise violated("'variants' parameter", where, f"hold VariantData instances. Got {type(v).__name__} instead.", exc=TypeError)
         names = [v.name for v in variants]
         if len(set(names)) != len(names):
-            raise ValueError(f"The 'variants' parameter of {where} must have unique names. Got {names} instead.")
+            raise violated("'variants' parameter", where, f"have unique names. Got {names} instead.")
         if self.round_idx is not None and (isinstance(self.round_idx, bool) or not isinstance(self.round_idx, (int, np.integer)) or self.round_idx < 0):
             raise invalid("round_idx", where, "None or an int >= 0", self.round_idx)
         k = len(variants)
@@ -204,58 +196,52 @@ class ObservedExperimentData:
             df = v.visitors
             label = f"variants[{v.name!r}].visitors"
             if len(df) == 0:
-                raise ValueError(f"The '{label}' field of {where} must hold at least one visitor. Got an empty frame instead.")
+                raise violated(f"'{label}' field", where, "hold at least one visitor. Got an empty frame instead.")
             missing = [f for f in self.schema.features if f not in df.columns]
             if missing:
-                raise ValueError(f"The '{label}' field of {where} must have every schema feature as a column. Missing {missing}.")
+                raise violated(f"'{label}' field", where, f"have every schema feature as a column. Missing {missing}.")
             if outcome not in df.columns:
-                raise ValueError(f"The '{label}' field of {where} must have the outcome column {outcome!r}. Got columns {list(df.columns)} instead.")
+                raise violated(f"'{label}' field", where, f"have the outcome column {outcome!r}. Got columns {list(df.columns)} instead.")
             y = df[outcome]
             if not (pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
-                raise ValueError(f"The '{label}[{outcome!r}]' column of {where} must be numeric. Got dtype {y.dtype} instead.")
+                raise violated(f"'{label}[{outcome!r}]' column", where, f"be numeric. Got dtype {y.dtype} instead.")
             if not np.all(np.isfinite(y.to_numpy(dtype=float))):
-                raise ValueError(f"The '{label}[{outcome!r}]' column of {where} must be finite (no NaN/inf). Got non-finite values.")
+                raise violated(f"'{label}[{outcome!r}]' column", where, "be finite (no NaN/inf). Got non-finite values.")
             for f, kind in self.schema.feature_types.items():
                 col = df[f]
                 if col.isna().any():
-                    raise ValueError(f"The '{label}[{f!r}]' column of {where} must have no missing values.")
+                    raise violated(f"'{label}[{f!r}]' column", where, "have no missing values.")
                 if kind in ("numeric", "binary") and not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-                    raise ValueError(f"The '{label}[{f!r}]' column of {where} must be numeric (schema says {kind!r}). Got dtype {col.dtype} instead.")
+                    raise violated(f"'{label}[{f!r}]' column", where, f"be numeric (schema says {kind!r}). Got dtype {col.dtype} instead.")
                 if kind == "binary" and not set(pd.unique(col.astype(float))) <= {0.0, 1.0}:
-                    raise ValueError(f"The '{label}[{f!r}]' column of {where} must hold only 0/1 (schema says 'binary').")
+                    raise violated(f"'{label}[{f!r}]' column", where, "hold only 0/1 (schema says 'binary').")
             id_col = self.schema.id_column
             if id_col is not None:
                 if id_col not in df.columns:
-                    raise ValueError(f"The '{label}' field of {where} must have the visitor-id column {id_col!r} (schema.id_column). Got columns {list(df.columns)} instead.")
+                    raise violated(f"'{label}' field", where, f"have the visitor-id column {id_col!r} (schema.id_column). Got columns {list(df.columns)} instead.")
                 if df[id_col].isna().any():
-                    raise ValueError(f"The '{label}[{id_col!r}]' column of {where} must have an id for every visitor.")
+                    raise violated(f"'{label}[{id_col!r}]' column", where, "have an id for every visitor.")
             if CELL_COLUMN in df.columns and df[CELL_COLUMN].isna().any():
-                raise ValueError(f"The '{label}[{CELL_COLUMN!r}]' column of {where} must have a cell id for every visitor.")
+                raise violated(f"'{label}[{CELL_COLUMN!r}]' column", where, "have a cell id for every visitor.")
             present = [c for c in df.columns if c == "propensity" or str(c).startswith("propensity_")]
             if present:
                 if sorted(present) != sorted(prop_cols):
-                    raise ValueError(
-                        f"The '{label}' field of {where} must carry the propensity columns {list(prop_cols)} "
-                        f"at K={k}. Got {present} instead."
-                    )
+                    raise violated(f"'{label}' field", where, f"carry the propensity columns {list(prop_cols)} at K={k}. Got {present} instead.")
                 p = df[list(prop_cols)].to_numpy(dtype=float)
                 if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1) or np.any(p.sum(axis=1) > 1 + 1e-9):
-                    raise ValueError(
-                        f"The '{label}' propensity columns of {where} must be probabilities in [0, 1] "
-                        "whose sum over non-control arms is at most 1."
-                    )
+                    raise violated(f"'{label}' propensity columns", where, "be probabilities in [0, 1] whose sum over non-control arms is at most 1.")
         if self.schema.id_column is not None:
             ids = pd.concat([v.visitors[self.schema.id_column] for v in variants], ignore_index=True)
             dup = ids[ids.duplicated()]
             if len(dup):
-                raise ValueError(
-                    f"The '{self.schema.id_column}' id column of {where} must hold unique visitor ids (across variants and, "
-                    f"in a sequential experiment, across rounds: an id names one visit). Got {len(dup)} repeated, "
-                    f"e.g. {dup.iloc[0]!r}."
+                raise violated(
+                    f"'{self.schema.id_column}' id column", where,
+                    "hold unique visitor ids (across variants and, in a sequential experiment, across rounds: an id names one visit). "
+                    f"Got {len(dup)} repeated, e.g. {dup.iloc[0]!r}.",
                 )
         has = [all(c in v.visitors.columns for c in prop_cols) for v in variants]
         if any(has) and not all(has):
-            raise ValueError(f"The 'variants' parameter of {where} must carry propensity columns in every variant or in none.")
+            raise violated("'variants' parameter", where, "carry propensity columns in every variant or in none.")
 
     # ---- views -----------------------------------------------------------------------------
     @property

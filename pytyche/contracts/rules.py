@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import invalid
+from pytyche._validation import invalid, violated
 
 _OPS = ("<", "<=", ">", ">=")
 
@@ -76,12 +76,10 @@ class InRule:
     def __post_init__(self) -> None:
         _check_feature(self.feature, "InRule")
         if isinstance(self.values, (str, bytes)) or not hasattr(self.values, "__iter__"):
-            raise ValueError(
-                f"The 'values' parameter of InRule must be a non-empty sequence. Got {self.values!r} instead."
-            )
+            raise violated("'values' parameter", "InRule", f"be a non-empty sequence. Got {self.values!r} instead.")
         object.__setattr__(self, "values", tuple(self.values))
         if not self.values:
-            raise ValueError("The 'values' parameter of InRule must be a non-empty sequence. Got () instead.")
+            raise violated("'values' parameter", "InRule", "be a non-empty sequence. Got () instead.")
 
     def mask(self, df: pd.DataFrame) -> np.ndarray:
         col = _column(df, self.feature, "InRule")
@@ -108,15 +106,11 @@ class ComparisonRule:
     def __post_init__(self) -> None:
         _check_feature(self.feature, "ComparisonRule")
         if self.op not in _OPS:
-            raise ValueError(
-                f"The 'op' parameter of ComparisonRule must be one of '<', '<=', '>', '>='. Got {self.op!r} instead."
-            )
+            raise violated("'op' parameter", "ComparisonRule", f"be one of '<', '<=', '>', '>='. Got {self.op!r} instead.")
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)) or not math.isfinite(
             float(self.value)
         ):
-            raise ValueError(
-                f"The 'value' parameter of ComparisonRule must be a finite number. Got {self.value!r} instead."
-            )
+            raise violated("'value' parameter", "ComparisonRule", f"be a finite number. Got {self.value!r} instead.")
 
     def mask(self, df: pd.DataFrame) -> np.ndarray:
         col = _column(df, self.feature, "ComparisonRule").astype(float)
@@ -147,14 +141,9 @@ class BetweenRule:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or math.isnan(float(v)):
                 raise invalid(name, "BetweenRule", "a number", v)
         if float(self.low) > float(self.high):
-            raise ValueError(
-                f"The 'low' parameter of BetweenRule must be <= 'high' ({self.high!r}). Got {self.low!r} instead."
-            )
+            raise violated("'low' parameter", "BetweenRule", f"be <= 'high' ({self.high!r}). Got {self.low!r} instead.")
         if self.closed not in ("right", "left", "both", "neither"):
-            raise ValueError(
-                "The 'closed' parameter of BetweenRule must be one of 'right', 'left', 'both', 'neither'. "
-                f"Got {self.closed!r} instead."
-            )
+            raise violated("'closed' parameter", "BetweenRule", f"be one of 'right', 'left', 'both', 'neither'. Got {self.closed!r} instead.")
 
     def mask(self, df: pd.DataFrame) -> np.ndarray:
         col = _column(df, self.feature, "BetweenRule").astype(float)
@@ -193,9 +182,8 @@ class AllOf:
         object.__setattr__(self, "rules", tuple(self.rules))
         for r in self.rules:
             if not isinstance(r, tuple(_KINDS.values())):
-                raise TypeError(
-                    "The 'rules' parameter of AllOf must hold EqRule, InRule, ComparisonRule or BetweenRule "
-                    f"instances. Got {type(r).__name__} instead."
+                raise violated(
+                    "'rules' parameter", "AllOf", f"hold EqRule, InRule, ComparisonRule or BetweenRule instances. Got {type(r).__name__} instead.", exc=TypeError
                 )
 
     def mask(self, df: pd.DataFrame) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import invalid, violated, wrong_type
 from pytyche.contracts.observed import ObservedExperimentData
 
 
@@ -89,29 +89,29 @@ class CalibrationTruth:
         eo = np.asarray(self.expected_outcome, dtype=np.float64)
         k = len(self.treatments)
         if eo.ndim != 2 or eo.shape[1] != k or k < 2:
-            raise ValueError(f"The 'expected_outcome' parameter of {w} must be (n, K) with K = len(treatments) >= 2. Got {eo.shape} with {k} treatments.")
+            raise violated("'expected_outcome' parameter", w, f"be (n, K) with K = len(treatments) >= 2. Got {eo.shape} with {k} treatments.")
         if not np.all(np.isfinite(eo)):
-            raise ValueError(f"The 'expected_outcome' parameter of {w} must be finite.")
+            raise violated("'expected_outcome' parameter", w, "be finite.")
         n = eo.shape[0]
         cid = np.asarray(self.cluster_ids)
         if cid.shape != (n,):
-            raise ValueError(f"The 'cluster_ids' parameter of {w} must be ({n},). Got {cid.shape} instead.")
+            raise violated("'cluster_ids' parameter", w, f"be ({n},). Got {cid.shape} instead.")
         if (self.p is None) != (self.m is None):
-            raise ValueError(f"The 'p' and 'm' parameters of {w} must be given together (hurdle truth) or both None.")
+            raise violated("'p' and 'm' parameters", w, "be given together (hurdle truth) or both None.")
         if self.p is not None:
             p, m = np.asarray(self.p, dtype=np.float64), np.asarray(self.m, dtype=np.float64)
             if p.shape != eo.shape or m.shape != eo.shape:
-                raise ValueError(f"The 'p' and 'm' parameters of {w} must both be {eo.shape}. Got {p.shape} and {m.shape} instead.")
+                raise violated("'p' and 'm' parameters", w, f"both be {eo.shape}. Got {p.shape} and {m.shape} instead.")
             if np.any((p < 0) | (p > 1)):
-                raise ValueError(f"The 'p' parameter of {w} must hold probabilities in [0, 1].")
+                raise violated("'p' parameter", w, "hold probabilities in [0, 1].")
             if not np.allclose(p * m, eo, rtol=1e-6, atol=1e-9):
-                raise ValueError(f"The 'expected_outcome' parameter of {w} must equal p * m for hurdle truth.")
+                raise violated("'expected_outcome' parameter", w, "equal p * m for hurdle truth.")
             object.__setattr__(self, "p", p)
             object.__setattr__(self, "m", m)
         if self.latent_expected_outcome is not None:
             lat = np.asarray(self.latent_expected_outcome, dtype=np.float64)
             if lat.shape != eo.shape or not np.all(np.isfinite(lat)):
-                raise ValueError(f"The 'latent_expected_outcome' parameter of {w} must be a finite {eo.shape} array or None. Got shape {lat.shape} instead.")
+                raise violated("'latent_expected_outcome' parameter", w, f"be a finite {eo.shape} array or None. Got shape {lat.shape} instead.")
             object.__setattr__(self, "latent_expected_outcome", lat)
         object.__setattr__(self, "expected_outcome", eo)
         object.__setattr__(self, "cluster_ids", cid)
@@ -178,9 +178,9 @@ class CalibrationBundle:
         if not isinstance(self.truth, CalibrationTruth):
             raise wrong_type("truth", "CalibrationBundle", "CalibrationTruth", self.truth)
         if self.truth.n != self.observed.n_visitors:
-            raise ValueError(f"The 'truth' parameter of CalibrationBundle must have one row per visitor ({self.observed.n_visitors}). Got {self.truth.n} instead.")
+            raise violated("'truth' parameter", "CalibrationBundle", f"have one row per visitor ({self.observed.n_visitors}). Got {self.truth.n} instead.")
         if tuple(self.truth.treatments) != self.observed.variant_names:
-            raise ValueError(f"The 'truth' parameter of CalibrationBundle must name the same treatments as observed {list(self.observed.variant_names)}. Got {list(self.truth.treatments)} instead.")
+            raise violated("'truth' parameter", "CalibrationBundle", f"name the same treatments as observed {list(self.observed.variant_names)}. Got {list(self.truth.treatments)} instead.")
 
 
 QUANTITY_FAMILIES = ("cate", "gate", "ate", "conversion_effect", "severity_effect")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche._validation import check_float, check_int, invalid, violated, wrong_type
 from pytyche.analysis.policy_tree import check_stability_method
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
@@ -192,9 +192,9 @@ class SequentialExperiment:
         mcw = check_float(min_control_weight, "min_control_weight", w, low=0.0, high=1.0, high_open=True)
         mew = check_float(min_explore_weight, "min_explore_weight", w, low=0.0, high=1.0, high_open=True)
         if mcw + mew >= 1.0:
-            raise ValueError(
-                f"The 'min_control_weight' and 'min_explore_weight' parameters of {w} must sum to below 1.0 "
-                f"(leaving room for the Optimized cell). Got {mcw} + {mew} = {mcw + mew:.6g} instead."
+            raise violated(
+                "'min_control_weight' and 'min_explore_weight' parameters", w,
+                f"sum to below 1.0 (leaving room for the Optimized cell). Got {mcw} + {mew} = {mcw + mew:.6g} instead.",
             )
         depth = check_int(max_segment_depth, "max_segment_depth", w, low=1)
         share = check_float(min_segment_share, "min_segment_share", w, low=0.0, high=0.5, low_open=True)
@@ -285,80 +285,55 @@ class SequentialExperiment:
 
     def _validate_round(self, round_idx: int, plan: NextRoundPlan, result: Any) -> tuple[ObservedExperimentData, CalibrationTruth | None]:
         w = f"{_WHERE}.advance"
+
+        def returned(rule: str, got: Any) -> Exception:  # the generator's result has the wrong type
+            return violated("'generator' parameter", _WHERE, f"return {rule}. Got {type(got).__name__} instead.", exc=TypeError)
+
+        def broken(rule: str, what: str = "data") -> Exception:  # this round's data or truth breaks the loop's contract
+            return violated(f"round {round_idx} {what}", w, rule)
+
         if not isinstance(result, tuple) or len(result) != 2:
-            raise TypeError(
-                f"The 'generator' parameter of {_WHERE} must return a tuple (observed, truth | None). "
-                f"Got {type(result).__name__} instead."
-            )
+            raise returned("a tuple (observed, truth | None)", result)
         observed, truth = result
         if not isinstance(observed, ObservedExperimentData):
-            raise TypeError(
-                f"The 'generator' parameter of {_WHERE} must return an ObservedExperimentData first. "
-                f"Got {type(observed).__name__} instead."
-            )
+            raise returned("an ObservedExperimentData first", observed)
         if truth is not None and not isinstance(truth, CalibrationTruth):
-            raise TypeError(
-                f"The 'generator' parameter of {_WHERE} must return a CalibrationTruth or None second. "
-                f"Got {type(truth).__name__} instead."
-            )
+            raise returned("a CalibrationTruth or None second", truth)
         if not observed.has_cells:
             missing = [v.name for v in observed.variants if CELL_COLUMN not in v.visitors.columns]
-            raise ValueError(
-                f"The round {round_idx} data of {w} must carry the reserved '{CELL_COLUMN}' column in every "
-                f"visitors frame. Missing in variant(s) {missing}."
-            )
+            raise broken(f"carry the reserved '{CELL_COLUMN}' column in every visitors frame. Missing in variant(s) {missing}.")
         unknown_cells = sorted({str(c) for c in observed.cells()} - set(plan.cell_ids))
         if unknown_cells:
-            raise ValueError(
-                f"The round {round_idx} data of {w} must label visitors only with the plan's cell ids "
-                f"{list(plan.cell_ids)}. Got unknown cell id(s) {unknown_cells} instead."
-            )
+            raise broken(f"label visitors only with the plan's cell ids {list(plan.cell_ids)}. Got unknown cell id(s) {unknown_cells} instead.")
         outside = [v for v in observed.variant_names if v not in self._treatments]
         if outside:
-            raise ValueError(
-                f"The round {round_idx} data of {w} must only hold variants of the treatments universe "
-                f"{list(self._treatments)}. Got {outside} instead."
-            )
+            raise broken(f"only hold variants of the treatments universe {list(self._treatments)}. Got {outside} instead.")
         if observed.round_idx is not None and observed.round_idx != round_idx:
-            raise ValueError(
-                f"The round {round_idx} data of {w} must have round_idx None or {round_idx}. Got {observed.round_idx} instead."
-            )
+            raise broken(f"have round_idx None or {round_idx}. Got {observed.round_idx} instead.")
         if self._round_data:
             first = self._round_data[0]
             if observed.experiment_id != first.experiment_id:
-                raise ValueError(
-                    f"The round {round_idx} data of {w} must keep the experiment_id of prior rounds "
-                    f"({first.experiment_id!r}). Got {observed.experiment_id!r} instead."
-                )
+                raise broken(f"keep the experiment_id of prior rounds ({first.experiment_id!r}). Got {observed.experiment_id!r} instead.")
             if observed.metric != first.metric:
-                raise ValueError(
-                    f"The round {round_idx} data of {w} must keep the metric of prior rounds "
-                    f"({first.metric!r}). Got {observed.metric!r} instead."
-                )
+                raise broken(f"keep the metric of prior rounds ({first.metric!r}). Got {observed.metric!r} instead.")
             if observed.schema != first.schema:
-                raise ValueError(
-                    f"The round {round_idx} data of {w} must keep the visitor schema of prior rounds "
-                    f"({dict(first.schema.feature_types)}, outcome {first.schema.outcome!r}). "
+                raise broken(
+                    f"keep the visitor schema of prior rounds ({dict(first.schema.feature_types)}, outcome {first.schema.outcome!r}). "
                     f"Got {dict(observed.schema.feature_types)}, outcome {observed.schema.outcome!r} instead."
                 )
             sim_before = bool(self._round_truths)
             if sim_before != (truth is not None):
                 before, now = ("sim", "real") if sim_before else ("real", "sim")
-                raise ValueError(
-                    f"The round {round_idx} data of {w} must keep the {before}-data mode of prior rounds: the "
+                raise broken(
+                    f"keep the {before}-data mode of prior rounds: the "
                     f"generator returned {'no truth' if truth is None else 'ground truth'} ({now} mode) this round."
                 )
         if truth is not None:
             if truth.n != observed.n_visitors:
-                raise ValueError(
-                    f"The round {round_idx} truth of {w} must have one row per visitor ({observed.n_visitors}). "
-                    f"Got {truth.n} instead."
-                )
+                raise broken(f"have one row per visitor ({observed.n_visitors}). Got {truth.n} instead.", "truth")
             missing = [v for v in observed.variant_names if v not in truth.treatments]
             if missing:
-                raise ValueError(
-                    f"The round {round_idx} truth of {w} must name every observed variant. Missing {missing}."
-                )
+                raise broken(f"name every observed variant. Missing {missing}.", "truth")
         return observed, truth
 
     def _fit(self, cumulative: ObservedExperimentData, fit_seed: int) -> Any:
@@ -420,9 +395,10 @@ class SequentialExperiment:
         rounds = [*self._round_data, observed]
         cumulative, positions = _build_cumulative(rounds, control=self._treatments[0])
         if cumulative.control != self._treatments[0]:
-            raise ValueError(
-                f"The cumulative data of {_WHERE} must contain the control {self._treatments[0]!r} "
-                f"(treatments[0]) to estimate effects against. Got variants {list(cumulative.variant_names)}."
+            raise violated(
+                "cumulative data", _WHERE,
+                f"contain the control {self._treatments[0]!r} (treatments[0]) to estimate effects against. "
+                f"Got variants {list(cumulative.variant_names)}.",
             )
         truths = [*self._round_truths, truth] if truth is not None else []
         cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truth is not None else None
@@ -518,10 +494,10 @@ class SequentialExperiment:
             provide a stop condition.
         """
         if self._schedule.n_rounds is None:
-            raise ValueError(
-                f"The 'schedule' parameter of {_WHERE} must have a bounded n_rounds for run_to_completion. "
-                "Got an open-ended schedule (n_rounds=None) instead: call advance() / next(exp) and stop "
-                "on your own condition."
+            raise violated(
+                "'schedule' parameter", _WHERE,
+                "have a bounded n_rounds for run_to_completion. Got an open-ended schedule (n_rounds=None) instead: "
+                "call advance() / next(exp) and stop on your own condition.",
             )
         while not is_exhausted(self._schedule, len(self._history)):
             self.advance()

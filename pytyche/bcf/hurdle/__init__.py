@@ -75,9 +75,11 @@ def fit_hurdle_bcf(
         raise invalid("pooling", where, "one of 'joint', 'independent'", pooling)
     check_hurdle_outcome(observed, where)
     stash = stash_observed(observed, observed_copy, where=where)
+    from pytyche.bcf.hurdle.model import fit_hurdle, joint_channels
+
     if pooling == "joint":
-        from pytyche.bcf.hurdle.model import _fit_joint_hurdle_bcf as fit_path
+        channels = joint_channels
     else:
-        from pytyche.bcf.hurdle.compose import _fit_independent_hurdle_bcf as fit_path
-    result = fit_path(observed, stash, cfg, progress, observed_copy)
+        from pytyche.bcf.hurdle.compose import independent_channels as channels
+    result = fit_hurdle(observed, stash, cfg, progress, observed_copy, pooling, channels)
     return attach_calibration(result, calibration)

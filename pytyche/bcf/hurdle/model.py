@@ -13,16 +13,18 @@ leaf, so the two channels share structure (:mod:`pytyche.bcf.kernel`). Per draw 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import ndtr
 
-from pytyche.bcf._fitting import Timer, arm_surfaces, sigma_draws
+from pytyche.bcf._fitting import Timer, arm_surfaces, fit_fields, sigma_draws
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.preprocess import design_from_observed
+from pytyche.bcf.preprocess import BCFDesign, design_from_observed
 from pytyche.bcf.results import HurdleBCFResult, build_decomposition
 from pytyche.contracts.observed import ObservedExperimentData
 
-__all__ = ["_fit_joint_hurdle_bcf", "assemble_hurdle_result", "hurdle_arrays", "severity_mean"]
+__all__ = ["Channels", "fit_hurdle", "hurdle_arrays", "joint_channels", "severity_mean"]
 
 
 def hurdle_arrays(observed: ObservedExperimentData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,73 +43,55 @@ def severity_mean(log_surface: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return log_surface
 
 
-def assemble_hurdle_result(
-    *,
-    stash: ObservedExperimentData,
-    treatments: tuple[str, ...],
-    config: GPUBCFConfig,
-    latent: np.ndarray,
-    log_surface: np.ndarray,
-    sigma: np.ndarray,
-    pooling: str,
-    fit_info: dict,
-) -> HurdleBCFResult:
-    """Turn the two channels' per-arm surfaces into a :class:`HurdleBCFResult` (both poolings).
-
-    ``latent`` and ``log_surface`` are ``(n, S, K)`` probit-latent and log-severity surfaces
-    (consumed in place), ``sigma`` the ``(S,)`` severity error sd.
-    """
-    p = ndtr(latent, out=latent)
-    sev = severity_mean(log_surface, sigma)
-    decomposition, rpv = build_decomposition(p, sev)
-    return HurdleBCFResult(
-        observed=stash,
-        treatments=treatments,
-        config=config,
-        outcome_samples=rpv,
-        n_chains=config.num_chains,
-        sigma_samples=sigma,
-        decomposition=decomposition,
-        pooling=pooling,
-        fit_info=fit_info,
-    )
+#: what a pooling's channel fit returns: the ``(n, S, K)`` probit-latent and log-severity
+#: surfaces, the ``(S,)`` severity error sd and the number of MCMC compilations it paid for
+Channels = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 
 
-def _fit_joint_hurdle_bcf(
+def fit_hurdle(
     observed: ObservedExperimentData,
     stash: ObservedExperimentData,
     config: GPUBCFConfig,
     progress: bool,
     observed_copy: str,
+    pooling: str,
+    channels: Callable[[BCFDesign, np.ndarray, np.ndarray, np.ndarray, GPUBCFConfig, bool], Channels],
 ) -> HurdleBCFResult:
-    """Fit the shared-topology hurdle BCF (validated inputs; see :func:`pytyche.bcf.fit_hurdle_bcf`)."""
-    from pytyche.bcf.sampler import run_bcf
+    """Fit a hurdle BCF with one pooling's channel fit and compose the :class:`HurdleBCFResult` (validated inputs).
 
+    ``channels(design, conv, log_sev, converted, config, progress)`` runs the pooling's MCMC on
+    the design and :func:`hurdle_arrays` of ``observed`` (:func:`joint_channels`, or
+    :func:`pytyche.bcf.hurdle.compose.independent_channels`); its surfaces are consumed in place.
+    ``fit_info["fit_seconds"]`` times the design and the channel fit.
+    """
     with Timer() as timer:
         design = design_from_observed(observed)
-        conv, log_sev, converted = hurdle_arrays(observed)
-        y = np.stack([conv, log_sev])
-        missing = np.stack([np.zeros_like(converted), ~converted])
-        draws = run_bcf(
-            design.x,
-            design.arm,
-            y,
-            missing,
-            outcome_types=("binary", "continuous"),
-            n_arms=design.n_arms,
-            config=config,
-            mu_covariates=design.mu_covariates,
-            progress=progress,
-        )
-        sigma = sigma_draws(draws.sigma, 1)
-        latent, log_surface = arm_surfaces(draws.mu, draws.tau, 0), arm_surfaces(draws.mu, draws.tau, 1)
-    return assemble_hurdle_result(
-        stash=stash,
-        treatments=observed.variant_names,
+        latent, log_surface, sigma, n_compilations = channels(design, *hurdle_arrays(observed), config, progress)
+    p = ndtr(latent, out=latent)
+    sev = severity_mean(log_surface, sigma)
+    decomposition, rpv = build_decomposition(p, sev)
+    fields = fit_fields(observed, stash, config, timer, n_compilations, observed_copy)
+    return HurdleBCFResult(**fields, outcome_samples=rpv, sigma_samples=sigma, decomposition=decomposition, pooling=pooling)
+
+
+def joint_channels(
+    design: BCFDesign, conv: np.ndarray, log_sev: np.ndarray, converted: np.ndarray, config: GPUBCFConfig, progress: bool
+) -> Channels:
+    """The shared-topology fit (``pooling="joint"``): one bivariate MCMC, severity missing at non-converters."""
+    from pytyche.bcf.sampler import run_bcf
+
+    y = np.stack([conv, log_sev])
+    missing = np.stack([np.zeros_like(converted), ~converted])
+    draws = run_bcf(
+        design.x,
+        design.arm,
+        y,
+        missing,
+        outcome_types=("binary", "continuous"),
+        n_arms=design.n_arms,
         config=config,
-        latent=latent,
-        log_surface=log_surface,
-        sigma=sigma,
-        pooling="joint",
-        fit_info={"n_compilations": draws.n_compilations, "fit_seconds": timer.seconds, "observed_copy": observed_copy},
+        mu_covariates=design.mu_covariates,
+        progress=progress,
     )
+    sigma = sigma_draws(draws.sigma, 1)
+    return arm_surfaces(draws.mu, draws.tau, 0), arm_surfaces(draws.mu, draws.tau, 1), sigma, draws.n_compilations
