@@ -89,7 +89,7 @@ def run_ours(d: dict, k_arms: int, burnin: int, draws: int) -> dict:
             "compilations_warm": out.n_compilations, "rpv_cate_rmse": rmse(cate, d["cate"])}
 
 
-def run_stochtree(d: dict, burnin: int, draws: int) -> dict:
+def run_stochtree(d: dict, burnin: int, draws: int, threads: int = 2) -> dict:
     from stochtree import BCFModel
 
     z = (d["arm"] > 0).astype(float)
@@ -97,10 +97,10 @@ def run_stochtree(d: dict, burnin: int, draws: int) -> dict:
     m = BCFModel()
     m.sample(X_train=d["x"], Z_train=z, y_train=d["revenue"], propensity_train=np.full(len(z), z.mean()),
              num_gfr=0, num_burnin=burnin, num_mcmc=draws,
-             general_params={"random_seed": 1, "num_threads": 2},
+             general_params={"random_seed": 1, "num_threads": threads},
              prognostic_forest_params={"num_trees": 200}, treatment_effect_forest_params={"num_trees": 50})
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "per_iter_ms": 1000 * wall / (burnin + draws)}
+    return {"wall_s": wall, "per_iter_ms": 1000 * wall / (burnin + draws), "threads": threads}
 
 
 # the 0.2.1 side: a script run by the separate virtualenv's python, through its public API only
@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["pytyche021", "stochtree"])
     ap.add_argument("--venv", default=str(ROOT / "bench" / ".venv021"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--st-threads", type=int, default=2,
+                    help="stochtree's num_threads (1 on an oversubscribed machine: idle OpenMP threads spin)")
     args = ap.parse_args()
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_hurdle_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,7 @@ def main() -> None:
         res["ours"] = run_ours(d, k_arms, args.burnin, args.draws)
         print(json.dumps(res), flush=True)
         if "stochtree" not in args.skip:
-            res["stochtree"] = run_stochtree(d, args.burnin, args.draws)
+            res["stochtree"] = run_stochtree(d, args.burnin, args.draws, args.st_threads)
             print(json.dumps(res["stochtree"]), flush=True)
         if "pytyche021" not in args.skip and k_arms == 2:
             res["pytyche021"] = run_021(d, args.burnin, args.draws, Path(args.venv), tmp)

@@ -24,6 +24,7 @@ from bartz.mcmcstep import (
     make_p_nonterminal,
     step,
 )
+from bartz.grove import traverse_forest
 from bartz.prepcovars import GivenSplitsBinner
 
 # private API (bartz 0.13): every import of a private bartz module stands here
@@ -51,5 +52,6 @@ __all__ = [
     'step',
     'step_leaf_prior_cov_inv',
     'step_trees',
+    'traverse_forest',
     'vmap_chains',
 ]

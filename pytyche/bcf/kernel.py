@@ -27,6 +27,19 @@ the likelihood precision of every unit outside its arm set to zero, the way
 The tau forests are stored stacked along an arm axis and visited with a
 `jax.lax.scan`, so the program size does not grow with the number of arms.
 
+Under contrast coding tau forest ``a`` has zero precision outside arm ``a + 1``,
+so by default (``tau_own_rows`` in `init`) it is stepped on its own arm's rows
+alone: each arm's row indices (`BCFKernelState.tau_rows`) and binned predictors
+(`BCFKernelState.tau_X`) are gathered once at `init`, padded to one common
+bucket of ``tau_bucket`` rows (padding rows: out-of-range index, bin 0, zero
+precision); each step gathers the arm's residuals and precisions, runs bartz's
+tree step on those ``tau_bucket`` rows and scatters the residuals back. The
+forests' cached leaf indices then cover the gathered rows only, so the effects
+at all rows (every unit under every arm) are evaluated by traversing the
+trees (`_traverse_eval_one`), once per stored draw. With ``K`` arms
+of similar size each tau forest works on ``~n / K`` rows instead of ``n``.
+Centred coding puts every forest on every row and keeps the all-rows path.
+
 Optionally (``tau0_prior_sd`` in `init`) each arm's effect has a scalar (per
 component) intercept, ``tau_a(x) = tau0_a + forest_a(x)`` with ``tau0_a ~ N(0,
 s0^2)``: a conjugate Gibbs update on the arm's partial residuals between the
@@ -57,8 +70,9 @@ from dataclasses import fields, replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax, random, tree
-from jaxtyping import Array, Float32, Key
+from jaxtyping import Array, Float32, Int32, Key, UInt
 
 from pytyche.bcf import _bartz as bartz  # every bartz name, private ones included
 from pytyche.bcf._eqx_checks import without_runtime_error_checks
@@ -101,6 +115,16 @@ class BCFKernelState(bartz.State):
     Carvalho 2020, section 5.2, with the coding fixed, as stochtree's default):
     the contrast ``E[y | arm a+1] - E[y | control]`` is still ``tau_a(x)``, and
     the control surface is ``m(x) - sum_a tau_a(x) / 2``."""
+
+    tau_rows: Int32[Array, 'arms rows'] | None = None
+    """Own-row tau forests (contrast coding): ``tau_rows[a]`` lists the rows of
+    arm ``a + 1`` in increasing order, padded to the common bucket with the
+    out-of-range index ``n`` (gathers there read zeros, scatters drop). `None`:
+    every tau forest spans all ``n`` rows (`forest_tau`'s leaf indices then
+    cover ``n`` rows, else ``rows``)."""
+
+    tau_X: UInt[Array, 'arms p rows'] | None = None
+    """The binned predictors of `tau_rows` (bin 0 on padding rows), or `None`."""
 
     @property
     def num_tau_forests(self) -> int:
@@ -191,6 +215,8 @@ def _init(
     sequential_unroll: int | bool = 1,
     tau0_prior_sd: Array | None = None,
     tau_coding: str = 'contrast',
+    tau_own_rows: bool = True,
+    tau_bucket: int | None = None,
 ) -> BCFKernelState:
     """Build the initial kernel state (all trees are stumps): the traced body of `init`.
 
@@ -240,6 +266,16 @@ def _init(
         ``'contrast'`` (tau forest ``a`` sees arm ``a + 1``'s rows only) or
         ``'centred'`` (codes ``+-1/2``, every forest sees every row; see
         `BCFKernelState.tau_code`).
+    tau_own_rows
+        Under contrast coding, step each tau forest on its own arm's rows only
+        (gathered, padded to `tau_bucket`, see the module docstring) instead of
+        on all rows with zero precision outside the arm. The two are the same
+        model; only the ``min_points_per_leaf`` counts differ (own rows plus
+        padding against all rows). Ignored under centred coding.
+    tau_bucket
+        Rows per arm buffer of the own-row path, at least the largest arm's
+        row count (checked by `init`); `None` for ``n`` (no saving, e.g. for
+        tests).
 
     Returns
     -------
@@ -269,11 +305,26 @@ def _init(
     )
     kshape = tuple(state_mu.resid_unit.shape)
 
+    arm = jnp.asarray(arm)
+    n_pad = arm.shape[0]
+    own_rows = tau_own_rows and tau_coding == 'contrast'
+    if own_rows:
+        bucket = n_pad if tau_bucket is None else tau_bucket
+        tau_rows = jnp.stack(
+            [jnp.nonzero(arm == a, size=bucket, fill_value=n_pad)[0] for a in range(1, n_arms)]
+        ).astype(jnp.int32)  # (K-1, bucket)
+        tau_X = jnp.moveaxis(_gather_rows(state_mu.X, tau_rows), 1, 0)  # (K-1, p, bucket)
+        tau_init_X = tau_X[0]
+    else:
+        bucket = n_pad
+        tau_rows = tau_X = None
+        tau_init_X = state_mu.X
+
     # the tau forests: one bartz init (continuous, dummy error prior) provides
     # the forest layout; only its forest is kept, as in `bartz.bcf.init_bcf`
-    tau_y = jnp.zeros(state_mu.y.shape, jnp.float32)
+    tau_y = jnp.zeros((*kshape, bucket), jnp.float32)
     state_tau = bartz.init(
-        X=state_mu.X,
+        X=tau_init_X,
         y=tau_y,
         outcome_type='continuous',
         offset=jnp.zeros(kshape, jnp.float32),
@@ -282,18 +333,18 @@ def _init(
         p_nonterminal=p_nonterminal_tau,
         leaf_prior_cov_inv=leaf_prior_cov_inv_tau,
         error_cov_inv=_dummy_error_prior(kshape),
-        missing=jnp.zeros(state_mu.y.shape, bool),
+        missing=jnp.zeros(tau_y.shape, bool),
         min_points_per_leaf=min_points_per_leaf,
         filter_splitless_vars=p,
         num_chains=num_chains,
     )
-    state_mu = replace(state_mu, X=state_tau.X)
+    if not own_rows:
+        state_mu = replace(state_mu, X=state_tau.X)
     forest = state_tau.forest
     assert forest.prec_tree is not None
     assert state_mu.prec_scale is not None
 
     # arm masks and the matching per-arm root precision sums
-    arm = jnp.asarray(arm)
     arm_mask = (arm[None, :] == jnp.arange(1, n_arms)[:, None]).astype(
         state_mu.prec_scale.dtype
     )
@@ -309,16 +360,27 @@ def _init(
     )
     tree_shape = forest.prec_tree.shape[1:]  # (num_trees, [k, k,] tree_size)
     tau_code = _centred_code(arm_mask) if tau_coding == 'centred' else None
-    tree_weights = arm_mask if tau_code is None else jnp.square(tau_code)
+    if own_rows:
+        arm_prec = [_gather_rows(state_mu.prec_scale, rows) for rows in tau_rows]
+    else:
+        tree_weights = arm_mask if tau_code is None else jnp.square(tau_code)
+        arm_prec = [state_mu.prec_scale * m for m in tree_weights]
     prec_trees = jnp.stack(
-        [bartz.initial_prec_tree(tree_shape, state_mu.prec_scale * m) for m in tree_weights]
+        [bartz.initial_prec_tree(tree_shape, w) for w in arm_prec]
     )  # (K-1, num_trees, ..., tree_size)
     prec_trees = _broadcast_chains(prec_trees, 0, num_chains)
     stacked = replace(stacked, prec_tree=prec_trees)
 
     kw = {f.name: getattr(state_mu, f.name) for f in fields(bartz.State)}
     kw.update(_init_tau0(tau0_prior_sd, num_chains, n_tau, kshape))
-    return BCFKernelState(**kw, forest_tau=stacked, arm_mask=arm_mask, tau_code=tau_code)
+    return BCFKernelState(
+        **kw, forest_tau=stacked, arm_mask=arm_mask, tau_code=tau_code, tau_rows=tau_rows, tau_X=tau_X
+    )
+
+
+def _gather_rows(values: Array, rows: Array) -> Array:
+    """``values[..., rows]``, zeros where ``rows`` is out of range (the padding rows)."""
+    return jnp.take(values, rows, axis=-1, mode='fill', fill_value=0)
 
 
 def _centred_code(arm_mask: Array) -> Array:
@@ -348,6 +410,8 @@ _STATIC_INIT_ARGS = (
     'num_chains',
     'sequential_unroll',
     'tau_coding',
+    'tau_own_rows',
+    'tau_bucket',
 )
 # equinox's input checks in bartz's init would be host callbacks, which keep the program out
 # of the persistent compilation cache; pytyche's inputs are valid by construction
@@ -363,6 +427,14 @@ def init(*, outcome_type: str | Sequence[str], **kwargs: object) -> BCFKernelSta
     are not donated.
     """
     outcome_type = outcome_type if isinstance(outcome_type, str) else tuple(outcome_type)
+    bucket = kwargs.get('tau_bucket')
+    if bucket is not None:
+        counts = np.bincount(np.asarray(kwargs['arm']), minlength=int(kwargs['n_arms']))[1:]
+        if counts.max(initial=0) > bucket:
+            raise ValueError(
+                f"The 'tau_bucket' parameter of init must be at least the largest treated arm's row "
+                f'count ({int(counts.max())}). Got {bucket} instead.'
+            )
     return _init_compiled(outcome_type=outcome_type, **kwargs)
 
 
@@ -396,12 +468,46 @@ def _tau_phase(keys: Key[Array, ' arms'], state: BCFKernelState) -> BCFKernelSta
         new_resid = jnp.where(mask_a == ones, inner.resid, resid)
         return new_resid, inner.forest
 
+    if state.tau_rows is not None:
+        body = _own_rows_tau_body(state)
+        xs = (state.forest_tau, (state.tau_rows, state.tau_X), keys)
+        resid, forests = lax.scan(body, state.resid, xs)
+        return replace(state, resid=resid, forest_tau=forests)
     if state.tau_code is not None:
         body = _coded_tau_body(state)
         resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.tau_code, keys))
         return replace(state, resid=resid, forest_tau=forests)
     resid, forests = lax.scan(body, state.resid, (state.forest_tau, state.arm_mask, keys))
     return replace(state, resid=resid, forest_tau=forests)
+
+
+def _own_rows_tau_body(state: BCFKernelState):  # noqa: ANN202
+    """The tau phase's scan body on each arm's own rows (`BCFKernelState.tau_rows`).
+
+    The arm's residuals and precisions are gathered (zeros on padding rows),
+    bartz's tree step runs on those rows and ``tau_X``, and the residuals are
+    scattered back (padding rows' out-of-range indices drop). The other fields
+    of the inner state keep ``n`` rows: bartz's tree and leaf-prior steps do not
+    read them.
+    """
+    prec_scale = state.prec_scale
+    assert prec_scale is not None
+
+    def body(resid: Array, xs: tuple) -> tuple[Array, bartz.Forest]:
+        forest_a, (rows_a, X_a), key_a = xs
+        k_trees, k_leaf = random.split(key_a)
+        inner = replace(
+            state,
+            X=X_a,
+            forest=forest_a,
+            prec_scale=_gather_rows(prec_scale, rows_a),
+            resid=_gather_rows(resid, rows_a),
+        )
+        inner = bartz.step_trees(k_trees, inner)
+        inner = bartz.step_leaf_prior_cov_inv(k_leaf, inner)
+        return resid.at[..., rows_a].set(inner.resid, mode='drop'), inner.forest
+
+    return body
 
 
 def _coded_tau_body(state: BCFKernelState):  # noqa: ANN202
@@ -553,12 +659,69 @@ def _eval_one(leaf_tree: Array, leaf_indices: Array, offset: Array, leaf_unit: A
 
 
 def _eval_tau(state: BCFKernelState) -> Array:
+    """Every tau forest at every row: ``(chains, K - 1, [k,] n)``, intercepts included.
+
+    From the cached leaf indices when the forests span all rows; on the own-row
+    path (`BCFKernelState.tau_rows`) the cached indices cover the arm's rows only,
+    so the trees are traversed at all ``n`` rows (`_traverse_eval_one`).
+    """
     t = state.forest_tau
-    per_arm = jax.vmap(_eval_one)  # over the arm axis, present on every field
-    tau = jax.vmap(per_arm, in_axes=(0, 0, None, None))(
-        t.leaf_tree, t.leaf_indices, t.offset, t.leaf_unit
-    )
+    if state.tau_rows is None:
+        per_arm = jax.vmap(_eval_one)  # over the arm axis, present on every field
+        tau = jax.vmap(per_arm, in_axes=(0, 0, None, None))(
+            t.leaf_tree, t.leaf_indices, t.offset, t.leaf_unit
+        )
+    else:
+        per_arm = jax.vmap(_traverse_eval_one, in_axes=(None, 0, 0, 0, 0, 0))
+        tau = jax.vmap(per_arm, in_axes=(None, 0, 0, 0, None, None))(
+            state.X, t.var_tree, t.split_tree, t.leaf_tree, t.offset, t.leaf_unit
+        )
     return _add_tau0(tau, state.tau0)
+
+
+#: Largest ``half_tree_size`` (``2**(max_depth - 1)``) that `_traverse_eval_one` unrolls node by
+#: node; deeper trees go through bartz's per-row traversal.
+_MAX_UNROLLED_HALF_TREE = 32
+
+
+def _traverse_eval_one(
+    X: Array, var_tree: Array, split_tree: Array, leaf_tree: Array, offset: Array, leaf_unit: Array
+) -> Array:
+    """Evaluate one forest (no chain axis) at every row of ``X`` by traversing its trees: ``([k,] n)``.
+
+    The same leaves as `bartz.grove.traverse_forest`, computed node by node rather than row by
+    row: for each internal node ``j`` (a static loop over the heap), the rows sitting at ``j``
+    move to a child by one comparison with the predictor's row of ``X``, and each tree's leaf
+    values are then selected, one node at a time, into a running sum over the trees (a scan).
+    Only elementwise passes over the rows, no per-row gathers: XLA's CPU gathers from small
+    tables are an order of magnitude slower than these passes.
+    """
+    num_trees, half = var_tree.shape
+    if half > _MAX_UNROLLED_HALF_TREE:
+        return _eval_one(leaf_tree, bartz.traverse_forest(X, var_tree, split_tree), offset, leaf_unit)
+    n = X.shape[1]
+    leaves = leaf_tree.astype(jnp.float32)
+    if leaves.ndim == 2:  # (T, S) -> (T, 1, S)
+        leaves = leaves[:, None, :]
+    size = leaves.shape[-1]
+    idx_dtype = jnp.uint8 if size <= 256 else jnp.int32
+
+    def tree_body(acc: Array, xs: tuple) -> tuple[Array, None]:
+        var_t, split_t, leaf_t = xs  # (H,), (H,), (k, S)
+        idx = jnp.ones((n,), idx_dtype)
+        for j in range(1, half):
+            go = X[var_t[j]] >= split_t[j]
+            move = (idx == j) & (split_t[j] != 0)
+            idx = jnp.where(move, (2 * j + go).astype(idx_dtype), idx)
+        val = jnp.zeros(acc.shape, acc.dtype)
+        for node in range(1, size):
+            val = jnp.where(idx == node, leaf_t[:, node, None], val)
+        return acc + val, None
+
+    acc, _ = lax.scan(tree_body, jnp.zeros((leaves.shape[1], n), jnp.float32), (var_tree, split_tree, leaves))
+    if leaf_tree.ndim == 2:
+        acc = acc[0]
+    return offset[..., None] + leaf_unit[..., None] * acc
 
 
 def _add_tau0(tau: Array, tau0: Array | None) -> Array:
@@ -571,7 +734,8 @@ def evaluate(state: BCFKernelState) -> tuple[Array, Array]:
 
     Exact: each datapoint's leaf in each tree is read from the forest's cached
     ``leaf_indices`` (bartz mirrors the value of a pending-pruned node onto its
-    children, so the cached indices stay valid for evaluation).
+    children, so the cached indices stay valid for evaluation), or, for own-row
+    tau forests, found by traversing the trees.
 
     Returns
     -------

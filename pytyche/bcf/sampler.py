@@ -14,7 +14,8 @@ binning, priors and padding `pytyche.bcf._priors`, the compile counter
 Compilation reuse: every array handed to JAX has a shape fixed by the bucket,
 the covariate count, the number of arms and components and the config, never
 by the exact row count, so a second call whose row count falls in the same
-bucket compiles nothing (`BCFDraws.n_compilations` counts XLA compilations
+bucket (and whose largest treated arm falls in the same bucket: the tau forests work on their
+own arm's rows, see `pytyche.bcf.kernel`) compiles nothing (`BCFDraws.n_compilations` counts XLA compilations
 during the call). Across processes, `pytyche.bcf.jax_cache` keeps compiled
 programs on disk (enabled when this module is first imported): programs loaded
 from that persistent cache are not compilations and are not counted.
@@ -150,6 +151,45 @@ def _check_finite_draws(**draws: np.ndarray) -> None:
 # ---------------------------------------------------------------------------
 # entry point
 
+#: Step each tau forest on its own arm's rows (`kernel.init`'s ``tau_own_rows``) under contrast
+#: coding. Private: `False` selects the older all-rows path, for benchmarks only.
+_TAU_OWN_ROWS = True
+
+
+def _init_kwargs(prep, types: tuple[str, ...], n_arms: int, config: GPUBCFConfig, arm: np.ndarray) -> dict:  # noqa: ANN001
+    """`kernel.init`'s arguments for a prepared fit.
+
+    The own-row tau buffers hold ``config.bucket_size`` of the largest treated arm's row count,
+    so, like the row bucket, their shape depends on a bucket and not on the exact counts.
+    """
+    own_rows = _TAU_OWN_ROWS and config.tau_coding == 'contrast'
+    arm_rows = np.bincount(np.asarray(arm), minlength=n_arms)[1:]
+    return dict(
+        X=prep.X,
+        y=prep.y,
+        missing=prep.missing,
+        arm=prep.arm,
+        n_arms=n_arms,
+        outcome_type=types[0] if len(types) == 1 else list(types),
+        offset=prep.offset,
+        max_split_mu=prep.max_split_mu,
+        max_split_tau=prep.max_split_tau,
+        num_trees_mu=config.num_trees_mu,
+        num_trees_tau=config.num_trees_tau,
+        p_nonterminal_mu=make_p_nonterminal(config.max_depth_mu, config.alpha_mu, config.beta_mu),
+        p_nonterminal_tau=make_p_nonterminal(config.max_depth_tau, config.alpha_tau, config.beta_tau),
+        leaf_prior_cov_inv_mu=prep.leaf_mu,
+        leaf_prior_cov_inv_tau=prep.leaf_tau,
+        error_cov_inv=prep.error,
+        min_points_per_leaf=config.min_points_per_leaf or None,
+        num_chains=config.num_chains,
+        tau0_prior_sd=prep.tau0_prior_sd,
+        tau_coding=config.tau_coding,
+        tau_own_rows=own_rows,
+        # centred coding (every forest on every row) takes no bucket: one program per shape
+        tau_bucket=config.bucket_size(max(int(arm_rows.max(initial=0)), 1)) if own_rows else None,
+    )
+
 
 def run_bcf(
     x: object,
@@ -238,30 +278,7 @@ def run_bcf(
     prep = _prepare(xa, arma, ya, miss, types, n_arms, mu_cov, config)
 
     univariate = k == 1
-    state = kernel.init(
-        X=prep.X,
-        y=prep.y,
-        missing=prep.missing,
-        arm=prep.arm,
-        n_arms=n_arms,
-        outcome_type=types[0] if univariate else list(types),
-        offset=prep.offset,
-        max_split_mu=prep.max_split_mu,
-        max_split_tau=prep.max_split_tau,
-        num_trees_mu=config.num_trees_mu,
-        num_trees_tau=config.num_trees_tau,
-        p_nonterminal_mu=make_p_nonterminal(config.max_depth_mu, config.alpha_mu, config.beta_mu),
-        p_nonterminal_tau=make_p_nonterminal(
-            config.max_depth_tau, config.alpha_tau, config.beta_tau
-        ),
-        leaf_prior_cov_inv_mu=prep.leaf_mu,
-        leaf_prior_cov_inv_tau=prep.leaf_tau,
-        error_cov_inv=prep.error,
-        min_points_per_leaf=config.min_points_per_leaf or None,
-        num_chains=config.num_chains,
-        tau0_prior_sd=prep.tau0_prior_sd,
-        tau_coding=config.tau_coding,
-    )
+    state = kernel.init(**_init_kwargs(prep, types, n_arms, config, arma))
 
     key = random.key(config.seed)
     total = config.num_burnin + config.num_draws
