@@ -19,6 +19,8 @@ import numpy as np
 from pytyche._validation import InstanceOf, Interval, Options, check, describe, validate
 from pytyche.analysis.analyze import ANALYZE_CONSTRAINTS, analyze
 from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, fit_policy_tree
+from pytyche.bcf import fit_binary_bcf, fit_continuous_bcf, fit_hurdle_bcf
+from pytyche.bcf._fitting import FIT_CONSTRAINTS, HURDLE_FIT_CONSTRAINTS
 from pytyche.bcf.config import CONFIG_CONSTRAINTS, NUM_TREES_TAU_CONSTRAINTS, GPUBCFConfig, compute_num_trees_tau
 from pytyche.compare.variants import COMPARE_CONSTRAINTS, SUMMARY_CONSTRAINTS, compare_variants, recommendation_summary
 from pytyche.contracts.results import THRESHOLDS_CONSTRAINTS, DecisionThresholds
@@ -82,6 +84,9 @@ ENTRY_POINTS = {
     "DecisionThresholds": (THRESHOLDS_CONSTRAINTS, DecisionThresholds),
     "GeometricSchedule": (GEOMETRIC_CONSTRAINTS, lambda **kw: GeometricSchedule(**{"initial": 10, "growth": 2.0, **kw})),
     "FixedSchedule": (FIXED_CONSTRAINTS, lambda **kw: FixedSchedule(**{"per_round": 10, "n_rounds": 2, **kw})),
+    "fit_continuous_bcf": (FIT_CONSTRAINTS, lambda **kw: fit_continuous_bcf(object(), **kw)),
+    "fit_binary_bcf": (FIT_CONSTRAINTS, lambda **kw: fit_binary_bcf(object(), **kw)),
+    "fit_hurdle_bcf": (HURDLE_FIT_CONSTRAINTS, lambda **kw: fit_hurdle_bcf(object(), **kw)),
     "ThompsonPolicy.from_draws": (
         THOMPSON_DRAWS_CONSTRAINTS,
         lambda **kw: ThompsonPolicy.from_draws(np.zeros((4, 2)), ["control", "b"], **kw),
