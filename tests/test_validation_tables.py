@@ -22,6 +22,7 @@ from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, fit_policy_tre
 from pytyche.bcf import fit_binary_bcf, fit_continuous_bcf, fit_hurdle_bcf
 from pytyche.bcf._fitting import FIT_CONSTRAINTS, HURDLE_FIT_CONSTRAINTS
 from pytyche.bcf.config import CONFIG_CONSTRAINTS, NUM_TREES_TAU_CONSTRAINTS, GPUBCFConfig, compute_num_trees_tau
+from pytyche.calibrate.calibration import CALIBRATION_CONSTRAINTS, FROM_SWEEP_CONSTRAINTS, Calibration
 from pytyche.compare.variants import COMPARE_CONSTRAINTS, SUMMARY_CONSTRAINTS, compare_variants, recommendation_summary
 from pytyche.contracts.results import THRESHOLDS_CONSTRAINTS, DecisionThresholds
 from pytyche.experiment.policies import THOMPSON_DRAWS_CONSTRAINTS, ThompsonPolicy
@@ -87,6 +88,8 @@ ENTRY_POINTS = {
     "fit_continuous_bcf": (FIT_CONSTRAINTS, lambda **kw: fit_continuous_bcf(object(), **kw)),
     "fit_binary_bcf": (FIT_CONSTRAINTS, lambda **kw: fit_binary_bcf(object(), **kw)),
     "fit_hurdle_bcf": (HURDLE_FIT_CONSTRAINTS, lambda **kw: fit_hurdle_bcf(object(), **kw)),
+    "Calibration": (CALIBRATION_CONSTRAINTS, Calibration),
+    "Calibration.from_sweep": (FROM_SWEEP_CONSTRAINTS, lambda **kw: Calibration.from_sweep("auto", **kw)),
     "ThompsonPolicy.from_draws": (
         THOMPSON_DRAWS_CONSTRAINTS,
         lambda **kw: ThompsonPolicy.from_draws(np.zeros((4, 2)), ["control", "b"], **kw),
