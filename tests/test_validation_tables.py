@@ -25,6 +25,7 @@ from pytyche.bcf.config import CONFIG_CONSTRAINTS, NUM_TREES_TAU_CONSTRAINTS, GP
 from pytyche.calibrate.calibration import CALIBRATION_CONSTRAINTS, FROM_SWEEP_CONSTRAINTS, Calibration
 from pytyche.compare.variants import COMPARE_CONSTRAINTS, SUMMARY_CONSTRAINTS, compare_variants, recommendation_summary
 from pytyche.contracts.results import THRESHOLDS_CONSTRAINTS, DecisionThresholds
+from pytyche.experiment.persist import SAVE_CONSTRAINTS, save_experiment
 from pytyche.experiment.policies import THOMPSON_DRAWS_CONSTRAINTS, ThompsonPolicy
 from pytyche.experiment.schedules import FIXED_CONSTRAINTS, GEOMETRIC_CONSTRAINTS, FixedSchedule, GeometricSchedule
 from pytyche.experiment.sequential import SEQUENTIAL_CONSTRAINTS, SequentialExperiment
@@ -90,6 +91,10 @@ ENTRY_POINTS = {
     "fit_hurdle_bcf": (HURDLE_FIT_CONSTRAINTS, lambda **kw: fit_hurdle_bcf(object(), **kw)),
     "Calibration": (CALIBRATION_CONSTRAINTS, Calibration),
     "Calibration.from_sweep": (FROM_SWEEP_CONSTRAINTS, lambda **kw: Calibration.from_sweep("auto", **kw)),
+    "SequentialExperiment.save": (  # the arguments are checked before the experiment is read or a folder made
+        SAVE_CONSTRAINTS,
+        lambda **kw: save_experiment(object(), **{"path": "never-created", **kw}),
+    ),
     "ThompsonPolicy.from_draws": (
         THOMPSON_DRAWS_CONSTRAINTS,
         lambda **kw: ThompsonPolicy.from_draws(np.zeros((4, 2)), ["control", "b"], **kw),
