@@ -19,12 +19,15 @@ import numpy as np
 from pytyche._validation import InstanceOf, Interval, Options, check, describe, validate
 from pytyche.analysis.analyze import ANALYZE_CONSTRAINTS, analyze
 from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, fit_policy_tree
+from pytyche.analysis.thompson import THOMPSON_ALLOCATION_CONSTRAINTS, thompson_allocation
 from pytyche.bcf import fit_binary_bcf, fit_continuous_bcf, fit_hurdle_bcf
 from pytyche.bcf._fitting import FIT_CONSTRAINTS, HURDLE_FIT_CONSTRAINTS
 from pytyche.bcf.config import CONFIG_CONSTRAINTS, NUM_TREES_TAU_CONSTRAINTS, GPUBCFConfig, compute_num_trees_tau
 from pytyche.calibrate.calibration import CALIBRATION_CONSTRAINTS, FROM_SWEEP_CONSTRAINTS, Calibration
+from pytyche.calibrate.apply import APPLY_CONSTRAINTS, apply_calibration
 from pytyche.compare.variants import COMPARE_CONSTRAINTS, SUMMARY_CONSTRAINTS, compare_variants, recommendation_summary
 from pytyche.contracts.results import THRESHOLDS_CONSTRAINTS, DecisionThresholds
+from pytyche.experiment.graduation import EXPECTED_LOSS_RULE_CONSTRAINTS, ExpectedLossRule
 from pytyche.experiment.persist import SAVE_CONSTRAINTS, save_experiment
 from pytyche.experiment.policies import THOMPSON_DRAWS_CONSTRAINTS, ThompsonPolicy
 from pytyche.experiment.schedules import FIXED_CONSTRAINTS, GEOMETRIC_CONSTRAINTS, FixedSchedule, GeometricSchedule
@@ -95,6 +98,9 @@ ENTRY_POINTS = {
         SAVE_CONSTRAINTS,
         lambda **kw: save_experiment(object(), **{"path": "never-created", **kw}),
     ),
+    "apply_calibration": (APPLY_CONSTRAINTS, lambda **kw: apply_calibration(object(), **kw)),
+    "ExpectedLossRule": (EXPECTED_LOSS_RULE_CONSTRAINTS, ExpectedLossRule),
+    "thompson_allocation": (THOMPSON_ALLOCATION_CONSTRAINTS, lambda **kw: thompson_allocation(np.zeros((4, 2)), **kw)),
     "ThompsonPolicy.from_draws": (
         THOMPSON_DRAWS_CONSTRAINTS,
         lambda **kw: ThompsonPolicy.from_draws(np.zeros((4, 2)), ["control", "b"], **kw),
