@@ -231,27 +231,29 @@ def describe(entry: Constraint | Sequence[Constraint | None]) -> str:
 def check(value: Any, name: str, where: str, entry: Constraint | Sequence[Constraint | None], *, noun: str = "parameter") -> Any:
     """Check one value against a table entry; return it, or raise naming ``name``.
 
-    A lone ``loose`` :class:`Interval` is the one-value helpers' check (:func:`check_int`,
-    :func:`check_float`: a type message without the bounds, "a finite real number", one message
-    per bound missed) and returns the value as an int or a float; any other entry returns the value
-    unchanged.
+    A lone ``loose`` :class:`Interval` (alone, or with ``None``: ``[None, Interval(..., loose=True)]``
+    admits ``None`` and checks anything else as the lone interval) is the one-value helpers' check
+    (:func:`check_int`, :func:`check_float`: a type message without the bounds, "a finite real
+    number", one message per bound missed) and returns the value as an int or a float; any other
+    entry returns the value unchanged.
     """
-    if isinstance(entry, Interval) and entry.loose and noun == "parameter" and entry.text is None:
-        if entry.is_int:
-            return check_int(value, name, where, low=entry.low, high=entry.high)
-        return check_float(
-            value,
-            name,
-            where,
-            low=entry.low,
-            high=entry.high,
-            low_open=entry.closed in ("right", "neither"),
-            high_open=entry.closed in ("left", "neither"),
-        )
     constraints = _as_list(entry)
     if value is None and None in constraints:
         return value
     real = [c for c in constraints if c is not None]
+    loose = real[0] if len(real) == 1 else None
+    if isinstance(loose, Interval) and loose.loose and noun == "parameter" and loose.text is None:
+        if loose.is_int:
+            return check_int(value, name, where, low=loose.low, high=loose.high)
+        return check_float(
+            value,
+            name,
+            where,
+            low=loose.low,
+            high=loose.high,
+            low_open=loose.closed in ("right", "neither"),
+            high_open=loose.closed in ("left", "neither"),
+        )
     if any(c.accepts(value) for c in real):
         return value
     if not any(c.accepts_type(value) for c in real):
@@ -268,8 +270,11 @@ def check_type(value: Any, name: str, where: str, constraint: Constraint, *, nou
 
 def validate(
     params: Mapping[str, Any], table: Mapping[str, Constraint | Sequence[Constraint | None]], where: str, *, noun: str = "parameter"
-) -> None:
+) -> dict[str, Any]:
     """Check every parameter named in ``table`` (in the table's order) against its constraints.
+
+    Returns the checked values by name, as :func:`check` returns them (a ``loose`` interval's
+    value as an int or a float), so an entry point can keep the normalized values.
 
     Raises
     ------
@@ -278,8 +283,7 @@ def validate(
     ValueError
         When some constraint accepts the type but none the value.
     """
-    for name, entry in table.items():
-        check(params[name], name, where, entry, noun=noun)
+    return {name: check(params[name], name, where, entry, noun=noun) for name, entry in table.items()}
 
 
 # --------------------------------------------------------------------------- one-value helpers

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import wrong_type
+from pytyche._validation import InstanceOf, validate, wrong_type
 from pytyche.compare._draws import claim_level, intervals
 from pytyche.analysis.capabilities import remember_stability
-from pytyche.analysis.policy_tree import _check_params, _fit
+from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, _check_params, _fit
 from pytyche.compare.variants import LIFT_LEVEL, comparison_from_draws, summarize_draws
 from pytyche.contracts.observed import ObservedExperimentData
 from pytyche.contracts.results import AnalysisResult, DecisionThresholds
@@ -25,12 +25,27 @@ from pytyche.contracts.results import AnalysisResult, DecisionThresholds
 _DEFAULT_TREE = (3, 0.10, 50, 0)
 
 
-def _thresholds(thresholds: Any, where: str) -> DecisionThresholds:
-    if thresholds is None:
-        return DecisionThresholds()
-    if not isinstance(thresholds, DecisionThresholds):
-        raise wrong_type("thresholds", where, "None or a DecisionThresholds", thresholds)
-    return thresholds
+#: the settings of :func:`analyze` and :func:`analyze_posterior` (the policy tree's, and the
+#: decision thresholds), checked before any fit
+ANALYZE_CONSTRAINTS: dict[str, Any] = {
+    **POLICY_TREE_CONSTRAINTS,
+    "thresholds": [None, InstanceOf(DecisionThresholds, "a DecisionThresholds")],
+}
+
+
+def _check_settings(
+    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any, thresholds: Any
+) -> DecisionThresholds:
+    params = dict(
+        max_depth=max_depth,
+        min_segment_share=min_segment_share,
+        n_bootstrap=n_bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        stability_method=stability_method,
+        thresholds=thresholds,
+    )
+    validate(params, ANALYZE_CONSTRAINTS, "analyze")
+    return DecisionThresholds() if thresholds is None else thresholds
 
 
 def analyze_posterior(
@@ -70,7 +85,7 @@ def analyze_posterior(
     ValueError, TypeError
         On bad settings or a posterior without the fit-result interface.
     """
-    th = _thresholds(thresholds, "analyze")
+    th = _check_settings(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method, thresholds)
     fit = _fit(posterior, max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
     tree = fit.result
     treatments = tree.treatments
@@ -143,10 +158,9 @@ def analyze(
     ValueError, TypeError
         On bad settings (before any fit) and whatever ``pt.fit`` raises.
     """
+    th = _check_settings(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method, thresholds)
     if not isinstance(observed, ObservedExperimentData):
         raise wrong_type("observed", "analyze", "an ObservedExperimentData", observed)
-    _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)
-    th = _thresholds(thresholds, "analyze")
     from pytyche.bcf.dispatch import fit
 
     posterior = fit(observed, **fit_kwargs)

@@ -10,11 +10,12 @@ allocation from one with ``P(best) = 0.55``.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-from pytyche._validation import check_float, invalid, wrong_type
+from pytyche._validation import Interval, invalid, validate, wrong_type
 from pytyche.compare._draws import p_best
 
 #: ε of the ε-clip (internal, not a parameter of the public API; docs/concepts.md)
@@ -87,6 +88,10 @@ def clip_floor(weights: np.ndarray, floor: float) -> np.ndarray:
     return w
 
 
+#: the scalar settings of :func:`thompson_allocation` (draws and active are checked by hand)
+THOMPSON_ALLOCATION_CONSTRAINTS: dict[str, Any] = {"epsilon": Interval(numbers.Real, 0.0, 1.0, loose=True)}
+
+
 def thompson_allocation(draws: Any, active: Any = None, epsilon: float = EPSILON) -> np.ndarray:
     """Per-arm traffic weights of one segment: ``P(arm best)`` with the ε-clip floor.
 
@@ -122,7 +127,7 @@ def thompson_allocation(draws: Any, active: Any = None, epsilon: float = EPSILON
     True
     """
     d, a = _check_draws(draws, active, "thompson_allocation")
-    eps = check_float(epsilon, "epsilon", "thompson_allocation", low=0.0, high=1.0)
+    eps = validate({"epsilon": epsilon}, THOMPSON_ALLOCATION_CONSTRAINTS, "thompson_allocation")["epsilon"]
     out = np.zeros(d.shape[1], dtype=np.float64)
     p = p_best(d, a)[a]
     out[a] = clip_floor(p, eps / a.sum())

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import InstanceOf, Options, invalid, validate, wrong_type
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.stash import check_observed_copy
+from pytyche.bcf.results import POOLING_MODES
+from pytyche.bcf.stash import OBSERVED_COPY_MODES
 from pytyche.contracts.observed import ObservedExperimentData
 
 #: converters (outcome > 0) every treatment needs for a hurdle fit: the severity channel
@@ -26,10 +27,15 @@ def check_observed(observed: Any, where: str) -> ObservedExperimentData:
     return observed
 
 
-def check_progress(progress: Any, where: str) -> bool:
-    if not isinstance(progress, (bool, np.bool_)):
-        raise wrong_type("progress", where, "a bool", progress)
-    return bool(progress)
+#: the scalar settings every fit entry point shares (checked before the data; the observed data,
+#: config, keyword overrides and calibration are checked by hand)
+FIT_CONSTRAINTS: dict[str, Any] = {
+    "observed_copy": Options(OBSERVED_COPY_MODES),
+    "progress": InstanceOf((bool, np.bool_), "a bool"),
+}
+
+#: :func:`pytyche.bcf.fit_hurdle_bcf`'s settings: the shared ones and ``pooling``
+HURDLE_FIT_CONSTRAINTS: dict[str, Any] = {**FIT_CONSTRAINTS, "pooling": Options(POOLING_MODES)}
 
 
 def resolve_config(config: Any, overrides: dict[str, Any], where: str) -> GPUBCFConfig:
@@ -99,12 +105,27 @@ def check_finite_posterior(result: Any) -> Any:
     return result
 
 
-def check_common(observed: Any, observed_copy: Any, progress: Any, calibration: Any, config: Any, overrides: dict[str, Any], where: str) -> tuple[ObservedExperimentData, GPUBCFConfig, bool]:
-    """Validate the arguments every fit entry point shares."""
+def check_common(
+    observed: Any,
+    observed_copy: Any,
+    progress: Any,
+    calibration: Any,
+    config: Any,
+    overrides: dict[str, Any],
+    where: str,
+    *,
+    table: dict[str, Any] = FIT_CONSTRAINTS,
+    **settings: Any,
+) -> tuple[ObservedExperimentData, GPUBCFConfig, bool]:
+    """Validate the arguments every fit entry point shares.
+
+    The scalar settings first, against ``table`` (``settings`` holds those beyond ``observed_copy``
+    and ``progress``, e.g. ``pooling``), then the data, config and calibration.
+    """
+    validate(dict(observed_copy=observed_copy, progress=progress, **settings), table, where)
+    progress = bool(progress)
     observed = check_observed(observed, where)
     check_outcome_scale(observed, where)
-    check_observed_copy(observed_copy, where)
-    progress = check_progress(progress, where)
     cfg = resolve_config(config, overrides, where)
     check_calibration(calibration, where)
     return observed, cfg, progress

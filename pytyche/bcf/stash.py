@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import wrong_type
+from pytyche._validation import Options, check, wrong_type
 from pytyche.contracts.observed import ObservedExperimentData, VariantData
 
 __all__ = ["OBSERVED_COPY_MODES", "ObservedCopy", "check_observed_copy", "stash_observed"]
@@ -40,12 +40,7 @@ OBSERVED_COPY_MODES: tuple[str, ...] = ("view", "deep", "ref")
 
 def check_observed_copy(value: object, where: str) -> str:
     """Validate an ``observed_copy`` argument; the error names the three valid modes."""
-    if not isinstance(value, str) or value not in OBSERVED_COPY_MODES:
-        raise ValueError(
-            f"The 'observed_copy' parameter of {where} must be one of 'view', 'deep', 'ref'. "
-            f"Got {value!r} instead."
-        )
-    return value
+    return check(value, "observed_copy", where, Options(OBSERVED_COPY_MODES))
 
 
 def stash_observed(observed: ObservedExperimentData, observed_copy: str = "view", *, where: str = "stash_observed") -> ObservedExperimentData:

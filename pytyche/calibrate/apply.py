@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pytyche._validation import wrong_type
+from pytyche._validation import InstanceOf, validate, wrong_type
 from pytyche.calibrate.calibration import Calibration, posterior_pooling
 from pytyche.contracts.enums import ClaimLevel
 
-__all__ = ["apply_calibration", "claim_level_of", "is_calibrated"]
+__all__ = ["APPLY_CONSTRAINTS", "apply_calibration", "claim_level_of", "is_calibrated"]
+
+#: the settings of :func:`apply_calibration` (the posterior's interface is checked by hand)
+APPLY_CONSTRAINTS: dict[str, Any] = {
+    "calibration": InstanceOf(Calibration, "a Calibration (from Calibration.from_sweep(...) or Calibration.skip())"),
+}
 
 
 def apply_calibration(posterior: Any, calibration: Calibration) -> Any:
@@ -43,8 +48,7 @@ def apply_calibration(posterior: Any, calibration: Calibration) -> Any:
     returned posterior carries the registry artifact it picked.
     """
     where = "apply_calibration"
-    if not isinstance(calibration, Calibration):
-        raise wrong_type("calibration", where, "a Calibration (from Calibration.from_sweep(...) or Calibration.skip())", calibration)
+    validate({"calibration": calibration}, APPLY_CONSTRAINTS, where)
     if not dataclasses.is_dataclass(posterior) or isinstance(posterior, type):
         raise wrong_type("posterior", where, "a posterior result (a dataclass instance)", posterior)
     names = {f.name for f in dataclasses.fields(posterior)}

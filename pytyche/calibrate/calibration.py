@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import InstanceOf, invalid, validate, wrong_type
 from pytyche.calibrate.correction import (
     CHECKED_MCMC_FIELDS,
     LayeredCalibrationCorrection,
@@ -45,7 +45,7 @@ from pytyche.calibrate.correction import (
 )
 from pytyche.contracts.enums import ClaimLevel
 
-__all__ = ["AUTO", "REGISTRY_ENV", "Calibration", "posterior_pooling", "registry_names"]
+__all__ = ["AUTO", "CALIBRATION_CONSTRAINTS", "FROM_SWEEP_CONSTRAINTS", "REGISTRY_ENV", "Calibration", "posterior_pooling", "registry_names"]
 
 
 #: environment variable naming a folder of artifacts to use instead of the shipped registry
@@ -118,6 +118,18 @@ def _looks_like_path(value: str) -> bool:
     return value.endswith(".json") or os.sep in value or "/" in value or (os.altsep is not None and os.altsep in value)
 
 
+#: the flags of :class:`Calibration` (checked at construction; the correction, regime fields,
+#: provenance and an auto calibration's registry are checked by hand, with the rules between them)
+CALIBRATION_CONSTRAINTS: dict[str, Any] = {
+    "skipped": InstanceOf(bool, "a bool"),
+    "auto": InstanceOf(bool, "a bool"),
+}
+
+#: the scalar options of :meth:`Calibration.from_sweep` (``name_or_path`` is checked by hand: its
+#: rules depend on the registry's contents)
+FROM_SWEEP_CONSTRAINTS: dict[str, Any] = {"registry": [None, InstanceOf((str, os.PathLike), "a folder path")]}
+
+
 @dataclass(frozen=True)
 class Calibration:
     """A coverage calibration and the regime it is valid for.
@@ -159,10 +171,7 @@ class Calibration:
 
     def __post_init__(self) -> None:
         where = "Calibration"
-        if not isinstance(self.skipped, bool):
-            raise wrong_type("skipped", where, "a bool", self.skipped)
-        if not isinstance(self.auto, bool):
-            raise wrong_type("auto", where, "a bool", self.auto)
+        validate({name: getattr(self, name) for name in CALIBRATION_CONSTRAINTS}, CALIBRATION_CONSTRAINTS, where)
         if self.auto:
             if self.skipped or self.correction is not None:
                 raise invalid("auto", where, "False with a correction or skipped=True (an auto calibration has neither)", True)
@@ -228,8 +237,7 @@ class Calibration:
             When the artifact records no MCMC settings (format 1), which then go unchecked.
         """
         where = "Calibration.from_sweep"
-        if registry is not None and not isinstance(registry, (str, os.PathLike)):
-            raise wrong_type("registry", where, "None or a folder path", registry)
+        validate({"registry": registry}, FROM_SWEEP_CONSTRAINTS, where)
         if isinstance(name_or_path, str) and name_or_path == AUTO:
             return cls(auto=True, registry=None if registry is None else os.fspath(registry), name=AUTO)
         if isinstance(name_or_path, os.PathLike):

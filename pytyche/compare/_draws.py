@@ -34,10 +34,7 @@ def check_posterior(posterior: Any, where: str) -> np.ndarray:
     """
     missing = [a for a in _REQUIRED if not hasattr(posterior, a)]
     if missing:
-        raise TypeError(
-            f"The 'posterior' parameter of {where} must be a fit result (pt.fit) exposing "
-            f"{', '.join(_REQUIRED)}; missing {missing}. Got {type(posterior).__name__} instead."
-        )
+        raise wrong_type("posterior", where, f"a fit result (pt.fit) exposing {', '.join(_REQUIRED)}; missing {missing}", posterior)
     observed = posterior.observed
     treatments = tuple(posterior.treatments)
     draws = np.asarray(posterior.outcome_samples)

@@ -18,11 +18,12 @@ thresholds are read in the metric's own units.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche._validation import InstanceOf, Interval, invalid, validate
 from pytyche.compare._draws import check_posterior, claim_level, group_means, intervals, p_best, resolve_mask
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.results import ComparisonResult, DecisionThresholds, RecommendationSummary
@@ -129,6 +130,16 @@ def _population_draws(posterior: Any, draws: np.ndarray, mask: Any, where: str) 
     return group_means(draws, labels, 1)[0], everyone
 
 
+#: the settings of :func:`compare_variants` (the posterior and mask are checked by hand)
+COMPARE_CONSTRAINTS: dict[str, Any] = {"level": Interval(numbers.Real, 0.0, 1.0, closed="neither", loose=True)}
+
+#: the settings of :func:`recommendation_summary` (the treatment, posterior and mask are checked by hand)
+SUMMARY_CONSTRAINTS: dict[str, Any] = {
+    "thresholds": InstanceOf(DecisionThresholds, "a DecisionThresholds"),
+    "segment_id": [None, Interval(numbers.Integral, 0, None, loose=True)],
+}
+
+
 def compare_variants(posterior: Any, mask: Any = None, level: float = 0.90) -> ComparisonResult:
     """Compare every treatment with the baseline from the joint posterior draws.
 
@@ -156,7 +167,7 @@ def compare_variants(posterior: Any, mask: Any = None, level: float = 0.90) -> C
         outside ``(0, 1)``.
     """
     where = "compare_variants"
-    lv = check_float(level, "level", where, low=0.0, high=1.0, low_open=True, high_open=True)
+    lv = validate({"level": level}, COMPARE_CONSTRAINTS, where)["level"]
     draws = check_posterior(posterior, where)
     group, _ = _population_draws(posterior, draws, mask, where)
     return comparison_from_draws(group, tuple(posterior.treatments), lv)
@@ -214,10 +225,7 @@ def recommendation_summary(
         malformed or empty mask, or a bad ``segment_id``.
     """
     where = "recommendation_summary"
-    if not isinstance(thresholds, DecisionThresholds):
-        raise wrong_type("thresholds", where, "a DecisionThresholds", thresholds)
-    if segment_id is not None:
-        segment_id = check_int(segment_id, "segment_id", where, low=0)
+    segment_id = validate(dict(thresholds=thresholds, segment_id=segment_id), SUMMARY_CONSTRAINTS, where)["segment_id"]
     draws = check_posterior(posterior, where)
     treatments = tuple(posterior.treatments)
     if not isinstance(treatment, str) or treatment not in treatments[1:]:

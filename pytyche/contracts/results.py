@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import Interval, invalid, validate, wrong_type
 from pytyche.contracts.arrays import AlignedVisitorArray
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.rules import AllOf
@@ -35,6 +36,20 @@ def _prob(value: Any, name: str, where: str) -> float:
     return v
 
 
+_PROBABILITY = Interval(numbers.Real, 0.0, 1.0, loose=True, text="a probability in [0, 1]")
+_NON_NEGATIVE = Interval(numbers.Real, 0.0, None, loose=True, text="a finite number >= 0")
+
+#: the fields of :class:`DecisionThresholds` (checked at construction)
+THRESHOLDS_CONSTRAINTS: dict[str, Any] = {
+    "p_positive_min": _PROBABILITY,
+    "p_better_min": _PROBABILITY,
+    "p_harmful_min": _PROBABILITY,
+    "p_futility_max": _PROBABILITY,
+    "tolerance": _NON_NEGATIVE,
+    "min_effect": _NON_NEGATIVE,
+}
+
+
 @dataclass(frozen=True)
 class DecisionThresholds:
     """The five thresholds of the SHIP / CONTINUE / STOP rule (defaults: docs/concepts.md, *SHIP / CONTINUE / STOP*).
@@ -56,13 +71,7 @@ class DecisionThresholds:
     min_effect: float = 0.01
 
     def __post_init__(self) -> None:
-        w = "DecisionThresholds"
-        for name in ("p_positive_min", "p_better_min", "p_harmful_min", "p_futility_max"):
-            _prob(getattr(self, name), name, w)
-        for name in ("tolerance", "min_effect"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise invalid(name, w, "a finite number >= 0", v)
+        validate({name: getattr(self, name) for name in THRESHOLDS_CONSTRAINTS}, THRESHOLDS_CONSTRAINTS, "DecisionThresholds")
 
 
 @dataclass(frozen=True)

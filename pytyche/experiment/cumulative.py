@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pytyche._validation import violated
 from pytyche.contracts.observed import ObservedExperimentData, VariantData, propensity_columns
 from pytyche.contracts.truth import CalibrationTruth
 
@@ -80,7 +81,7 @@ def _build_cumulative(
         The position map: ``positions[r][i]`` is the cumulative row of round ``r``'s row ``i``.
     """
     if not rounds:
-        raise ValueError("The 'rounds' parameter of _build_cumulative must hold at least one round. Got [] instead.")
+        raise violated("'rounds' parameter", "_build_cumulative", "hold at least one round. Got [] instead.")
     order = cumulative_order(rounds, control)
     k = len(order)
     if k < 2:

@@ -14,6 +14,7 @@ thresholds move; matching on membership keeps a segment's identity across refits
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
@@ -21,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import check_float, wrong_type
+from pytyche._validation import InstanceOf, Interval, validate
 from pytyche.contracts.enums import Decision
 from pytyche.contracts.results import (
     CREDIBLE_STABILITY,
@@ -33,6 +34,7 @@ from pytyche.contracts.results import (
 from pytyche.contracts.rules import AllOf
 
 __all__ = [
+    "EXPECTED_LOSS_RULE_CONSTRAINTS",
     "GraduationRule",
     "ExpectedLossRule",
     "GraduationCandidate",
@@ -118,6 +120,14 @@ def _members(rule: AllOf | None, frame: pd.DataFrame) -> np.ndarray:
     return np.ones(len(frame), dtype=bool) if rule is None else np.asarray(rule.mask(frame), dtype=bool)
 
 
+#: the settings of :class:`ExpectedLossRule` (checked at construction)
+EXPECTED_LOSS_RULE_CONSTRAINTS: dict[str, Any] = {
+    "thresholds": [InstanceOf(DecisionThresholds, "a DecisionThresholds"), None],
+    "stability_threshold": Interval(numbers.Real, 0.0, 1.0, loose=True),
+    "include_population": InstanceOf(bool, "a bool"),
+}
+
+
 class ExpectedLossRule:
     """The default graduation rule: SHIP under the expected-loss gate, on credible segments.
 
@@ -147,13 +157,10 @@ class ExpectedLossRule:
         stability_threshold: float = CREDIBLE_STABILITY,
         include_population: bool = True,
     ) -> None:
-        w = "ExpectedLossRule"
-        if thresholds is not None and not isinstance(thresholds, DecisionThresholds):
-            raise wrong_type("thresholds", w, "a DecisionThresholds or None", thresholds)
+        params = dict(thresholds=thresholds, stability_threshold=stability_threshold, include_population=include_population)
+        checked = validate(params, EXPECTED_LOSS_RULE_CONSTRAINTS, "ExpectedLossRule")
         self.thresholds = thresholds if thresholds is not None else DecisionThresholds()
-        self.stability_threshold = check_float(stability_threshold, "stability_threshold", w, low=0.0, high=1.0)
-        if not isinstance(include_population, bool):
-            raise wrong_type("include_population", w, "a bool", include_population)
+        self.stability_threshold = checked["stability_threshold"]
         self.include_population = include_population
 
     def __repr__(self) -> str:

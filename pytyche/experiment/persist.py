@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from pytyche._files import file_sha256
-from pytyche._validation import wrong_type
+from pytyche._validation import InstanceOf, check, invalid, validate, violated
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.observed import ObservedExperimentData, VariantData, VisitorSchema
@@ -363,6 +363,14 @@ def _snapshots(root: Path) -> list[Path]:
     return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("snapshot-")]
 
 
+#: the arguments of :meth:`SequentialExperiment.save` (what the directory holds is checked by hand);
+#: ``path`` is also :meth:`SequentialExperiment.load`'s
+SAVE_CONSTRAINTS: dict[str, Any] = {
+    "path": InstanceOf((str, os.PathLike), "a directory path"),
+    "draws": InstanceOf(bool, "a bool"),
+}
+
+
 def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *, draws: bool = False) -> Path:
     """Write ``exp`` to the directory ``path`` atomically (see the module docstring).
 
@@ -377,17 +385,14 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
     from pytyche import __version__
 
     w = "SequentialExperiment.save"
-    if not isinstance(path, (str, os.PathLike)):
-        raise wrong_type("path", w, "a directory path", path)
-    if not isinstance(draws, bool):
-        raise wrong_type("draws", w, "a bool", draws)
+    validate(dict(path=path, draws=draws), SAVE_CONSTRAINTS, w)
     root = Path(path)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"The 'path' parameter of {w} must be a directory. Got the file {str(root)!r} instead.")
+        raise invalid("path", w, "a directory", f"the file {str(root)!r}", show=False)
     if root.is_dir() and any(root.iterdir()) and not (root / CURRENT).is_file() and not _snapshots(root):
-        raise ValueError(
-            f"The 'path' parameter of {w} must be a new or empty directory, or an earlier save. Got {str(root)!r}, "
-            "which holds other files."
+        raise violated(
+            "'path' parameter", w,
+            f"be a new or empty directory, or an earlier save. Got {str(root)!r}, which holds other files.",
         )
     root.mkdir(parents=True, exist_ok=True)
     history = exp._history
@@ -563,8 +568,7 @@ def load_experiment(
     from pytyche.experiment.sequential import SequentialExperiment
 
     w = "SequentialExperiment.load"
-    if not isinstance(path, (str, os.PathLike)):
-        raise wrong_type("path", w, "a directory path", path)
+    check(path, "path", w, SAVE_CONSTRAINTS["path"])
     root = Path(path)
     rd = _open(root)
     cfg = rd.json("config.json")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import invalid, wrong_type
+from pytyche._validation import invalid, violated, wrong_type
 from pytyche.experiment.cells import Cell
 from pytyche.experiment.policies import BaselinePolicy, ThompsonPolicy, TreePolicy, UniformPolicy
 
@@ -261,10 +261,11 @@ def policy_to_dict(policy: Any, where: str = "plan export") -> dict[str, Any]:
     to_dict = getattr(policy, "to_dict", None)
     from_dict = getattr(type(policy), "from_dict", None)
     if not callable(to_dict) or not callable(from_dict):
-        raise TypeError(
-            f"The 'policy' of {where} must be a shipped policy (BaselinePolicy, UniformPolicy, ThompsonPolicy, "
-            "TreePolicy) or an operator-defined policy providing to_dict() and a from_dict(params) classmethod. "
-            f"Got {type(policy).__name__} instead."
+        raise violated(
+            "'policy'", where,
+            "be a shipped policy (BaselinePolicy, UniformPolicy, ThompsonPolicy, TreePolicy) or an operator-defined "
+            f"policy providing to_dict() and a from_dict(params) classmethod. Got {type(policy).__name__} instead.",
+            exc=TypeError,
         )
     params = to_dict()
     try:
@@ -290,7 +291,7 @@ def _resolve_class(path: str, policies: Mapping[str, type] | None, where: str) -
             "'policies' (a mapping name -> class) or make its module importable."
         ) from None
     if not isinstance(obj, type) or not callable(getattr(obj, "from_dict", None)):
-        raise ValueError(f"The custom policy class {path!r} of {where} must be a class with a from_dict(params) classmethod.")
+        raise violated(f"custom policy class {path!r}", where, "be a class with a from_dict(params) classmethod.")
     return obj
 
 
@@ -378,7 +379,7 @@ def plan_from_json(text: Any, policies: Mapping[str, type] | None = None) -> Any
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"The 'text' parameter of NextRoundPlan.from_json must be valid JSON. Got a parse error instead: {exc}.") from None
+        raise violated("'text' parameter", "NextRoundPlan.from_json", f"be valid JSON. Got a parse error instead: {exc}.") from None
     return plan_from_dict(data, policies)
 
 

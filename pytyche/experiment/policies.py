@@ -34,13 +34,14 @@ it exactly like the shipped ones::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from pytyche._validation import check_float, invalid, wrong_type
+from pytyche._validation import Interval, check_float, invalid, validate, wrong_type
 
 __all__ = [
     "Policy",
@@ -51,10 +52,14 @@ __all__ = [
     "sample_arms",
     "check_assignment",
     "DEFAULT_EPSILON",
+    "THOMPSON_DRAWS_CONSTRAINTS",
 ]
 
 #: the ε of the Thompson ε-clip (docs/concepts.md, *Thompson allocation*: fixed, not a parameter of the public API)
 DEFAULT_EPSILON = 0.02
+
+#: the scalar settings of :meth:`ThompsonPolicy.from_draws` (draws, treatments and active are checked by hand)
+THOMPSON_DRAWS_CONSTRAINTS: dict[str, Any] = {"epsilon": Interval(numbers.Real, 0.0, 1.0, closed="left", loose=True)}
 
 
 @runtime_checkable
@@ -339,7 +344,7 @@ class ThompsonPolicy(Policy):
         treatments = tuple(treatments)
         if draws.ndim != 2 or draws.shape[1] != len(treatments):
             raise invalid("draws", w, f"an (S, K) array with K = len(treatments) = {len(treatments)}", draws.shape)
-        epsilon = check_float(epsilon, "epsilon", w, low=0.0, high=1.0, high_open=True)
+        epsilon = validate({"epsilon": epsilon}, THOMPSON_DRAWS_CONSTRAINTS, w)["epsilon"]
         names = treatments if active is None else tuple(active)
         unknown = [t for t in names if t not in treatments]
         if unknown or not names:

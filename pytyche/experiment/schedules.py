@@ -13,17 +13,38 @@ schedule the operator stops by hand) and a ``size(round_idx) -> int`` method. Th
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche._validation import Interval, check_int, invalid, validate, wrong_type
 
-__all__ = ["Schedule", "GeometricSchedule", "FixedSchedule", "ExplicitSchedule", "MAX_ROUND_SIZE", "is_exhausted"]
+__all__ = [
+    "FIXED_CONSTRAINTS",
+    "GEOMETRIC_CONSTRAINTS",
+    "Schedule", "GeometricSchedule", "FixedSchedule", "ExplicitSchedule", "MAX_ROUND_SIZE", "is_exhausted",
+]
 
 #: largest visitor count a geometric round may reach (sizes are computed in log space against
 #: it, so no ``growth**r`` is ever formed that could overflow a float)
 MAX_ROUND_SIZE = 2**62
+
+_ROUNDS = [None, Interval(numbers.Integral, 1, None, loose=True)]
+
+#: the fields of :class:`GeometricSchedule` (checked at construction; the 2**62 ceiling on
+#: ``initial`` and on the last round's size are checked by hand)
+GEOMETRIC_CONSTRAINTS: dict[str, Any] = {
+    "initial": Interval(numbers.Integral, 1, None, loose=True),
+    "growth": Interval(numbers.Real, 1.0, None, loose=True),
+    "n_rounds": _ROUNDS,
+}
+
+#: the fields of :class:`FixedSchedule`
+FIXED_CONSTRAINTS: dict[str, Any] = {
+    "per_round": Interval(numbers.Integral, 1, None, loose=True),
+    "n_rounds": _ROUNDS,
+}
 
 
 @runtime_checkable
@@ -83,12 +104,11 @@ class GeometricSchedule:
 
     def __post_init__(self) -> None:
         w = "GeometricSchedule"
-        object.__setattr__(self, "initial", check_int(self.initial, "initial", w, low=1))
-        object.__setattr__(self, "growth", check_float(self.growth, "growth", w, low=1.0))
+        fields = dict(initial=self.initial, growth=self.growth, n_rounds=self.n_rounds)
+        for name, value in validate(fields, GEOMETRIC_CONSTRAINTS, w).items():
+            object.__setattr__(self, name, value)
         if self.initial > MAX_ROUND_SIZE:
             raise invalid("initial", w, f"an int in [1, 2**62] (MAX_ROUND_SIZE)", self.initial)
-        if self.n_rounds is not None:
-            object.__setattr__(self, "n_rounds", check_int(self.n_rounds, "n_rounds", w, low=1))
         # a bounded schedule must reach its last round; an open-ended one at least its second
         last = 1 if self.n_rounds is None else self.n_rounds - 1
         if last and self._log_size(last) > math.log(MAX_ROUND_SIZE):
@@ -132,10 +152,9 @@ class FixedSchedule:
     n_rounds: int | None
 
     def __post_init__(self) -> None:
-        w = "FixedSchedule"
-        object.__setattr__(self, "per_round", check_int(self.per_round, "per_round", w, low=1))
-        if self.n_rounds is not None:
-            object.__setattr__(self, "n_rounds", check_int(self.n_rounds, "n_rounds", w, low=1))
+        fields = dict(per_round=self.per_round, n_rounds=self.n_rounds)
+        for name, value in validate(fields, FIXED_CONSTRAINTS, "FixedSchedule").items():
+            object.__setattr__(self, name, value)
 
     def size(self, round_idx: int) -> int:
         _check_round(self, round_idx, self.n_rounds)

@@ -16,6 +16,7 @@ column) are re-indexed into that order via the position map
 from __future__ import annotations
 
 import inspect
+import numbers
 import operator
 import os
 import warnings
@@ -25,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from pytyche._validation import check_float, check_int, invalid, violated, wrong_type
-from pytyche.analysis.policy_tree import check_stability_method
+from pytyche._validation import InstanceOf, Interval, check_float, check_int, invalid, validate, violated, wrong_type
+from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
 from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible
@@ -46,7 +47,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytyche.bcf.config import GPUBCFConfig
     from pytyche.calibrate import Calibration
 
-__all__ = ["Generator", "SampleRatioMismatchWarning", "SequentialExperiment", "UncalibratedWarning", "sequential_experiment"]
+__all__ = [
+    "Generator",
+    "SEQUENTIAL_CONSTRAINTS",
+    "SampleRatioMismatchWarning",
+    "SequentialExperiment",
+    "UncalibratedWarning",
+    "sequential_experiment",
+]
 
 #: The single data-source contract. The loop invokes ``generator(round_idx, plan)`` at the start
 #: of each round and receives ``(observed, truth)`` -- ``truth`` is non-None in sim mode and
@@ -60,6 +68,19 @@ __all__ = ["Generator", "SampleRatioMismatchWarning", "SequentialExperiment", "U
 Generator = Callable[[int, NextRoundPlan], tuple[ObservedExperimentData, CalibrationTruth | None]]
 
 _WHERE = "SequentialExperiment"
+
+#: the scalar settings of :class:`SequentialExperiment` (checked at construction; the generator,
+#: schedule, treatments, cells, calibration, graduation rule and fit config are checked by hand,
+#: and so is the rule that the two weight floors sum to below 1)
+SEQUENTIAL_CONSTRAINTS: dict[str, Any] = {
+    "min_control_weight": Interval(numbers.Real, 0.0, 1.0, closed="left", loose=True),
+    "min_explore_weight": Interval(numbers.Real, 0.0, 1.0, closed="left", loose=True),
+    "max_segment_depth": Interval(numbers.Integral, 1, None, loose=True),
+    "min_segment_share": Interval(numbers.Real, 0.0, 0.5, closed="right", loose=True),
+    "seed": Interval(numbers.Integral, 0, None, loose=True),
+    "progress": InstanceOf((bool, np.bool_), "a bool"),
+    "stability_method": POLICY_TREE_CONSTRAINTS["stability_method"],
+}
 _SCOPE = """
     Scope: this surface assumes designed experiments -- the operator emits the assignment rules
     (the plan's cells and policies), the platform assigns per those rules, and per-visitor
@@ -189,15 +210,26 @@ class SequentialExperiment:
         if len(universe) < 2 or any(not isinstance(t, str) or not t.strip() for t in universe) or len(set(universe)) != len(universe):
             raise invalid("treatments", w, "a sequence of at least 2 unique non-empty names, control first", list(universe))
         self._cells0 = None if cells is None else validate_cells(cells, "cells", w)
-        mcw = check_float(min_control_weight, "min_control_weight", w, low=0.0, high=1.0, high_open=True)
-        mew = check_float(min_explore_weight, "min_explore_weight", w, low=0.0, high=1.0, high_open=True)
+        settings = validate(
+            dict(
+                min_control_weight=min_control_weight,
+                min_explore_weight=min_explore_weight,
+                max_segment_depth=max_segment_depth,
+                min_segment_share=min_segment_share,
+                seed=seed,
+                progress=progress,
+                stability_method=stability_method,
+            ),
+            SEQUENTIAL_CONSTRAINTS,
+            w,
+        )
+        mcw, mew = settings["min_control_weight"], settings["min_explore_weight"]
         if mcw + mew >= 1.0:
             raise violated(
                 "'min_control_weight' and 'min_explore_weight' parameters", w,
                 f"sum to below 1.0 (leaving room for the Optimized cell). Got {mcw} + {mew} = {mcw + mew:.6g} instead.",
             )
-        depth = check_int(max_segment_depth, "max_segment_depth", w, low=1)
-        share = check_float(min_segment_share, "min_segment_share", w, low=0.0, high=0.5, low_open=True)
+        depth, share = settings["max_segment_depth"], settings["min_segment_share"]
         if calibration is not None:
             from pytyche.calibrate import Calibration
 
@@ -207,15 +239,12 @@ class SequentialExperiment:
             graduation_rule = ExpectedLossRule()
         elif not callable(getattr(graduation_rule, "ship_signals", None)):
             raise wrong_type("graduation_rule", w, "a GraduationRule (with ship_signals(posterior, analysis)) or None", graduation_rule)
-        seed = check_int(seed, "seed", w, low=0)
-        if not isinstance(progress, (bool, np.bool_)):
-            raise wrong_type("progress", w, "a bool", progress)
+        seed = settings["seed"]
         if bcf_config is not None:
             from pytyche.bcf.config import GPUBCFConfig
 
             if not isinstance(bcf_config, GPUBCFConfig):
                 raise wrong_type("bcf_config", w, "a GPUBCFConfig or None", bcf_config)
-        stability_method = check_stability_method(stability_method, w)
 
         self._generator = generator
         self._schedule = schedule

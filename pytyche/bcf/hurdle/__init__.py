@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pytyche._validation import invalid
-from pytyche.bcf._fitting import attach_calibration, check_common, check_hurdle_outcome
+from pytyche.bcf._fitting import HURDLE_FIT_CONSTRAINTS, attach_calibration, check_common, check_hurdle_outcome
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.results import POOLING_MODES, HurdleBCFResult
+from pytyche.bcf.results import HurdleBCFResult
 from pytyche.bcf.stash import ObservedCopy, stash_observed
 from pytyche.contracts.observed import ObservedExperimentData
 
@@ -70,9 +69,9 @@ def fit_hurdle_bcf(
     (n, S, K)
     """
     where = "fit_hurdle_bcf"
-    observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
-    if not isinstance(pooling, str) or pooling not in POOLING_MODES:
-        raise invalid("pooling", where, "one of 'joint', 'independent'", pooling)
+    observed, cfg, progress = check_common(
+        observed, observed_copy, progress, calibration, config, config_overrides, where, table=HURDLE_FIT_CONSTRAINTS, pooling=pooling
+    )
     check_hurdle_outcome(observed, where)
     stash = stash_observed(observed, observed_copy, where=where)
     from pytyche.bcf.hurdle.model import fit_hurdle, joint_channels
