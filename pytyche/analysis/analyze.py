@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import InstanceOf, validate, wrong_type
+from pytyche._validation import InstanceOf, wrong_type
 from pytyche.compare._draws import claim_level, intervals
 from pytyche.analysis.capabilities import remember_stability
 from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, _check_params, _fit
@@ -36,15 +36,8 @@ ANALYZE_CONSTRAINTS: dict[str, Any] = {
 def _check_settings(
     max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any, thresholds: Any
 ) -> DecisionThresholds:
-    params = dict(
-        max_depth=max_depth,
-        min_segment_share=min_segment_share,
-        n_bootstrap=n_bootstrap,
-        bootstrap_seed=bootstrap_seed,
-        stability_method=stability_method,
-        thresholds=thresholds,
-    )
-    validate(params, ANALYZE_CONSTRAINTS, "analyze")
+    _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method,
+                  where="analyze", table=ANALYZE_CONSTRAINTS, thresholds=thresholds)
     return DecisionThresholds() if thresholds is None else thresholds
 
 

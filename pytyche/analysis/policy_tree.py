@@ -159,16 +159,19 @@ POLICY_TREE_CONSTRAINTS: dict[str, Any] = {
 
 
 def _check_params(
-    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means"
+    max_depth: Any, min_segment_share: Any, n_bootstrap: Any, bootstrap_seed: Any, stability_method: Any = "means",
+    *, where: str = _WHERE, table: dict[str, Any] = POLICY_TREE_CONSTRAINTS, **extra: Any,
 ) -> tuple[int, float, int, int, str]:
+    """The tree settings, checked against ``table`` (with ``extra`` settings of the caller's) for ``where``."""
     params = dict(
         max_depth=max_depth,
         min_segment_share=min_segment_share,
         n_bootstrap=n_bootstrap,
         bootstrap_seed=bootstrap_seed,
         stability_method=stability_method,
+        **extra,
     )
-    validate(params, POLICY_TREE_CONSTRAINTS, _WHERE)
+    validate(params, table, where)
     return int(max_depth), float(min_segment_share), int(n_bootstrap), int(bootstrap_seed), stability_method
 
 
