@@ -324,7 +324,7 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
     default = mcmc_of(GPUBCFConfig())
     shipped = [name for name in pc.registry_names()
                if Calibration.from_sweep(name).mcmc == default]
-    assert {"binary_k2_v1", "continuous_k2_v1"} <= set(shipped)
+    assert {"binary_k2_v1", "continuous_k2_v1", "rpv_k2_joint_v1"} <= set(shipped)
     for name in shipped:
         prov = Calibration.from_sweep(name).correction.provenance
         assert prov["git_dirty"] is False and prov["run_git_dirty"] is False, name
@@ -336,7 +336,8 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
         assert prov["validation"]["n_datasets"] >= 40, name
     # auto: a default-config binary K=2 posterior gets the binary artifact (its calibrated CATE
     # is closer to nominal held out); the continuous one is ruled out by its own validation
-    assert validation_verdict(Calibration.from_sweep("binary_k2_v1").correction.provenance) is None
+    for name in ("binary_k2_v1", "rpv_k2_joint_v1"):
+        assert validation_verdict(Calibration.from_sweep(name).correction.provenance) is None, name
     assert "farther from nominal" in validation_verdict(Calibration.from_sweep("continuous_k2_v1").correction.provenance)
     cfg = GPUBCFConfig()
     assert Calibration.from_sweep("auto").resolve(make_post(n_per_arm=2000, config=cfg, binary=True,
