@@ -6,9 +6,9 @@ datasets' raw records. A calibrated interval at level ``q`` is the raw interval 
 ``w = z(R^{-1}(q)) / z(q)`` (``LayeredCalibrationCorrection.interval``), so its coverage on a
 dataset is, to the Gaussian approximation the correction itself makes, the dataset's raw coverage
 at level ``R^{-1}(q)``: read off the dataset's raw coverage curve (recorded at six levels),
-interpolated in probit space (linear in ``z`` beyond the last level). The check that this
-reproduces the calibrated coverage that the validation sweep measured for the shipped correction
-is printed first.
+interpolated in probit space (linear in ``z`` beyond the last level). The ``measured`` column
+checks this shortcut: the calibrated coverage the validation sweep measured with the shipped
+correction on-path.
 
 Candidates (all isotonic in the nominal level, per quantity family):
 
@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 from sklearn.isotonic import IsotonicRegression
 
-from pytyche.calibrate.correction import LayeredCalibrationCorrection
+from pytyche.calibrate.correction import LayerCurve, LayeredCalibrationCorrection
 from sweeps.aggregate import dataset_coverage, t_interval
 from sweeps.shards import read_records
 
@@ -62,21 +62,15 @@ def raw_coverage_at(curve: pd.DataFrame, level: float) -> float:
 
 
 def isotonic_inverse(per: pd.DataFrame) -> "callable":
-    """R^{-1} of the dataset-weighted isotonic curve through ``per`` (nominal, coverage rows)."""
+    """R^{-1} of the dataset-weighted isotonic curve through ``per`` (nominal, coverage rows),
+    inverted by the artifact's own :class:`LayerCurve` (same knots, same extrapolation)."""
     means = per.groupby("nominal")["coverage"].mean()
     lv, cov = means.index.to_numpy(float), means.to_numpy(float)
-    fitted = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(lv, cov).predict(lv)
-    a = ndtri(0.5 + lv / 2.0)
-    b = ndtri(0.5 + np.clip(np.maximum.accumulate(fitted), CLIP, 1.0 - CLIP) / 2.0)
-    ub, inv = np.unique(b, return_inverse=True)
-    ua = np.array([a[inv == i].mean() for i in range(len(ub))])
-
-    def inverse(q: float) -> float:
-        y = ndtri(0.5 + q / 2.0)  # the same z-space ray extrapolation as LayerCurve
-        x = np.interp(y, np.r_[0.0, ub], np.r_[0.0, ua]) if y <= ub[-1] else y * ua[-1] / ub[-1]
-        return float(2.0 * ndtr(x) - 1.0)
-
-    return inverse
+    fitted = np.maximum.accumulate(IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(lv, cov).predict(lv))
+    n = per["task_id"].nunique()
+    curve = LayerCurve(family=str(per["family"].iloc[0]), band=None, nominal=tuple(lv), empirical=tuple(fitted),
+                       raw=tuple(cov), weight=(float(n),) * len(lv), n_records=len(per), n_units=n)
+    return lambda q: float(curve.nominal_for(q))
 
 
 def study(fit_dir: str, val_dir: str) -> pd.DataFrame:
