@@ -190,12 +190,13 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
         )
     if not per["calibrated"].any():
         raise ValueError("The held-out sweep has no calibrated-interval records: run it with the artifact on-path (validate does).")
-    per = per.assign(band=[correction.band_label(correction.band_index(int(n))) for n in per["sample_size"]])
+    band = np.array([correction.band_index(int(n)) for n in per["sample_size"]])
+    per = per.assign(band=[correction.band_label(b) for b in band])
     levels = _level_rows(per)
     # the same per sample-size band of the artifact (a dataset's band is its largest round's)
     bands = [
-        {"band": str(label), "n_datasets": int(g["task_id"].nunique()), "levels": _level_rows(g)}
-        for label, g in sorted(per.groupby("band"), key=lambda kv: correction.band_index(int(kv[1]["sample_size"].min())))
+        {"band": correction.band_label(int(b)), "n_datasets": int(g["task_id"].nunique()), "levels": _level_rows(g)}
+        for b, g in per.groupby(band, sort=True)
     ]
     table = pd.DataFrame(
         [
