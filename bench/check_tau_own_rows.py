@@ -8,6 +8,7 @@ The two paths are the same model (only the ``min_points_per_leaf`` counts differ
 RMSEs should agree within the Monte Carlo spread over seeds.
 
     python bench/check_tau_own_rows.py --n 2000 --seeds 0 1 2 --burnin 150 --draws 150
+    python bench/check_tau_own_rows.py ... --min-points 0   # no leaf minimum: exactly the same model
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--burnin", type=int, default=150)
     ap.add_argument("--draws", type=int, default=150)
     ap.add_argument("--trees", type=int, nargs=2, default=[200, 50])
+    ap.add_argument("--min-points", type=int, default=GPUBCFConfig().min_points_per_leaf,
+                    help="bartz min_points_per_leaf (0: no minimum, where the two paths are the same model)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
@@ -60,7 +63,8 @@ def main() -> None:
         d = make_data(args.n, 3, seed=seed)
         tr = truth(d)
         cfg = GPUBCFConfig(num_trees_mu=args.trees[0], num_trees_tau=args.trees[1], num_burnin=args.burnin,
-                           num_draws=args.draws, num_chains=1, seed=seed)
+                           num_draws=args.draws, num_chains=1, seed=seed,
+                           min_points_per_leaf=args.min_points)
         res = {"seed": seed, "load_avg": round(os.getloadavg()[0], 1)}
         for name, own in (("own", True), ("all", False)):
             pm, wall = fit(d, cfg, own)
