@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "ContinuousBCFResult": "pytyche.bcf",
     "HurdleBCFResult": "pytyche.bcf",
     "GPUBCFConfig": "pytyche.bcf.config",
+    "InsufficientDataError": "pytyche._validation",
     "compute_num_trees_tau": "pytyche.bcf.config",
     # analysis
     "analyze": "pytyche.analysis.analyze",

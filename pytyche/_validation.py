@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "InstanceOf",
+    "InsufficientDataError",
     "Interval",
     "Options",
     "check_choice",
@@ -58,16 +59,35 @@ def show(value: Any, width: int = 80) -> str:
 _show = show  # `invalid` has a parameter named `show`
 
 
+class InsufficientDataError(ValueError):
+    """Well-formed data too thin for the model to fit, e.g. a hurdle outcome with fewer than 3
+    converters in some treatment.
+
+    A ``ValueError`` (it names the field and what was expected, like every input error); its own
+    class lets a caller that simulates many datasets (a sweep) tell "this dataset cannot be
+    fitted" from a bug, and record the dataset as refused instead of failing.
+    """
+
+
 def invalid(
-    name: str, where: str, expected: str, got: Any, *, show: bool = True, noun: str = "parameter", width: int = 80
+    name: str,
+    where: str,
+    expected: str,
+    got: Any,
+    *,
+    show: bool = True,
+    noun: str = "parameter",
+    width: int = 80,
+    exc: type[ValueError] = ValueError,
 ) -> ValueError:
     """Build the ValueError for a bad parameter value (raise the result).
 
     ``got`` is shown as its ``repr`` cut to ``width`` characters, or as given with ``show=False``
-    (a description such as ``"shape (3, 2)"``).
+    (a description such as ``"shape (3, 2)"``); ``exc`` is the class built (a ``ValueError``
+    subclass such as :class:`InsufficientDataError`).
     """
     given = _show(got, width) if show else str(got)
-    return ValueError(f"The '{name}' {noun} of {where} must be {expected}. Got {given} instead.")
+    return exc(f"The '{name}' {noun} of {where} must be {expected}. Got {given} instead.")
 
 
 def wrong_type(name: str, where: str, expected: str, got: Any, *, noun: str = "parameter") -> TypeError:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweeps._figures import figure_dir, pyplot, save_figure
-from sweeps.shards import finished_ids, read_records, write_text
+from sweeps.shards import finished_ids, read_records, refused_tasks, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -244,7 +244,8 @@ def sweep_provenance(out: str | os.PathLike[str], frame: "pd.DataFrame | None" =
     commit, dirty = git_commit()
     prov["commit"] = commit
     prov["git_dirty"] = dirty
-    counts: dict[str, Any] = {"tasks_in_grid": n_grid, "tasks_finished": len(finished_ids(out))}
+    counts: dict[str, Any] = {"tasks_in_grid": n_grid, "tasks_finished": len(finished_ids(out)),
+                              "tasks_refused": len(refused_tasks(out))}  # finished, but the model refused their data
     if frame is not None:
         cal = frame[frame["kind"] == "calibration"] if "kind" in frame else frame
         counts.update(

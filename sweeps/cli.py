@@ -152,11 +152,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"{report.name}: {report.n_completed} tasks finished now, {report.n_skipped} already done, "
         f"{len(report.corrupt)} with bad shards redone, "
-        f"{report.n_failed} failed, of {report.n_tasks} ({report.tasks_per_minute:.2f} tasks/min); "
+        f"{report.n_failed} failed, {len(report.refused)} refused by the model, of {report.n_tasks} "
+        f"({report.tasks_per_minute:.2f} tasks/min); "
         f"shards in {report.output_dir / 'records'}"
     )
     for tid, err in report.failures:
         print(f"  failed {tid}: {err.splitlines()[0] if err else ''}", file=sys.stderr)
+    for tid, why in report.refused:
+        print(f"  refused {tid}: {why}", file=sys.stderr)
     if report.complete:
         return 0
     return 1 if report.failures else 3

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytyche._validation import invalid
-from sweeps.shards import clean_temp, finished_ids, verify_shards, write_failure, write_shard, write_text
+from sweeps.shards import clean_temp, finished_ids, refused_tasks, verify_shards, write_failure, write_shard, write_text
 from sweeps.spec import SweepSpec, Task, spec_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,6 +82,10 @@ class SweepReport:
         JAX compilations of each finished task, in completion order.
     finish_times
         Seconds from the start of the call at which each task finished, in completion order.
+    refused
+        ``(task_id, reason)`` of the sweep's finished tasks whose data the model refused
+        (:attr:`sweeps.task.TaskResult.refused`; this call's and earlier ones'): finished, so
+        a rerun does not retry them, and counted apart from the datasets that were measured.
     """
 
     name: str
@@ -99,6 +103,7 @@ class SweepReport:
     worker_seconds: float = 0.0
     compiles: tuple[int, ...] = field(default=(), repr=False)
     finish_times: tuple[float, ...] = field(default=(), repr=False)
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def n_failed(self) -> int:
@@ -236,6 +241,9 @@ def execute_tasks(
             if tid not in written:
                 write_shard(out, finished.task, finished.result)
                 written.add(tid)
+                if finished.result.refused is not None:
+                    logger.warning("task %s (%s, seed %s): the model refused its data, %s", tid,
+                                   finished.task.cell_label, finished.task.seed, finished.result.refused)
                 tally.completed += 1
                 tally.finished_at.append(time.perf_counter())
                 tally.worker_seconds += float(finished.result.seconds)
@@ -412,4 +420,5 @@ def run_sweep(
         worker_seconds=tally.worker_seconds,
         compiles=tuple(tally.compiles),
         finish_times=tuple(t - t0 for t in tally.finished_at),
+        refused=tuple((tid, why) for tid, why in refused_tasks(out_dir).items() if tid in {t.task_id for t in tasks}),
     )

@@ -64,6 +64,8 @@ __all__ = [
     "finished_ids",
     "read_records",
     "records_dir",
+    "refused_path",
+    "refused_tasks",
     "shard_path",
     "truth_path",
     "shard_rows",
@@ -137,6 +139,20 @@ def truth_path(out: str | os.PathLike[str], task_id: str) -> Path:
 
 def failure_path(out: str | os.PathLike[str], task_id: str) -> Path:
     return Path(out) / "failures" / f"{task_id}.txt"
+
+
+def refused_path(out: str | os.PathLike[str], task_id: str) -> Path:
+    return Path(out) / "refused" / f"{task_id}.txt"
+
+
+def refused_tasks(out: str | os.PathLike[str]) -> dict[str, str]:
+    """``task_id -> reason`` of the finished tasks whose data the model refused (see
+    :attr:`sweeps.task.TaskResult.refused`)."""
+    d = Path(out) / "refused"
+    done = finished_ids(out)
+    if not d.is_dir():
+        return {}
+    return {p.stem: p.read_text(encoding="utf-8").strip() for p in sorted(d.glob("*.txt")) if p.stem in done}
 
 
 def checksum_path(out: str | os.PathLike[str], task_id: str) -> Path:
@@ -243,6 +259,10 @@ def write_shard(out: str | os.PathLike[str], task: "Task", result: "TaskResult")
         "truth": {"rows": truth_table.num_rows, "sha256": hashlib.sha256(truth_bytes).hexdigest()},
     }
     write_text(checksum_path(out, task.task_id), json.dumps(sums, sort_keys=True) + "\n")
+    if result.refused is not None:
+        write_text(refused_path(out, task.task_id), f"{result.refused}\n")
+    else:
+        refused_path(out, task.task_id).unlink(missing_ok=True)
     path = atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(records_bytes))
     failure_path(out, task.task_id).unlink(missing_ok=True)
     return path

@@ -56,6 +56,11 @@ class TaskResult:
         JAX backend compilations during the task (filled in by the worker; ``None`` if unknown).
     worker
         ``host:pid`` of the worker process (filled in by the worker).
+    refused
+        Why the model refused the task's data (a :class:`pytyche.InsufficientDataError`, e.g. an
+        arm without converters), with the round it happened in; ``None`` when every round ran.
+        The task still finishes: its rows are those of the rounds before the refusal (none when
+        the first round is refused), and the refusal is kept beside its shards.
     """
 
     task_id: str
@@ -64,6 +69,7 @@ class TaskResult:
     n_rounds: int = 0
     compiles: int | None = None
     worker: str = ""
+    refused: str | None = None
 
 
 
@@ -153,15 +159,21 @@ def run_task(task: "Task") -> TaskResult:
     TaskResult
         Coverage and truth-comparison rows of every round, and the wall time.
     """
+    from pytyche import InsufficientDataError
     from pytyche.experiment import UncalibratedWarning
 
     t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    n_rounds = 0
+    refused = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UncalibratedWarning)
         exp = build_experiment(task)
-        rows: list[dict[str, Any]] = []
-        n_rounds = 0
-        for experiment in exp:
-            rows.extend(round_rows(task, experiment))
-            n_rounds += 1
-    return TaskResult(task_id=task.task_id, records=tuple(rows), seconds=time.perf_counter() - t0, n_rounds=n_rounds)
+        try:
+            for experiment in exp:
+                rows.extend(round_rows(task, experiment))
+                n_rounds += 1
+        except InsufficientDataError as err:  # a dataset the model cannot fit, not a bug
+            refused = f"round {n_rounds}: {err}"
+    return TaskResult(task_id=task.task_id, records=tuple(rows), seconds=time.perf_counter() - t0, n_rounds=n_rounds,
+                      refused=refused)

@@ -36,7 +36,7 @@ import numpy as np
 
 from sweeps._figures import pyplot, save_figure
 from sweeps.aggregate import OBSERVABLES, REGIME, dataset_coverage, git_commit, portable_path, t_interval
-from sweeps.shards import read_records, write_text
+from sweeps.shards import read_records, refused_tasks, write_text
 from sweeps.spec import SweepSpec, spec_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,8 +167,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, artifact_sha256: str, spec: SweepSpec,
-              spec_sha256: str | None = None) -> tuple[dict[str, Any], "pd.DataFrame", "pd.DataFrame"]:
+              spec_sha256: str | None = None, refused: Mapping[str, str] | None = None,
+              ) -> tuple[dict[str, Any], "pd.DataFrame", "pd.DataFrame"]:
     """The validation summary of a held-out sweep's records (see the module docstring).
+
+    ``refused`` (``task_id -> reason``) names the held-out tasks whose data the model refused
+    (:func:`sweeps.shards.refused_tasks`): they are not datasets of the summary, and it says so.
 
     Returns
     -------
@@ -224,6 +228,7 @@ def summarize(frame: "pd.DataFrame", correction: Any, *, artifact_name: str, art
         "unit": "dataset = one task (one replication of one template); its coverage pools its rounds' targets",
         "ci": f"{CI_LEVEL:.0%} Student-t interval of the mean over datasets",
         "records_other_regimes": other,
+        "refused": {"n_tasks": len(refused or {}), "tasks": dict(sorted((refused or {}).items()))},
         "levels": levels,
         "bands": bands,
         # residual (calibrated coverage - nominal) against fit-time observables, across datasets
@@ -333,7 +338,7 @@ def validate(
     frame = read_records(out_dir, kinds=["calibration"])
     summary, table, per = summarize(
         frame, correction, artifact_name=path.stem, artifact_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        spec=spec, spec_sha256=spec_sha,
+        spec=spec, spec_sha256=spec_sha, refused=refused_tasks(out_dir),
     )
     summary_path = write_text(out_dir / "validation.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     per_path = write_text(out_dir / "validation_per_dataset.csv", per.to_csv(index=False))

@@ -408,3 +408,56 @@ def test_real_run_task_on_tiny_sweep(ray_cluster, tmp_path):
     assert timing["worker"].nunique() == 1
     # one warm actor, tasks in order: the first compiles the BCF programs, the second reuses them
     assert report.compiles[0] > 0 and report.compiles[1] == 0
+
+
+# ---- datasets the model refuses ----------------------------------------------------------------
+
+
+def run_refusing_task(task):
+    """The synthetic runner, except that replication 0's data are 'refused' (as run_task records a
+    pytyche.InsufficientDataError)."""
+    from dataclasses import replace
+
+    result = run_synthetic_task(task)
+    if task.replication == 0:
+        return replace(result, records=(), refused="round 0: too few converters")
+    return result
+
+
+def test_run_task_records_a_dataset_the_model_refuses():
+    """A hurdle round with almost no converters: the real fit refuses it with an
+    InsufficientDataError (a ValueError naming the field), and run_task finishes the task with no
+    rows and the reason, instead of failing it (a rerun would fail it again, forever)."""
+    import pytyche as pt
+    from sweeps.task import run_task
+
+    assert issubclass(pt.InsufficientDataError, ValueError)
+    spec = parse_spec({
+        "name": "thin", "templates": [{"name": "harmful_arm", "params": {"conversion_scale": 0.3}}],
+        "replications": 1, "schedule": {"kind": "fixed", "args": {"per_round": 300, "n_rounds": 2}},
+        "bcf": {"num_trees_mu": 5, "num_trees_tau": 2, "num_burnin": 2, "num_draws": 2, "num_chains": 1},
+    })
+    (task,) = spec.tasks()
+    result = run_task(task)
+    assert result.records == () and result.n_rounds == 0
+    assert result.refused.startswith("round 0: ") and "converters" in result.refused and "'observed'" in result.refused
+
+
+def test_refused_datasets_finish_their_tasks_and_are_counted_apart(ray_cluster, tmp_path):
+    from sweeps.aggregate import fit_artifact
+    from sweeps.driver import run_sweep
+    from sweeps.shards import refused_tasks
+
+    out = tmp_path / "sweep"
+    spec = synthetic_spec(out, replications=3)
+    report = run_sweep(spec, runner=run_refusing_task, tracking=False, progress=False)
+    assert report.complete and report.n_failed == 0 and report.n_completed == 3
+    (refused,) = [t for t in spec.tasks() if t.replication == 0]
+    assert dict(report.refused) == {refused.task_id: "round 0: too few converters"} == refused_tasks(out)
+    frame = read_records(out)
+    assert refused.task_id not in set(frame.loc[frame["kind"] == "calibration", "task_id"])
+    again = run_sweep(spec, runner=run_refusing_task, tracking=False, progress=False)
+    assert again.n_skipped == 3 and again.n_completed == 0 and len(again.refused) == 1  # not retried
+    correction, _ = fit_artifact(out, path=tmp_path / "artifact.json")
+    counts = correction.provenance["counts"]
+    assert counts["tasks_finished"] == 3 and counts["tasks_refused"] == 1 and counts["replications"] == 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pytyche._validation import InstanceOf, Options, invalid, validate, wrong_type
+from pytyche._validation import InstanceOf, InsufficientDataError, Options, invalid, validate, wrong_type
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.results import POOLING_MODES
 from pytyche.bcf.stash import OBSERVED_COPY_MODES
@@ -231,5 +231,6 @@ def check_hurdle_outcome(observed: ObservedExperimentData, where: str) -> np.nda
             f"(outcome {observed.schema.outcome!r} > 0) in every treatment",
             f"converter counts {counts}",
             show=False,
+            exc=InsufficientDataError,
         )
     return conv

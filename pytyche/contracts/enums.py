@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from pytyche._validation import InsufficientDataError
+
 
 #: zero share at or above which a float outcome is read as a hurdle outcome
 HURDLE_ZERO_SHARE = 0.30
@@ -73,8 +75,9 @@ class MetricFamily(str, Enum):
         Raises
         ------
         ValueError
-            When every outcome is zero (it could be a binary metric with no successes or a hurdle
-            metric with no converters: neither can be fitted).
+            When the outcome is empty or not finite; :class:`pytyche.InsufficientDataError` (a
+            ``ValueError``) when every outcome is zero (it could be a binary metric with no
+            successes or a hurdle metric with no converters: neither can be fitted).
         """
         y = np.asarray(y)
         if y.size == 0:
@@ -82,7 +85,7 @@ class MetricFamily(str, Enum):
         if not np.all(np.isfinite(y)):
             raise ValueError("The outcome array contains NaN or infinite values.")
         if np.all(y == 0):
-            raise ValueError(
+            raise InsufficientDataError(
                 "Every outcome is zero. Read as a binary metric it has no successes; read as a "
                 "hurdle (zero-inflated) metric it has no converters. Neither binary nor hurdle BCF "
                 "can be fitted: collect more data or check the outcome column."
