@@ -64,14 +64,19 @@ class Post(PlantedPosterior):
     config: GPUBCFConfig = TINY
 
 
-def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False):
+def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False, hurdle=False):
+    """A planted posterior; its outcome is continuous, binary, or (``hurdle``) zero-inflated
+    revenue with the joint pooling."""
     rng = np.random.default_rng(seed)
     names = ["control"] + [f"t{i}" for i in range(1, k)]
     n = n_per_arm * k
-    y = (rng.uniform(size=n) < 0.3).astype(float) if binary else rng.normal(5.0, 2.0, n)
+    if hurdle:
+        y = np.where(rng.uniform(size=n) < 0.1, rng.lognormal(3.0, 0.6, n), 0.0)
+    else:
+        y = (rng.uniform(size=n) < 0.3).astype(float) if binary else rng.normal(5.0, 2.0, n)
     frame = pd.DataFrame({"x": rng.uniform(size=n), "outcome": y, "variant": np.repeat(names, n_per_arm)})
     obs = make_observed(frame, variants=names, experiment_id="e", metric=metric)
-    return Post(obs, rng.normal(size=(n, 40, k)), config=config)
+    return Post(obs, rng.normal(size=(n, 40, k)), config=config, pooling="joint" if hurdle else None)
 
 
 def artifact(tmp_path, name, ratio=1.5, **kw):
@@ -324,7 +329,7 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
     default = mcmc_of(GPUBCFConfig())
     shipped = [name for name in pc.registry_names()
                if Calibration.from_sweep(name).mcmc == default]
-    assert {"binary_k2_v1", "continuous_k2_v1", "rpv_k2_joint_v1"} <= set(shipped)
+    assert {"binary_k2_v1", "continuous_k2_v1", "rpv_k2_joint_v1", "rpv_k3_joint_v1"} <= set(shipped)
     for name in shipped:
         prov = Calibration.from_sweep(name).correction.provenance
         assert prov["git_dirty"] is False and prov["run_git_dirty"] is False, name
@@ -336,12 +341,15 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
         assert prov["validation"]["n_datasets"] >= 40, name
     # auto: a default-config binary K=2 posterior gets the binary artifact (its calibrated CATE
     # is closer to nominal held out); the continuous one is ruled out by its own validation
-    for name in ("binary_k2_v1", "rpv_k2_joint_v1"):
+    for name in ("binary_k2_v1", "rpv_k2_joint_v1", "rpv_k3_joint_v1"):
         assert validation_verdict(Calibration.from_sweep(name).correction.provenance) is None, name
     assert "farther from nominal" in validation_verdict(Calibration.from_sweep("continuous_k2_v1").correction.provenance)
     cfg = GPUBCFConfig()
     assert Calibration.from_sweep("auto").resolve(make_post(n_per_arm=2000, config=cfg, binary=True,
                                                             metric="signup")).name == "binary_k2_v1"
+    # a default-config revenue K = 3 joint posterior gets the K = 3 artifact (no longer an error)
+    assert Calibration.from_sweep("auto").resolve(make_post(k=3, n_per_arm=2000, config=cfg, hurdle=True,
+                                                            metric="revenue_per_visitor")).name == "rpv_k3_joint_v1"
 
 
 @pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
