@@ -420,5 +420,5 @@ def run_sweep(
         worker_seconds=tally.worker_seconds,
         compiles=tuple(tally.compiles),
         finish_times=tuple(t - t0 for t in tally.finished_at),
-        refused=tuple((tid, why) for tid, why in refused_tasks(out_dir).items() if tid in {t.task_id for t in tasks}),
+        refused=tuple(refused_tasks(out_dir, [t.task_id for t in tasks]).items()),
     )

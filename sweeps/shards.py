@@ -145,14 +145,14 @@ def refused_path(out: str | os.PathLike[str], task_id: str) -> Path:
     return Path(out) / "refused" / f"{task_id}.txt"
 
 
-def refused_tasks(out: str | os.PathLike[str]) -> dict[str, str]:
-    """``task_id -> reason`` of the finished tasks whose data the model refused (see
-    :attr:`sweeps.task.TaskResult.refused`)."""
+def refused_tasks(out: str | os.PathLike[str], task_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """``task_id -> reason`` of the finished tasks (of ``task_ids``, default all) whose data the
+    model refused (see :attr:`sweeps.task.TaskResult.refused`)."""
     d = Path(out) / "refused"
-    done = finished_ids(out)
     if not d.is_dir():
         return {}
-    return {p.stem: p.read_text(encoding="utf-8").strip() for p in sorted(d.glob("*.txt")) if p.stem in done}
+    keep = finished_ids(out) if task_ids is None else finished_ids(out) & set(task_ids)
+    return {p.stem: p.read_text(encoding="utf-8").strip() for p in sorted(d.glob("*.txt")) if p.stem in keep}
 
 
 def checksum_path(out: str | os.PathLike[str], task_id: str) -> Path:
