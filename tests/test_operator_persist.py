@@ -187,6 +187,30 @@ def _current(path):
     return path / json.loads((path / "CURRENT").read_text())["snapshot"]
 
 
+def test_a_hostile_saved_experiment_never_imports_the_module_it_names(run, tmp_path, monkeypatch):
+    """A save whose plan (with its manifest re-hashed, as an attacker would) names a module with
+    side effects is refused on load without importing it."""
+    import sys
+
+    from pytyche._files import file_sha256
+
+    (tmp_path / "pytyche_hostile_save.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('imported.marker').write_text('ran')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _copy(run, "hostile")
+    snap = _current(path)
+    hist = json.loads((snap / "history.json").read_text())
+    hist["rounds"][0]["next_plan"]["cells"][0]["policy"] = {"kind": "custom", "class": "pytyche_hostile_save:Evil", "params": {}}
+    (snap / "history.json").write_text(json.dumps(hist))
+    manifest = json.loads((snap / "manifest.json").read_text())
+    manifest["files"]["history.json"] = file_sha256(snap / "history.json")
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="'pytyche_hostile_save:Evil'.*never imports the code it names"):
+        SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert "pytyche_hostile_save" not in sys.modules and not (tmp_path / "imported.marker").exists()
+
+
 def test_a_crash_mid_save_leaves_the_previous_save_intact(run, monkeypatch):
     path = _copy(run, "crash")
     before = sorted(p.name for p in path.iterdir())

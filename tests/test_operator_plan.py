@@ -154,6 +154,39 @@ def test_operator_defined_policies_export_only_with_to_dict():
         ok.to_sql()
 
 
+HOSTILE = """
+import pathlib
+pathlib.Path(__file__).with_name("imported.marker").write_text("module-level code ran")
+
+class Evil:
+    @classmethod
+    def from_dict(cls, params):
+        pathlib.Path(__file__).with_name("from_dict.marker").write_text("ran")
+        return cls()
+"""
+
+
+def test_a_hostile_plan_never_imports_the_module_it_names(tmp_path, monkeypatch):
+    """A plan naming an importable module with side effects (and the stdlib's ``this``, which
+    prints on import) is refused without importing either, with or without a registry."""
+    import sys
+
+    (tmp_path / "pytyche_hostile_mod.py").write_text(HOSTILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = json.loads(_plan(0).to_json())
+    for path in ("pytyche_hostile_mod:Evil", "this:Evil", "os:system"):
+        doc["cells"][0]["policy"] = {"kind": "custom", "class": path, "params": {}}
+        for policies in (None, {"Serializable": Serializable}, [Serializable]):
+            with pytest.raises(ValueError, match="never imports the code it names"):
+                NextRoundPlan.from_json(json.dumps(doc), policies=policies)
+    assert "pytyche_hostile_mod" not in sys.modules
+    assert not (tmp_path / "imported.marker").exists() and not (tmp_path / "from_dict.marker").exists()
+    # the caller's registry, and only it, resolves the class (a sequence of classes works too)
+    doc["cells"][0]["policy"] = {"kind": "custom", "class": "test_operator_plan:Serializable", "params": {"share": 0.6}}
+    back = NextRoundPlan.from_json(json.dumps(doc), policies=[Serializable])
+    assert isinstance(back.cells[0].policy, Serializable) and back.cells[0].policy.share == 0.6
+
+
 def test_from_json_errors_are_clear():
     good = json.loads(_plan(0).to_json())
     with pytest.raises(ValueError, match="valid JSON"):
@@ -168,9 +201,11 @@ def test_from_json_errors_are_clear():
     bad["cells"][0]["policy"] = {"kind": "mystery"}
     with pytest.raises(ValueError, match="policy kind"):
         NextRoundPlan.from_json(json.dumps(bad))
-    with pytest.raises(ValueError, match="could not be imported"):
+    with pytest.raises(ValueError, match="'no_such_module_xyz:Thing'.*registry.*No registry was passed"):
         bad["cells"][0]["policy"] = {"kind": "custom", "class": "no_such_module_xyz:Thing", "params": {}}
         NextRoundPlan.from_json(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"registry.*holds \['Serializable'\]"):
+        NextRoundPlan.from_json(json.dumps(bad), policies={"Serializable": Serializable})
     with pytest.raises(TypeError, match="'text' parameter"):
         NextRoundPlan.from_json(3)
 

@@ -42,7 +42,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -542,7 +542,7 @@ def load_experiment(
     *,
     schedule: Any = None,
     graduation_rule: Any = None,
-    policies: Mapping[str, type] | None = None,
+    policies: Mapping[str, type] | Sequence[type] | None = None,
 ) -> "SequentialExperiment":
     """Restore a :class:`SequentialExperiment` saved by :func:`save_experiment`.
 
@@ -556,7 +556,8 @@ def load_experiment(
         Required only when the saved experiment used an operator-defined schedule or graduation
         rule (those are not saved); they override the saved ones when given.
     policies
-        Optional ``name -> class`` mapping resolving operator-defined policies in saved plans.
+        The registry resolving operator-defined policies in saved plans (a ``name -> class``
+        mapping or a sequence of classes); a save never imports code it names.
 
     Raises
     ------

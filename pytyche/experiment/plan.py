@@ -208,8 +208,9 @@ class NextRoundPlan:
         text
             The JSON document.
         policies
-            Optional mapping ``name -> class`` resolving operator-defined policies (by their
-            ``"module:QualName"`` or bare class name); without it the class is imported by path.
+            The registry resolving operator-defined policies: a mapping ``name -> class`` (keyed
+            by ``"module:QualName"`` or the bare class name) or a sequence of classes. A plan never
+            imports code: a custom class missing from it is a ``ValueError``.
 
         Raises
         ------

@@ -16,6 +16,8 @@ and a cell's policy is one of
 - ``{"kind": "custom", "class": "module:QualName", "params": {...}}`` -- an operator-defined policy
   that provides ``to_dict()`` and a ``from_dict(params)`` classmethod. An operator-defined policy
   without them cannot be exported: :func:`plan_to_dict` raises a ``TypeError`` naming the cell.
+  Reading a plan never imports code: a custom class resolves only through the ``policies``
+  registry the caller passes, and a class the registry lacks is a ``ValueError``.
 
 A tree's routing is exactly sklearn's: at a numeric node a visitor goes left when its value, held
 at float32 precision as sklearn holds it, is ``<= threshold``; at a categorical node it goes right
@@ -26,7 +28,6 @@ routes identically: the same ``assign`` result for the same rng.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -275,27 +276,38 @@ def policy_to_dict(policy: Any, where: str = "plan export") -> dict[str, Any]:
     return {"kind": "custom", "class": _class_path(policy), "params": params}
 
 
-def _resolve_class(path: str, policies: Mapping[str, type] | None, where: str) -> type:
-    if policies:
-        for key in (path, path.split(":")[-1]):
-            if key in policies:
-                return policies[key]
-    module, _, qual = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ValueError(
-            f"The custom policy class {path!r} of {where} could not be imported ({exc}); pass it in "
-            "'policies' (a mapping name -> class) or make its module importable."
-        ) from None
+def _resolve_class(path: str, policies: Mapping[str, type] | Sequence[type] | None, where: str) -> type:
+    """The operator-defined policy class named ``path``, looked up in the caller's registry only.
+
+    A plan or a saved experiment is data: it never chooses a module to import. ``path`` is matched
+    against the registry's keys (``"module:QualName"`` or the bare class name), or, for a sequence
+    of classes, against each class's ``module:QualName`` and ``__qualname__``.
+    """
+    registry: dict[str, Any] = {}
+    if isinstance(policies, Mapping):
+        registry = dict(policies)
+    elif policies is not None and not isinstance(policies, (str, bytes)):
+        for cls in policies:
+            if isinstance(cls, type):
+                registry[f"{cls.__module__}:{cls.__qualname__}"] = cls
+                registry[cls.__qualname__] = cls
+    elif policies is not None:
+        raise wrong_type("policies", where, "a mapping name -> class or a sequence of classes", policies)
+    obj = next((registry[k] for k in (path, path.split(":")[-1]) if k in registry), None)
+    if obj is None:
+        known = sorted(registry)
+        raise violated(
+            f"custom policy class {path!r}", where,
+            "be in the 'policies' registry the caller passes (a mapping name -> class, or a sequence of classes): "
+            "a plan never imports the code it names. "
+            + (f"The registry holds {known}." if known else "No registry was passed."),
+        )
     if not isinstance(obj, type) or not callable(getattr(obj, "from_dict", None)):
         raise violated(f"custom policy class {path!r}", where, "be a class with a from_dict(params) classmethod.")
     return obj
 
 
-def policy_from_dict(data: Any, where: str = "plan import", policies: Mapping[str, type] | None = None) -> Any:
+def policy_from_dict(data: Any, where: str = "plan import", policies: Mapping[str, type] | Sequence[type] | None = None) -> Any:
     """Rebuild a policy from :func:`policy_to_dict`'s output."""
     if not isinstance(data, Mapping) or "kind" not in data:
         raise invalid("policy", where, "an object with a 'kind'", data)
@@ -320,7 +332,7 @@ def cell_to_dict(cell: Cell, where: str = "plan export") -> dict[str, Any]:
     return {"id": cell.id, "weight": float(cell.weight), "policy": policy_to_dict(cell.policy, f"{where} (cell {cell.id!r})")}
 
 
-def cell_from_dict(data: Any, where: str = "plan import", policies: Mapping[str, type] | None = None) -> Cell:
+def cell_from_dict(data: Any, where: str = "plan import", policies: Mapping[str, type] | Sequence[type] | None = None) -> Cell:
     if not isinstance(data, Mapping) or not {"id", "weight", "policy"} <= set(data):
         raise invalid("cells", where, "objects with 'id', 'weight' and 'policy'", data)
     return Cell(data["id"], policy_from_dict(data["policy"], f"{where} (cell {data['id']!r})", policies), float(data["weight"]))
@@ -342,7 +354,7 @@ def plan_to_dict(plan: Any) -> dict[str, Any]:
     }
 
 
-def plan_from_dict(data: Any, policies: Mapping[str, type] | None = None) -> Any:
+def plan_from_dict(data: Any, policies: Mapping[str, type] | Sequence[type] | None = None) -> Any:
     """Rebuild a :class:`NextRoundPlan` from :func:`plan_to_dict`'s output."""
     from pytyche.experiment.plan import NextRoundPlan
 
@@ -373,7 +385,7 @@ def plan_to_json(plan: Any, indent: int | None = 2) -> str:
     return json.dumps(plan_to_dict(plan), indent=indent, allow_nan=False)
 
 
-def plan_from_json(text: Any, policies: Mapping[str, type] | None = None) -> Any:
+def plan_from_json(text: Any, policies: Mapping[str, type] | Sequence[type] | None = None) -> Any:
     if not isinstance(text, (str, bytes, bytearray)):
         raise wrong_type("text", "NextRoundPlan.from_json", "a JSON str", text)
     try:

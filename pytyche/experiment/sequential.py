@@ -592,7 +592,8 @@ class SequentialExperiment:
         schedule, graduation_rule
             Needed only when the saved experiment used operator-defined ones (not saved).
         policies
-            Optional ``name -> class`` mapping for operator-defined policies in saved plans.
+            The registry for operator-defined policies in saved plans (a ``name -> class``
+            mapping or a sequence of classes); a save never imports code it names.
 
         Raises
         ------
