@@ -76,6 +76,23 @@ class PlantedPosterior(_data.PlantedPosterior):
         return q[0], q[1]
 
 
+class RecordingCalibration:
+    """A calibration that holds a correction, moves no draw, and records the family each decision reads."""
+
+    skipped = False
+    correction = object()
+
+    def __init__(self) -> None:
+        self.families: list[str] = []
+
+    def decision_draws(self, draws, family, sample_size):
+        self.families.append(family)
+        return np.asarray(draws, dtype=np.float64)
+
+    def claim_level_for(self, family, level):
+        return ClaimLevel.CALIBRATED
+
+
 def frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
@@ -391,9 +408,12 @@ def test_compare_variants_and_masks(two_seg):
     assert by_mask.p_best["a"] > 0.99
     by_rule = compare_variants(post, mask=AllOf((ComparisonRule("age", "<", 40.0),)))
     np.testing.assert_allclose(by_rule.lift_draws["a"], by_mask.lift_draws["a"])
-    r = recommendation_summary(post, "a", mask=young, segment_id=3)
+    recording = RecordingCalibration()
+    r = recommendation_summary(dataclasses.replace(post, calibration=recording), "a", mask=young, segment_id=3)
     assert r.decision is Decision.SHIP and r.segment_id == 3 and "segment 3" in r.rationale
-    assert post.calls[-1] == "gate"
+    assert recording.families == ["gate"] and r.claim_level is ClaimLevel.CALIBRATED  # a segment reads "gate"
+    recommendation_summary(dataclasses.replace(post, calibration=recording), "a")
+    assert recording.families == ["gate", "ate"]  # everyone reads "ate"
     assert recommendation_summary(post, "b", mask=young).decision is Decision.STOP
 
 

@@ -490,14 +490,16 @@ class _RecordingCorrection:
         return med - 1.0, med + 1.0
 
 
-def test_interval_delegates_to_calibration_correction(cont):
+def test_interval_delegates_to_the_calibration(cont):
+    """A posterior with a calibration that holds a correction asks the calibration for every
+    interval (which applies its correction where the evidence carries it)."""
     planted, post = cont
     lo_raw, hi_raw = post.ate_interval(0.9)
     q = np.quantile(post.ate_samples, [0.05, 0.95], axis=0)
     np.testing.assert_allclose(lo_raw, q[0])
     np.testing.assert_allclose(hi_raw, q[1])
     corr = _RecordingCorrection()
-    cal = types.SimpleNamespace(correction=corr, skipped=False)
+    cal = types.SimpleNamespace(correction=object(), skipped=False, interval=corr.interval)
     calibrated = dataclasses.replace(post, calibration=cal)
     assert calibrated.claim_level is ClaimLevel.CALIBRATED and post.claim_level is ClaimLevel.UNCALIBRATED
     lo, hi = calibrated.ate_interval(0.8)

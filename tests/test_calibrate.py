@@ -644,3 +644,27 @@ def test_end_to_end_real_fits_crossfit_moves_coverage_toward_nominal():
     raw_c, cal_c = raw_c / n_t, cal_c / n_t
     print(f"held-out 90% CATE coverage: raw {raw_c:.3f}, calibrated {cal_c:.3f} (w = {corr.multiplier(0.9, 'cate', 300):.3f})")
     assert abs(cal_c - 0.9) < abs(raw_c - 0.9), (raw_c, cal_c)
+
+
+def test_the_units_a_curve_needs_follow_from_its_tolerance(tmp_path):
+    """Raw intervals 0.7x too narrow cover 63% at nominal 80%. ATE: one coverage indicator per
+    unit (sd sqrt(0.63 * 0.37) = 0.48) needs (1.96 * 0.48 / 0.03)^2 = 990 units for +-3 pp, so
+    100 units leave the ATE raw; per-visitor CATE coverage over 400 targets (sd about 0.025)
+    needs a handful, so the same 100 units correct it."""
+    from pytyche.calibrate.correction import derived_min_units, records_frame
+
+    rng = np.random.default_rng(7)
+    recs = (binomial_records(rng, 0.7, reps=100, n_targets=1, family="ate")
+            + binomial_records(rng, 0.7, reps=100, n_targets=400, family="cate"))
+    corr = LayeredCalibrationCorrection.fit(recs, "revenue_per_visitor", 2, "joint")
+    need = corr.min_units_by_family
+    assert 800 <= need["ate"] <= 1200  # 990 up to the spread of 100 Bernoulli indicators
+    assert need["cate"] <= 10
+    assert corr.bands_with_data("ate") == [] and corr.multiplier(0.9, "ate", 1000) == 1.0
+    assert corr.bands_with_data("cate") == [1] and corr.multiplier(0.9, "cate", 1000) > 1.3
+    assert derived_min_units("ate", records_frame(recs)) == need["ate"]
+    back = LayeredCalibrationCorrection.from_json(corr.to_json(tmp_path / "a.json"))
+    assert back.min_units_by_family == need and back == corr
+    # an explicit min_units fixes one minimum for every family, as older artifacts did
+    fixed = LayeredCalibrationCorrection.fit(recs, "revenue_per_visitor", 2, "joint", min_units=10)
+    assert fixed.min_units_by_family is None and fixed.bands_with_data("ate") == [1]

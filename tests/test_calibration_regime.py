@@ -22,6 +22,7 @@ import pytyche as pt
 import pytyche.calibrate as pc
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.calibrate import (
+    AutoCalibrationFallbackWarning,
     Calibration,
     CalibrationExtrapolationWarning,
     LayeredCalibrationCorrection,
@@ -79,11 +80,22 @@ def make_post(n_per_arm=50, k=2, metric="m", config=TINY, seed=0, binary=False, 
     return Post(obs, rng.normal(size=(n, 40, k)), config=config, pooling="joint" if hurdle else None)
 
 
-def artifact(tmp_path, name, ratio=1.5, **kw):
+def planted_validation(ratio, families=("cate",), n_datasets=40, sd=0.05):
+    """A held-out validation in which the planted ratio shows: raw coverage ``2 Phi(z(q) / ratio)
+    - 1`` at every level, calibrated coverage at nominal (what ``validate --write`` records)."""
+    rows = [{"family": f, "nominal": q,
+             "raw": {"mean": float(2 * ndtr(z(q) / ratio) - 1), "sd": sd, "n_datasets": n_datasets},
+             "calibrated": {"mean": q, "sd": sd, "n_datasets": n_datasets}} for f in families for q in LEVELS]
+    return {"templates": ["held_out"], "n_datasets": n_datasets, "levels": rows}
+
+
+def artifact(tmp_path, name, ratio=1.5, validated=True, **kw):
+    """A synthetic artifact; ``validated``: with a planted held-out validation that supports it."""
     fit_kw = {k: kw.pop(k) for k in ("beyond_data", "band_edges", "metric_family") if k in kw}
     recs = records(ratio, **kw)
     r0 = recs[0]
-    corr = LayeredCalibrationCorrection.fit(recs, r0.metric, r0.n_treatments, r0.pooling, min_units=5, **fit_kw)
+    prov = {"validation": planted_validation(ratio)} if validated else None
+    corr = LayeredCalibrationCorrection.fit(recs, r0.metric, r0.n_treatments, r0.pooling, prov, min_units=5, **fit_kw)
     return corr.to_json(tmp_path / f"{name}.json"), corr
 
 
@@ -228,9 +240,14 @@ def test_auto_picks_the_registry_artifact_whose_regime_applies(tmp_path, monkeyp
     # the default-config posterior gets the default-config artifact; K = 3 gets the K = 3 one
     assert auto.resolve(make_post(config=GPUBCFConfig())).name == "default_k2"
     assert auto.resolve(make_post(k=3)).name == "tiny_k3"
-    # nothing applies: the error gives the regime and why each artifact does not apply
+    # nothing applies: raw intervals, labelled uncalibrated, and a warning that says why
+    with pytest.warns(AutoCalibrationFallbackWarning, match="keeps raw intervals.*no artifact in the registry"):
+        fallback = auto.resolve(make_post(metric="conversion_rate"))
+    assert fallback.skipped and fallback.claim_level is ClaimLevel.UNCALIBRATED
+    assert "'metric': 'conversion_rate'" in fallback.provenance["auto_fallback"]
+    # required=True: the error gives the regime and why each artifact does not apply
     with pytest.raises(ValueError, match="no artifact in the registry") as err:
-        auto.resolve(make_post(metric="conversion_rate"))
+        Calibration.from_sweep("auto", registry=reg, required=True).resolve(make_post(metric="conversion_rate"))
     msg = str(err.value)
     assert "'metric': 'conversion_rate'" in msg and "'legacy': legacy artifact without MCMC settings" in msg
     assert "'default_k2': metric: calibration fitted on 'm', data has 'conversion_rate'" in msg
@@ -241,7 +258,9 @@ def test_auto_picks_the_registry_artifact_whose_regime_applies(tmp_path, monkeyp
     assert Calibration.from_sweep("tiny_k3").n_treatments == 3
     monkeypatch.setenv(pc.REGISTRY_ENV, str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="registry is empty"):
-        Calibration.from_sweep("auto").resolve(post)
+        Calibration.from_sweep("auto", required=True).resolve(post)
+    with pytest.raises(ValueError, match="'required' parameter of Calibration.from_sweep"):
+        Calibration.from_sweep("tiny_k3", required=True)
 
 
 def test_a_family_artifact_serves_every_metric_of_its_outcome_family(tmp_path):
@@ -282,29 +301,78 @@ def test_the_model_options_are_part_of_the_regime(tmp_path):
             apply_calibration(post, cal)
 
 
-def test_auto_skips_an_artifact_its_own_validation_shows_worse_than_raw(tmp_path):
+def test_auto_skips_an_artifact_without_validation_or_whose_validation_supports_nothing(tmp_path):
     from pytyche.calibrate.calibration import validation_verdict
 
-    def val(raw, cal):
+    def val(raw, cal, sd=0.05, n=40):
         return {"templates": ["held"], "levels": [
-            {"family": "cate", "nominal": q, "raw": {"mean": r}, "calibrated": {"mean": c}} for q, r, c in zip((0.8, 0.9), raw, cal)]}
+            {"family": "cate", "nominal": q, "raw": {"mean": r, "sd": sd, "n_datasets": n}, "calibrated": {"mean": c}}
+            for q, r, c in zip((0.8, 0.9), raw, cal)]}
 
-    assert validation_verdict({}) is None
-    assert validation_verdict({"validation": val((0.79, 0.89), (0.80, 0.90))}) is None  # calibrated closer
-    assert validation_verdict({"validation": val((0.79, 0.89), (0.77, 0.90))}) is None  # mixed: not ruled out
-    msg = validation_verdict({"validation": val((0.793, 0.889), (0.771, 0.876))})
-    assert "farther from nominal than raw" in msg and "80%: raw 0.793, calibrated 0.771" in msg
+    assert "no held-out validation" in validation_verdict({})
+    # raw off nominal at both levels (one-sided bound 0.7 - 1.685 * 0.05 / sqrt(40) = 0.687 < 0.8)
+    # and calibrated closer: supported
+    assert validation_verdict({"validation": val((0.70, 0.80), (0.79, 0.89))}) is None
+    # calibrated farther from nominal than raw: supports nothing
+    msg = validation_verdict({"validation": val((0.85, 0.95), (0.70, 0.80), sd=0.01)})
+    assert "supports the correction at no family and level" in msg and "farther from nominal 0.80 than raw 0.850" in msg
+    # raw not shown off nominal (10 datasets with sd 0.13: the bound 0.759 is below 0.78 < 0.8)
+    msg = validation_verdict({"validation": val((0.78, 0.88), (0.80, 0.90), sd=0.13, n=10)})
+    assert "is not shown off nominal 0.80" in msg
     reg = tmp_path / "reg"
     path, corr = artifact(reg, "worse", metric_family="continuous")
     d = json.loads(path.read_text())
-    d["provenance"]["validation"] = val((0.793, 0.889), (0.771, 0.876))
+    d["provenance"]["validation"] = val((0.85, 0.95), (0.70, 0.80), sd=0.01)
     path.write_text(json.dumps(d))
-    artifact(reg, "unvalidated", ratio=1.2, metric_family="continuous")
-    assert Calibration.from_sweep("auto", registry=reg).resolve(make_post()).name == "unvalidated"
-    (reg / "unvalidated.json").unlink()
-    with pytest.raises(ValueError, match="'worse': its held-out validation .*farther from nominal than raw"):
-        Calibration.from_sweep("auto", registry=reg).resolve(make_post())
+    artifact(reg, "supported", ratio=1.2, metric_family="continuous")
+    artifact(reg, "unvalidated", ratio=1.2, metric_family="continuous", validated=False)
+    assert Calibration.from_sweep("auto", registry=reg).resolve(make_post()).name == "supported"
+    (reg / "supported.json").unlink()
+    with pytest.raises(ValueError, match="'unvalidated': it has no held-out validation") as err:
+        Calibration.from_sweep("auto", registry=reg, required=True).resolve(make_post())
+    assert "'worse': its held-out validation (held) supports the correction at no family and level" in str(err.value)
     assert Calibration.from_sweep(path).applies_to(make_post())  # by name it still loads and applies
+
+
+def test_a_correction_is_applied_per_family_and_level_only_where_its_evidence_carries_it(tmp_path):
+    """The held-out evidence decides, per family and level, whether the correction moves the
+    interval; intervals stay nested across levels, and the posterior reports each family."""
+    from pytyche.calibrate.evidence import evidence_of
+
+    path, corr = artifact(tmp_path, "a", ratio=1.5)
+    val = planted_validation(1.5, families=("cate", "ate"))
+    for row in val["levels"]:
+        q = row["nominal"]
+        if row["family"] == "ate":  # one indicator per dataset: sd sqrt(q (1 - q)), 5 pp short
+            row["raw"].update(mean=q - 0.05, sd=float(np.sqrt(q * (1 - q))))
+        if row["family"] == "cate" and q <= 0.6:  # calibrated farther than raw
+            row["calibrated"]["mean"] = row["raw"]["mean"] - 0.2
+    val["levels"][6]["raw"]["mean"] = 0.2  # ATE at 50%: far off, but alone
+    ev = evidence_of({"validation": val})
+    assert ev.status("cate") == "partial" and ev.applied_levels("cate") == (0.7, 0.8, 0.9, 0.95)
+    # ATE: raw 0.75 at 80% with sd 0.4 over 40: the one-sided bound 0.857 does not exclude 0.80...
+    assert ev.status("ate") == "raw" and ev.status("gate") == "raw"
+    # ... and at 50% raw 0.2 is shown off (bound 0.333 < 0.5), but a lone level is not applied
+    lone = [r for r in ev.rows if r.family == "ate" and r.nominal == 0.5][0]
+    assert not lone.applied and "no neighbouring level passes" in lone.reason
+    assert ev.weight("cate", 0.65) == pytest.approx(0.5) and ev.weight("cate", 0.99) == 1.0
+    d = corr.to_dict()
+    d["provenance"]["validation"] = val
+    cal = Calibration.from_correction(LayeredCalibrationCorrection.from_dict(d), name="a")
+    full = Calibration.from_correction(corr, name="a")  # all of cate supported
+    n = 3000
+    assert cal.multiplier(0.9, "cate", n) == pytest.approx(full.multiplier(0.9, "cate", n))
+    assert cal.multiplier(0.9, "cate", n) > 1.3
+    assert cal.multiplier(0.9, "ate", n) == 1.0 and cal.multiplier(0.5, "cate", n) == 1.0
+    levels = np.linspace(0.05, 0.99, 60)
+    half = [cal.multiplier(q, "cate", n) * z(q) for q in levels]
+    assert np.all(np.diff(half) >= -1e-12)  # nested: half-widths never shrink with the level
+    assert cal.claim_level_for("cate", 0.9) is ClaimLevel.CALIBRATED and cal.claim_level_for("cate", 0.5) is ClaimLevel.UNCALIBRATED
+    assert cal.claim_level_for("ate", 0.9) is cal.claim_level_for("gate", 0.9) is ClaimLevel.UNCALIBRATED
+    draws = np.random.default_rng(1).normal(size=(4, 500))
+    np.testing.assert_allclose(np.stack(cal.interval(draws, level=0.9, family="ate", sample_size=n)),
+                               np.stack(pc.raw_interval(draws, 0.9)))
+    assert cal.family_status()["cate"] == "partial" and Calibration.skip().family_status()["cate"] == "raw"
 
 
 def _strings(obj):
@@ -343,7 +411,7 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
     # is closer to nominal held out); the continuous one is ruled out by its own validation
     for name in ("binary_k2_v1", "rpv_k2_joint_v1", "rpv_k3_joint_v1"):
         assert validation_verdict(Calibration.from_sweep(name).correction.provenance) is None, name
-    assert "farther from nominal" in validation_verdict(Calibration.from_sweep("continuous_k2_v1").correction.provenance)
+    assert "supports the correction at no family and level" in validation_verdict(Calibration.from_sweep("continuous_k2_v1").correction.provenance)
     cfg = GPUBCFConfig()
     assert Calibration.from_sweep("auto").resolve(make_post(n_per_arm=2000, config=cfg, binary=True,
                                                             metric="signup")).name == "binary_k2_v1"
@@ -420,3 +488,32 @@ def test_records_carry_mcmc_settings_and_fit_time_observables():
     assert crec[0].converters is None and crec[0].min_converters is None and crec[0].calibrated
     with pytest.raises(ValueError, match="'converters' parameter of CalibrationRecord"):
         replace(recs[0], converters=(1, 2, 3))
+
+
+def test_auto_with_nothing_applying_keeps_raw_intervals_and_a_save_records_it(tmp_path):
+    """``from_sweep("auto")`` never fails an experiment: with nothing in the registry the round's
+    posterior keeps raw intervals, labelled uncalibrated, with a warning that says why; a save
+    keeps the auto calibration and each round's fallback."""
+    from dgps.registry import make_generator
+
+    reg = tmp_path / "empty"
+    reg.mkdir()
+    exp = pt.sequential_experiment(
+        generator=make_generator("continuous_metric", seed=3),
+        schedule=pt.FixedSchedule(per_round=300, n_rounds=2),
+        treatments=["control", "treatment"],
+        calibration=Calibration.from_sweep("auto", registry=reg),
+        seed=3,
+        bcf_config=TINY,
+    )
+    with pytest.warns(AutoCalibrationFallbackWarning, match="registry is empty"):
+        r = exp.advance()
+    assert r.posterior.claim_level is ClaimLevel.UNCALIBRATED and r.analysis.claim_level is ClaimLevel.UNCALIBRATED
+    assert set(r.posterior.family_claim_levels().values()) == {ClaimLevel.UNCALIBRATED}
+    np.testing.assert_array_equal(np.stack(r.posterior.cate_interval(0.9)),
+                                  np.stack(pc.raw_interval(r.posterior.cate_samples, 0.9, axis=1)))
+    path = exp.save(tmp_path / "save", draws=True)
+    back = pt.SequentialExperiment.load(path, generator=make_generator("continuous_metric", seed=3))
+    assert back.calibration.auto and back.calibration.registry == str(reg)
+    cal = back.history[0].posterior.calibration
+    assert cal.skipped and "registry is empty" in cal.provenance["auto_fallback"]

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import InstanceOf, wrong_type
-from pytyche.compare._draws import claim_level, intervals
+from pytyche.compare._draws import claim_level
 from pytyche.analysis.capabilities import remember_stability
 from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS, _check_params, _fit
-from pytyche.compare.variants import LIFT_LEVEL, comparison_from_draws, summarize_draws
+from pytyche.compare.variants import LIFT_LEVEL, comparison_from_draws, lift_for_decision, summarize_draws
 from pytyche.contracts.observed import ObservedExperimentData
 from pytyche.contracts.results import AnalysisResult, DecisionThresholds
 
@@ -86,21 +86,15 @@ def analyze_posterior(
     group = fit.group_draws  # (L, S, K)
     population = np.tensordot(fit.shares, group, axes=1)  # (S, K)
 
-    pop_lift = population[:, 1:] - population[:, :1]  # (S, K-1)
-    lo, hi = intervals(posterior, pop_lift.T, LIFT_LEVEL, "ate")
-    recommendations = {
-        t: summarize_draws(population, a, treatments, th, (lo[a - 1], hi[a - 1]), claim=claim)
-        for a, t in enumerate(treatments)
-        if a > 0
-    }
-    seg_lift = np.moveaxis(group[..., 1:] - group[..., :1], 1, -1)  # (L, K-1, S)
-    slo, shi = intervals(posterior, seg_lift, LIFT_LEVEL, "ate" if len(tree.segments) == 1 else "gate")
+
+    def summary(draws: np.ndarray, a: int, family: str, segment_id: int | None = None) -> Any:
+        lift, lift_claim = lift_for_decision(posterior, draws, a, family)
+        return summarize_draws(draws, a, treatments, th, lift, segment_id=segment_id, claim=lift_claim)
+
+    recommendations = {t: summary(population, a, "ate") for a, t in enumerate(treatments) if a > 0}
+    seg_family = "ate" if len(tree.segments) == 1 else "gate"
     segment_recommendations = {
-        seg.id: {
-            t: summarize_draws(group[j], a, treatments, th, (slo[j, a - 1], shi[j, a - 1]), segment_id=seg.id, claim=claim)
-            for a, t in enumerate(treatments)
-            if a > 0
-        }
+        seg.id: {t: summary(group[j], a, seg_family, seg.id) for a, t in enumerate(treatments) if a > 0}
         for j, seg in enumerate(tree.segments)
     }
     settings = _check_params(max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method)

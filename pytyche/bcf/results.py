@@ -223,9 +223,11 @@ class BCFPosterior:
         """Central credible interval of ``draws`` along the sample ``axis``.
 
         The one place intervals are computed. Raw: the equal-tailed ``(1 - level) / 2`` and
-        ``(1 + level) / 2`` quantiles. With a calibration carrying a correction, the correction's
-        ``interval(draws, level=..., family=..., sample_size=n, axis=...)`` is returned instead,
-        so nominal ``level`` becomes empirical ``level``.
+        ``(1 + level) / 2`` quantiles. With a calibration carrying a correction, the calibration's
+        ``interval(draws, level=..., family=..., sample_size=n, axis=...)`` is returned instead:
+        corrected where the artifact's own held-out validation supports the correction for that
+        family and level, raw elsewhere (:mod:`pytyche.calibrate.evidence`;
+        :meth:`family_claim_levels` says which).
 
         Parameters
         ----------
@@ -252,9 +254,17 @@ class BCFPosterior:
             raise invalid("axis", where, f"an int axis of the {draws.ndim}-d draws", axis)
         correction = None if self.calibration is None else getattr(self.calibration, "correction", None)
         if correction is not None:
-            return correction.interval(draws, level=level, family=family, sample_size=self.n_visitors, axis=int(axis))
+            return self.calibration.interval(draws, level=level, family=family, sample_size=self.n_visitors, axis=int(axis))
         q = np.quantile(draws, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=axis)
         return q[0], q[1]
+
+    def family_claim_levels(self, level: float = 0.9) -> dict[str, ClaimLevel]:
+        """Per quantity family, the claim level of its intervals at ``level``: ``CALIBRATED``
+        where the calibration's correction is applied to that family at that level, else
+        ``UNCALIBRATED`` (:attr:`claim_level` is one value for the whole posterior)."""
+        cal = self.calibration
+        per_family = getattr(cal, "claim_level_for", None)
+        return {f: (ClaimLevel.of(cal) if per_family is None else per_family(f, level)) for f in INTERVAL_FAMILIES}
 
     def cate_interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Per-visitor CATE interval: ``(lo, hi)`` each ``(n, K-1)``."""

@@ -9,7 +9,15 @@ the records into a correction (``scripts/fit_sbc_correction.py`` does it from Pa
 """
 
 from pytyche.calibrate.apply import apply_calibration, claim_level_of, is_calibrated
-from pytyche.calibrate.calibration import AUTO, REGISTRY_ENV, Calibration, posterior_pooling, registry_names
+from pytyche.calibrate.calibration import (
+    AUTO,
+    REGISTRY_ENV,
+    AutoCalibrationFallbackWarning,
+    Calibration,
+    posterior_pooling,
+    registry_names,
+)
+from pytyche.calibrate.evidence import Evidence, LevelEvidence, evidence_of
 from pytyche.calibrate.correction import (
     BEYOND_DATA,
     CHECKED_MCMC_FIELDS,
@@ -39,6 +47,10 @@ from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_on
 __all__ = [
     "AUTO",
     "REGISTRY_ENV",
+    "AutoCalibrationFallbackWarning",
+    "Evidence",
+    "LevelEvidence",
+    "evidence_of",
     "BEYOND_DATA",
     "CHECKED_MCMC_FIELDS",
     "CalibrationExtrapolationWarning",

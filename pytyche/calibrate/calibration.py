@@ -29,6 +29,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,28 @@ from pytyche._validation import InstanceOf, invalid, validate, wrong_type
 from pytyche.calibrate.correction import (
     CHECKED_MCMC_FIELDS,
     LayeredCalibrationCorrection,
+    CalibrationWarning,
     LegacyCalibrationWarning,
+    _z,
     mcmc_of,
     raw_interval,
+    scaled_interval,
 )
+from pytyche.calibrate.evidence import Evidence, evidence_of
 from pytyche.contracts.enums import ClaimLevel
+from pytyche.contracts.truth import QUANTITY_FAMILIES
 
-__all__ = ["AUTO", "CALIBRATION_CONSTRAINTS", "FROM_SWEEP_CONSTRAINTS", "REGISTRY_ENV", "Calibration", "posterior_pooling", "registry_names"]
+__all__ = ["AUTO", "AutoCalibrationFallbackWarning", "CALIBRATION_CONSTRAINTS", "FROM_SWEEP_CONSTRAINTS", "REGISTRY_ENV", "Calibration", "posterior_pooling", "registry_names"]
 
 
 #: environment variable naming a folder of artifacts to use instead of the shipped registry
 REGISTRY_ENV = "PYTYCHE_CALIBRATION_REGISTRY"
 #: the name :meth:`Calibration.from_sweep` reads as "pick the applicable registry artifact"
 AUTO = "auto"
+
+
+class AutoCalibrationFallbackWarning(CalibrationWarning):
+    """``Calibration.from_sweep("auto")`` found no artifact for a posterior and kept raw intervals."""
 
 
 def _shipped_registry_dir() -> Path:
@@ -123,11 +133,15 @@ def _looks_like_path(value: str) -> bool:
 CALIBRATION_CONSTRAINTS: dict[str, Any] = {
     "skipped": InstanceOf(bool, "a bool"),
     "auto": InstanceOf(bool, "a bool"),
+    "required": InstanceOf(bool, "a bool"),
 }
 
 #: the scalar options of :meth:`Calibration.from_sweep` (``name_or_path`` is checked by hand: its
 #: rules depend on the registry's contents)
-FROM_SWEEP_CONSTRAINTS: dict[str, Any] = {"registry": [None, InstanceOf((str, os.PathLike), "a folder path")]}
+FROM_SWEEP_CONSTRAINTS: dict[str, Any] = {
+    "registry": [None, InstanceOf((str, os.PathLike), "a folder path")],
+    "required": InstanceOf(bool, "a bool"),
+}
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,7 @@ class Calibration:
     name: str | None = None
     auto: bool = False
     registry: str | None = None
+    required: bool = False
 
     def __post_init__(self) -> None:
         where = "Calibration"
@@ -208,7 +223,9 @@ class Calibration:
         return cls(correction=correction, name=name)
 
     @classmethod
-    def from_sweep(cls, name_or_path: str | os.PathLike[str], *, registry: str | os.PathLike[str] | None = None) -> "Calibration":
+    def from_sweep(
+        cls, name_or_path: str | os.PathLike[str], *, registry: str | os.PathLike[str] | None = None, required: bool = False
+    ) -> "Calibration":
         """Load a calibration artifact by registry name or from a JSON path, or ``"auto"``.
 
         Parameters
@@ -222,12 +239,15 @@ class Calibration:
         registry
             Folder of artifact JSONs searched for names and by ``"auto"``; default the shipped
             registry (or ``$PYTYCHE_CALIBRATION_REGISTRY``).
+        required
+            Only for ``"auto"``: when ``True``, a posterior no artifact applies to is an error
+            (``ValueError``) instead of raw intervals with an :class:`AutoCalibrationFallbackWarning`.
 
         Raises
         ------
         ValueError
             For an unknown registry name (the message lists the available names) or a malformed
-            artifact.
+            artifact; ``required=True`` with a name that is not ``"auto"``.
         FileNotFoundError
             For a path that does not exist.
 
@@ -237,9 +257,11 @@ class Calibration:
             When the artifact records no MCMC settings (format 1), which then go unchecked.
         """
         where = "Calibration.from_sweep"
-        validate({"registry": registry}, FROM_SWEEP_CONSTRAINTS, where)
+        validate({"registry": registry, "required": required}, FROM_SWEEP_CONSTRAINTS, where)
         if isinstance(name_or_path, str) and name_or_path == AUTO:
-            return cls(auto=True, registry=None if registry is None else os.fspath(registry), name=AUTO)
+            return cls(auto=True, registry=None if registry is None else os.fspath(registry), name=AUTO, required=required)
+        if required:
+            raise invalid("required", where, "False unless name_or_path is 'auto' (a named artifact is always required)", required)
         if isinstance(name_or_path, os.PathLike):
             path = Path(name_or_path)
         elif isinstance(name_or_path, str):
@@ -278,20 +300,23 @@ class Calibration:
         """The registry artifact whose regime applies to ``posterior`` (``self`` unless auto).
 
         Among the registry's artifacts that record their MCMC settings and apply to the posterior
-        (metric, K, pooling, trees, draws, chains), the one with data in the posterior's
-        sample-size band for the most families wins, then the one fitted on more records, then
-        the first name. Legacy artifacts (no MCMC settings) are never picked, nor are artifacts
-        whose own held-out validation (``provenance["validation"]``, written by ``pytyche-sweep
-        validate --write``) shows calibrated CATE coverage farther from nominal than the raw
-        intervals at the 80% and 90% levels (:func:`validation_verdict`): auto never makes
-        intervals worse than raw by the artifact's own evidence. Loading such an artifact by name
-        still works.
+        (metric, K, pooling, trees, draws, chains, model options), the one with data in the
+        posterior's sample-size band for the most families wins, then the one fitted on more
+        records, then the first name. Never picked: legacy artifacts (no MCMC settings), artifacts
+        without a held-out validation (``provenance["validation"]``, written by ``pytyche-sweep
+        validate --write``), and artifacts whose validation supports their correction at no
+        family and level (:func:`validation_verdict`, :mod:`pytyche.calibrate.evidence`). Loading
+        such an artifact by name still works.
+
+        When nothing applies, the posterior keeps raw intervals: the result is a skipped
+        calibration named ``"auto"`` whose ``provenance["auto_fallback"]`` says why, with an
+        :class:`AutoCalibrationFallbackWarning` (results are labelled uncalibrated).
 
         Raises
         ------
         ValueError
-            When no registry artifact applies: the message gives the posterior's regime and why
-            each artifact does not apply.
+            When nothing applies and the calibration was made with ``required=True``: the message
+            gives the posterior's regime and why each artifact does not apply.
         """
         if not self.auto:
             return self
@@ -320,16 +345,25 @@ class Calibration:
             covered = sum(1 for c in correction.family_curves if band in correction.bands_with_data(c.family))
             total = int(correction.provenance.get("record_counts", {}).get("total", 0))
             ranked.append(((-covered, -total, name), cand))
-        if not ranked:
-            regime = {"metric": observed.metric, "metric_family": _metric_family(observed), "n_treatments": len(observed.variants), "pooling": pooling, **{
-                k: v for k, v in mcmc_of(config).items() if k in CHECKED_MCMC_FIELDS}}
+        if ranked:
+            return min(ranked, key=lambda r: r[0])[1]
+        regime = {"metric": observed.metric, "metric_family": _metric_family(observed), "n_treatments": len(observed.variants), "pooling": pooling, **{
+            k: v for k, v in mcmc_of(config).items() if k in CHECKED_MCMC_FIELDS}}
+        reason = (
+            f"no artifact in the registry {folder.name!r} applies to the posterior's regime {regime}"
+            + (f": {'; '.join(why)}." if why else " (the registry is empty).")
+        )
+        if self.required:
             raise ValueError(
-                f"The 'calibration' parameter is Calibration.from_sweep('auto'), but no artifact in the registry "
-                f"{folder.name!r} applies to the posterior's regime {regime}"
-                + (f": {'; '.join(why)}." if why else " (the registry is empty).")
-                + " Fit one with a coverage sweep at this regime, or pass Calibration.skip()."
+                f"The 'calibration' parameter is Calibration.from_sweep('auto', required=True), but {reason}"
+                " Fit one with a coverage sweep at this regime, or pass Calibration.skip()."
             )
-        return min(ranked, key=lambda r: r[0])[1]
+        warnings.warn(
+            f"Calibration.from_sweep('auto') keeps raw intervals (labelled uncalibrated): {reason}",
+            AutoCalibrationFallbackWarning,
+            stacklevel=3,
+        )
+        return Calibration(skipped=True, name=AUTO, provenance={"auto_fallback": reason})
 
     # ---- regime -------------------------------------------------------------------------------
     @property
@@ -418,20 +452,100 @@ class Calibration:
         """
         return not self._details(observed, pooling, config)
 
+    # ---- evidence --------------------------------------------------------------------------------
+    @cached_property
+    def evidence(self) -> Evidence:
+        """Which families and levels the artifact's own held-out validation supports
+        (:mod:`pytyche.calibrate.evidence`); nothing for a skipped or unresolved calibration."""
+        if self.correction is None:
+            return Evidence(validated=True)
+        return evidence_of(self.correction.provenance)
+
+    def family_status(self) -> dict[str, str]:
+        """Per quantity family: ``"calibrated"``, ``"partial"``, ``"raw"`` or ``"unvalidated"``
+        (see :meth:`Evidence.status`); ``"raw"`` for every family of a skipped calibration."""
+        return {f: self.evidence.status(f) for f in QUANTITY_FAMILIES}
+
+    def claim_level_for(self, family: str, level: float = 0.9) -> ClaimLevel:
+        """The claim level of ``family`` intervals at ``level``: ``CALIBRATED`` iff a correction
+        is held and applied to that family at that level (its evidence weight is positive)."""
+        if ClaimLevel.of(self) is not ClaimLevel.CALIBRATED:
+            return ClaimLevel.UNCALIBRATED
+        return ClaimLevel.CALIBRATED if float(self.evidence.weight(family, level)) > 0 else ClaimLevel.UNCALIBRATED
+
+    def _shift_z(self, family: str, sample_size: int, levels: np.ndarray) -> np.ndarray | None:
+        """``z`` of the served nominal level at each of ``levels`` (increasing, in (0, 1)): the
+        raw ``z(level)`` moved by the evidence weight of the correction's shift, then made
+        non-decreasing over a grid of levels so that intervals stay nested. ``None``: raw."""
+        curve = None if self.correction is None else self.correction.served_curve(family, sample_size)
+        if curve is None:
+            return None
+        grid = np.union1d(_LEVEL_GRID[_LEVEL_GRID < levels.max()], levels)
+        y = _z(grid)
+        x = y + self.evidence.weight(family, grid) * (np.asarray(curve.multiplier(grid)) * y - y)
+        x = np.maximum.accumulate(x)
+        return x[np.searchsorted(grid, levels)]
+
+    def multiplier(self, level: float, family: str, sample_size: int) -> float:
+        """Half-width multiplier at ``level`` for ``family`` intervals of a fit of ``sample_size``
+        visitors: the correction's, where the evidence applies it, 1 where it does not (see
+        :mod:`pytyche.calibrate.evidence`)."""
+        x = self._shift_z(family, sample_size, np.array([float(level)]))
+        return 1.0 if x is None else float(x[0] / _z(level))
+
     # ---- intervals ----------------------------------------------------------------------------
     def interval(
         self, draws: np.ndarray, *, level: float, family: str, sample_size: int, axis: int = -1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated interval (raw quantile interval when skipped); see
-        :meth:`LayeredCalibrationCorrection.interval`."""
+        """Calibrated interval (raw quantile interval when skipped): the raw central interval
+        with its half-widths scaled by :meth:`multiplier` around the median."""
+        self._check_resolved("Calibration.interval")
+        w = 1.0 if self.skipped or self.correction is None else self.multiplier(level, family, sample_size)
+        if w == 1.0:  # raw: the quantiles themselves, not median -/+ 1 * (median - quantile)
+            return raw_interval(draws, level, axis=axis)
+        return scaled_interval(draws, level, w, axis, "Calibration.interval")
+
+    def decision_draws(self, draws: np.ndarray, family: str, sample_size: int) -> np.ndarray:
+        """``(S,)`` draws moved by the same correction as :meth:`interval`, for decisions.
+
+        Draw ``d`` with mid-rank ``F(d)`` is an endpoint of the central interval at level
+        ``L = |2 F(d) - 1|``; it moves to ``median + w(L) * (d - median)`` with ``w`` the
+        :meth:`multiplier`, and the moved draws keep their order. Every probability and interval
+        taken from the moved draws then tells the calibrated story: the equal-tailed interval of
+        the moved draws at ``L`` is the calibrated interval at ``L`` up to quantile
+        interpolation. Raw draws come back unchanged where the family stays raw.
+        """
+        self._check_resolved("Calibration.decision_draws")
+        d = np.asarray(draws, dtype=np.float64)
+        if d.ndim != 1 or d.size < 1:
+            raise invalid("draws", "Calibration.decision_draws", "a 1-d array of draws", d.shape)
+        if self.skipped or self.correction is None or d.size < 2:
+            return d.copy()
+        order = np.argsort(d, kind="stable")
+        level = np.abs(2.0 * (np.arange(d.size) + 0.5) / d.size - 1.0)
+        level = np.clip(level, _LEVEL_GRID[0] / 10, 1.0 - 1e-6)
+        uniq, inv = np.unique(level, return_inverse=True)
+        x = self._shift_z(family, sample_size, uniq)
+        if x is None:
+            return d.copy()
+        w = (x / _z(uniq))[inv]
+        s = d[order]
+        med = float(np.median(d))
+        moved = np.maximum.accumulate(med + w * (s - med))
+        out = np.empty_like(d)
+        out[order] = moved
+        return out
+
+    def _check_resolved(self, where: str) -> None:
         if self.auto:
             raise invalid(
-                "calibration", "Calibration.interval", "a resolved calibration (apply it to a posterior first)",
+                "calibration", where, "a resolved calibration (apply it to a posterior first)",
                 "Calibration.from_sweep('auto')", show=False,
             )
-        if self.skipped or self.correction is None:
-            return raw_interval(draws, level, axis=axis)
-        return self.correction.interval(draws, level=level, family=family, sample_size=sample_size, axis=axis)
+
+
+#: levels over which the served nominal is made non-decreasing (nested intervals)
+_LEVEL_GRID = np.linspace(0.01, 0.99, 99)
 
 
 def _metric_family(observed: Any) -> str | None:
@@ -449,31 +563,19 @@ def _metric_family(observed: Any) -> str | None:
 #: intervals an artifact was fitted to correct
 ARTIFACT_MODEL = {"tau_intercept": False, "tau_coding": "contrast", "tau_leaf_sd": None}
 
-#: the family and levels whose held-out validation decides whether auto may pick an artifact
-GATE_FAMILY, GATE_LEVELS = "cate", (0.8, 0.9)
-
-
 def validation_verdict(provenance: Mapping[str, Any]) -> str | None:
-    """Why an artifact's own held-out validation rules it out of ``from_sweep("auto")``, or ``None``.
+    """Why ``from_sweep("auto")`` never picks an artifact, by its own validation, or ``None``.
 
-    Ruled out when, at every level of :data:`GATE_LEVELS` that the validation reports for
-    :data:`GATE_FAMILY`, the calibrated mean coverage is farther from nominal than the raw one.
-    An artifact without a validation is not ruled out (nothing says it is worse).
+    Ruled out: an artifact without a held-out validation (nothing shows it helps), and one whose
+    validation supports its correction at no family and level (:mod:`pytyche.calibrate.evidence`:
+    applying it would change nothing, or make intervals worse than raw by its own evidence).
     """
-    val = provenance.get("validation") if isinstance(provenance, Mapping) else None
-    if not isinstance(val, Mapping):
+    ev = evidence_of(provenance)
+    if not ev.validated:
+        return "it has no held-out validation (pytyche-sweep validate --write), so nothing shows it helps"
+    if ev.any_applied:
         return None
-    worse = []
-    for row in val.get("levels", []):
-        try:
-            fam, q = row["family"], float(row["nominal"])
-            raw, cal = float(row["raw"]["mean"]), float(row["calibrated"]["mean"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if fam == GATE_FAMILY and any(abs(q - g) < 1e-9 for g in GATE_LEVELS):
-            worse.append((q, raw, cal, abs(cal - q) > abs(raw - q)))
-    if not worse or not all(w[3] for w in worse):
-        return None
-    detail = ", ".join(f"{q:.0%}: raw {raw:.3f}, calibrated {cal:.3f}" for q, raw, cal, _ in sorted(worse))
-    return (f"its held-out validation ({', '.join(val.get('templates', [])) or 'held-out templates'}) shows calibrated "
-            f"{GATE_FAMILY} coverage farther from nominal than raw ({detail})")
+    shown = [r for r in ev.rows if r.family == "cate" and r.nominal in (0.8, 0.9)] or list(ev.rows[:2])
+    detail = "; ".join(f"{r.family} {r.nominal:.0%}: {r.reason}" for r in shown)
+    return (f"its held-out validation ({', '.join(ev.templates) or 'held-out templates'}) supports the correction "
+            f"at no family and level ({detail})")

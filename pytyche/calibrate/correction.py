@@ -41,6 +41,15 @@ A layer is ``(family, band)`` with bands cut at ``band_edges`` (default ``[0, 1k
 [500k, 1M), [1M, inf)`` visitors). A layer is used when it holds at least ``min_units``
 distinct (template, task, replication, round) units: the bands where the sweep *has data*.
 
+How many units a curve needs follows from the tolerance it must meet
+(:data:`FAMILY_TOLERANCE`: +-2 pp for per-visitor families, +-3 pp for ATE and GATE, at 95%):
+``fit`` derives each family's minimum from the fit records' own spread,
+``ceil((1.96 * s / tol)^2)`` with ``s`` the across-unit standard deviation of the coverage at
+the 80% and 90% levels (the larger), and records it in ``min_units_by_family``. One coverage
+indicator per unit (ATE, GATE at 90%: ``s = 0.3``) needs about 385 units; per-visitor CATE
+coverage with ``s = 0.13`` about 160. An explicit ``min_units`` (an int) fixes one minimum for
+every family instead, as artifacts fitted before this rule did.
+
 Beyond its data (a band whose layer is missing or sparse) the artifact says what it does, in
 ``beyond_data``:
 
@@ -92,6 +101,8 @@ __all__ = [
     "MCMC_FIELDS",
     "DEFAULT_LEVELS",
     "DEFAULT_MIN_UNITS",
+    "FAMILY_TOLERANCE",
+    "derived_min_units",
     "FORMAT",
     "LayerCurve",
     "LayeredCalibrationCorrection",
@@ -106,8 +117,14 @@ DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 DEFAULT_BAND_EDGES: tuple[float, ...] = (
     1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0, 200000.0, 500000.0, 1000000.0,
 )
-#: distinct (template, task, replication, round) units a layer needs before it is used
+#: distinct (template, task, replication, round) units a layer needs before it is used, when
+#: ``fit`` is given no tolerance-derived minimum (artifacts fitted before the derived one)
 DEFAULT_MIN_UNITS = 10
+#: the half-width (95%) a family's coverage curve must meet: the per-visitor targets +-2 pp,
+#: the ATE and GATE targets +-3 pp
+FAMILY_TOLERANCE: dict[str, float] = {"cate": 0.02, "conversion_effect": 0.02, "severity_effect": 0.02, "ate": 0.03, "gate": 0.03}
+#: the levels whose across-unit spread sets the derived minimum
+TOLERANCE_LEVELS = (0.8, 0.9)
 #: artifact format tag written to the JSON
 FORMAT = "pytyche.calibration/2"
 #: older format tags still read (as legacy artifacts: MCMC settings unknown)
@@ -186,6 +203,18 @@ def raw_interval(draws: np.ndarray, level: float, axis: int = -1) -> tuple[np.nd
         raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
     q = np.quantile(d, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=axis)
     return q[0], q[1]
+
+
+def scaled_interval(draws: np.ndarray, level: float, w: float, axis: int = -1, where: str = "scaled_interval") -> tuple[np.ndarray, np.ndarray]:
+    """``median -/+ w * (median - q_lo, q_hi - median)``: the raw central interval at ``level``
+    with its half-widths scaled by ``w`` around the median (the one form every corrected interval
+    takes; ``w = 1`` is :func:`raw_interval`)."""
+    d = np.asarray(draws)
+    if d.ndim == 0 or d.shape[axis] < 1:
+        raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
+    q = np.quantile(d, [(1.0 - level) / 2.0, 0.5, (1.0 + level) / 2.0], axis=axis)
+    lo, med, hi = q[0], q[1], q[2]
+    return med - w * (med - lo), med + w * (hi - med)
 
 
 @dataclass(frozen=True)
@@ -424,6 +453,30 @@ def _fit_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask:
     )
 
 
+def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: float = 1.959963984540054) -> int:
+    """Units a ``family`` curve needs to meet :data:`FAMILY_TOLERANCE` at 95%:
+    ``ceil((z * s / tol)^2)``, ``s`` the across-unit sd of the coverage at
+    :data:`TOLERANCE_LEVELS` (the larger; the binomial bound ``sqrt(q (1 - q))`` when fewer than
+    two units measure a level)."""
+    fam = cols["family"] == family
+    spreads = []
+    for q in TOLERANCE_LEVELS:
+        m = fam & np.isclose(cols["nominal"], q)
+        if not m.any():
+            continue
+        keys = list(zip(cols["template"][m], cols["task_id"][m], cols["replication"][m], cols["round_idx"][m]))
+        cov, w = cols["coverage"][m], cols["n_targets"][m]
+        units: dict[Any, list[float]] = {}
+        for k, c, wt in zip(keys, cov, w):
+            units.setdefault(k, [0.0, 0.0])
+            units[k][0] += c * wt
+            units[k][1] += wt
+        per_unit = np.array([a / b for a, b in units.values() if b > 0])
+        spreads.append(float(per_unit.std(ddof=1)) if per_unit.size >= 2 else math.sqrt(q * (1 - q)))
+    s = max(spreads) if spreads else math.sqrt(0.9 * 0.1)
+    return max(2, math.ceil((confidence_z * s / FAMILY_TOLERANCE[family]) ** 2))
+
+
 def _jsonable(value: Any, name: str, where: str) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
@@ -448,7 +501,11 @@ class LayeredCalibrationCorrection:
         Interior cut points of the sample-size bands (increasing, positive); band ``i`` is
         ``[edges[i-1], edges[i])`` with ``edges[-1] = 0`` and ``edges[len] = inf``.
     min_units
-        Distinct units a layer (or a pooled family curve) needs before it is used.
+        Distinct units a layer (or a pooled family curve) needs before it is used, for a family
+        without an entry in ``min_units_by_family``.
+    min_units_by_family
+        Per family, the minimum derived from the tolerance its curve must meet (module
+        docstring); ``None`` for artifacts fitted with one fixed ``min_units``.
     layers
         Fitted per-band curves (every layer with records, including sparse ones, kept for
         transparency; sparse ones are skipped at lookup).
@@ -482,6 +539,7 @@ class LayeredCalibrationCorrection:
     mcmc: Mapping[str, int] | None = field(default=None, hash=False)
     beyond_data: str = "nearest"
     metric_family: str | None = None
+    min_units_by_family: Mapping[str, int] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         where = "LayeredCalibrationCorrection"
@@ -495,6 +553,11 @@ class LayeredCalibrationCorrection:
             raise invalid("band_edges", where, "strictly increasing finite positive cut points", self.band_edges)
         object.__setattr__(self, "band_edges", edges)
         check_int(self.min_units, "min_units", where, low=1)
+        if self.min_units_by_family is not None:
+            if not isinstance(self.min_units_by_family, Mapping):
+                raise wrong_type("min_units_by_family", where, "a mapping family -> int or None", self.min_units_by_family)
+            object.__setattr__(self, "min_units_by_family", {
+                _check_family(f, where): check_int(v, "min_units_by_family", where, low=1) for f, v in self.min_units_by_family.items()})
         for name in ("layers", "family_curves"):
             curves = tuple(getattr(self, name))
             for c in curves:
@@ -528,7 +591,7 @@ class LayeredCalibrationCorrection:
         provenance: Mapping[str, Any] | None = None,
         *,
         band_edges: Sequence[float] = DEFAULT_BAND_EDGES,
-        min_units: int = DEFAULT_MIN_UNITS,
+        min_units: int | None = None,
         mcmc: Any = None,
         beyond_data: str = "nearest",
         metric_family: str | None = None,
@@ -550,7 +613,9 @@ class LayeredCalibrationCorrection:
         band_edges
             Interior sample-size cut points of the bands.
         min_units
-            Distinct (template, task, replication, round) units a layer needs to be used.
+            Distinct (template, task, replication, round) units a layer needs to be used, the
+            same for every family; ``None`` (default): each family's minimum derived from the
+            tolerance its curve must meet and the records' own spread (module docstring).
         mcmc
             The MCMC settings of the regime (a mapping of :data:`MCMC_FIELDS` or a
             ``GPUBCFConfig``). ``None``: read from the records, which must then hold one setting
@@ -580,7 +645,8 @@ class LayeredCalibrationCorrection:
         metric = check_str(metric, "metric", where)
         n_treatments = check_int(n_treatments, "n_treatments", where, low=2)
         pooling = check_choice(pooling, "pooling", where, _POOLINGS)
-        min_units = check_int(min_units, "min_units", where, low=1)
+        if min_units is not None:
+            min_units = check_int(min_units, "min_units", where, low=1)
         if provenance is not None and not isinstance(provenance, Mapping):
             raise wrong_type("provenance", where, "a mapping or None", provenance)
         mcmc = _check_mcmc(mcmc, "mcmc", where)
@@ -617,7 +683,9 @@ class LayeredCalibrationCorrection:
                 f"{n_all} records of regimes {present}", show=False,
             )
         cols = {k: v[regime] for k, v in cols.items()}
-        probe = cls(metric, n_treatments, pooling, band_edges=tuple(band_edges), min_units=min_units)
+        probe = cls(metric, n_treatments, pooling, band_edges=tuple(band_edges))
+        by_family = None if min_units is not None else {
+            f: derived_min_units(f, cols) for f in QUANTITY_FAMILIES if (cols["family"] == f).any()}
         bands = np.array([probe.band_index(int(n)) for n in cols["sample_size"]])
         layers, pooled, counts = [], [], {}
         for fam in QUANTITY_FAMILIES:
@@ -638,8 +706,9 @@ class LayeredCalibrationCorrection:
         }
         prov.update(dict(provenance or {}))
         return cls(
-            metric, n_treatments, pooling, probe.band_edges, min_units, tuple(layers), tuple(pooled), prov,
-            mcmc=mcmc, beyond_data=beyond_data, metric_family=metric_family,
+            metric, n_treatments, pooling, probe.band_edges, DEFAULT_MIN_UNITS if min_units is None else min_units,
+            tuple(layers), tuple(pooled), prov, mcmc=mcmc, beyond_data=beyond_data, metric_family=metric_family,
+            min_units_by_family=by_family,
         )
 
     @classmethod
@@ -666,17 +735,21 @@ class LayeredCalibrationCorrection:
 
     def bands_with_data(self, family: str) -> list[int]:
         """Bands whose layer of ``family`` has at least ``min_units`` units (where the sweep has data)."""
-        return sorted(c.band for c in self.layers if c.family == family and c.n_units >= self.min_units)  # type: ignore[misc]
+        return sorted(c.band for c in self.layers if c.family == family and c.n_units >= self.units_needed(family))  # type: ignore[misc]
+
+    def units_needed(self, family: str) -> int:
+        """Units a curve of ``family`` needs before it is used (``min_units_by_family`` or ``min_units``)."""
+        return int((self.min_units_by_family or {}).get(family, self.min_units))
 
     def _resolve(self, family: str, band: int) -> tuple[LayerCurve | None, str]:
-        used = {c.band: c for c in self.layers if c.family == family and c.n_units >= self.min_units}
+        used = {c.band: c for c in self.layers if c.family == family and c.n_units >= self.units_needed(family)}
         if band in used:
             return used[band], "layer"
         if self.beyond_data == "nearest" and used:
             nearest = min(used, key=lambda b: (abs(b - band), b))  # type: ignore[operator]
             return used[nearest], "nearest"
         for c in self.family_curves:
-            if c.family == family and c.n_units >= self.min_units:
+            if c.family == family and c.n_units >= self.units_needed(family):
                 return c, "family"
         return None, "identity"
 
@@ -734,7 +807,7 @@ class LayeredCalibrationCorrection:
         if sample_size is not None:
             band = self.band_index(_check_sample_size(sample_size, where))
         if band is None:
-            c = next((c for c in self.family_curves if c.family == family and c.n_units >= self.min_units), None)
+            c = next((c for c in self.family_curves if c.family == family and c.n_units >= self.units_needed(family)), None)
         else:
             band = check_int(band, "band", where, low=0, high=len(self.band_edges))
             c = self._resolve(family, band)[0]
@@ -794,13 +867,12 @@ class LayeredCalibrationCorrection:
         """
         where = "LayeredCalibrationCorrection.interval"
         level = _check_level(level, where)
-        w = self.multiplier(level, family, sample_size)
-        d = np.asarray(draws)
-        if d.ndim == 0 or d.shape[axis] < 1:
-            raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
-        q = np.quantile(d, [(1.0 - level) / 2.0, 0.5, (1.0 + level) / 2.0], axis=axis)
-        lo, med, hi = q[0], q[1], q[2]
-        return med - w * (med - lo), med + w * (hi - med)
+        return scaled_interval(draws, level, self.multiplier(level, family, sample_size), axis, where)
+
+    def served_curve(self, family: str, sample_size: int) -> LayerCurve | None:
+        """The curve serving ``(family, sample_size)`` (``None``: no correction); warns, like
+        :meth:`interval`, when ``sample_size`` is beyond the artifact's data."""
+        return self._served(family, sample_size, "LayeredCalibrationCorrection.served_curve")
 
     # ---- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -813,6 +885,8 @@ class LayeredCalibrationCorrection:
             "pooling": self.pooling,
             "band_edges": list(self.band_edges),
             "min_units": self.min_units,
+            # optional: written only when derived, so an older artifact round-trips unchanged
+            **({"min_units_by_family": dict(self.min_units_by_family)} if self.min_units_by_family is not None else {}),
             "layers": [c.to_dict() for c in self.layers],
             "family_curves": [c.to_dict() for c in self.family_curves],
             "mcmc": None if self.mcmc is None else dict(self.mcmc),
@@ -937,11 +1011,12 @@ def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
     # format 1 fell back to the pooled family curve beyond its data
     beyond_data = "pooled" if legacy else _field(d, "beyond_data", "beyond_data", source)
     metric_family = d.get("metric_family")  # optional: absent in artifacts fitted before it existed
+    min_units_by_family = d.get("min_units_by_family")  # optional, likewise
     try:
         out = cls(
             metric=metric, n_treatments=n_treatments, pooling=pooling, band_edges=band_edges,
             min_units=min_units, provenance=provenance, mcmc=mcmc, beyond_data=beyond_data,
-            metric_family=metric_family, **curves,
+            metric_family=metric_family, min_units_by_family=min_units_by_family, **curves,
         )
     except (TypeError, ValueError) as err:
         # the constructor's message names the field (its parameter) and the value

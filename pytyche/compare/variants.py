@@ -14,6 +14,14 @@ posterior-mean average outcome ``c``. With lift draws ``d``:
 
 When ``c == 0`` (a continuous metric centred at zero) there is no relative scale and the
 thresholds are read in the metric's own units.
+
+One story per decision: the lift draws ``d`` are the posterior's, moved by its calibration where
+the calibration applies to the family (``"ate"`` over everyone, ``"gate"`` over a segment;
+:meth:`~pytyche.calibrate.Calibration.decision_draws`), and every probability, the expected loss
+and the 90% ``lift_ci`` come from those same draws. The interval's bounds are read so that they
+agree exactly with the probabilities (:func:`decision_interval`): the lower bound of the 90% lift
+interval is above 0 exactly when ``p_positive > 0.95``, and the upper bound is below 0 exactly
+when ``P(d < 0) > 0.95``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import InstanceOf, Interval, invalid, validate
-from pytyche.compare._draws import check_posterior, claim_level, group_means, intervals, p_best, resolve_mask
+from pytyche.compare._draws import check_posterior, decision_draws, family_claim, group_means, p_best, resolve_mask
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.results import ComparisonResult, DecisionThresholds, RecommendationSummary
 
@@ -82,19 +90,43 @@ def _rationale(
     )
 
 
+def decision_interval(lift: np.ndarray, level: float = LIFT_LEVEL) -> tuple[float, float]:
+    """The equal-tailed interval of ``(S,)`` lift draws at ``level``, read so that its bounds agree
+    exactly with the tail probabilities :func:`decide` compares (``p = (1 + level) / 2``):
+
+    - ``lo`` is the smallest draw ``x`` with ``P(d > x) <= p``, so ``lo > 0`` iff ``P(d > 0) > p``;
+    - ``hi`` is the largest draw ``x`` with ``P(d < x) <= p``, so ``hi < 0`` iff ``P(d < 0) > p``.
+
+    Probabilities are draw counts over ``S``, computed as ``p_positive`` is. At the default
+    ``level = 0.90``, ``p = 0.95 = DecisionThresholds().p_positive_min``.
+    """
+    s = np.sort(np.asarray(lift, dtype=np.float64))
+    n = s.size
+    p = (1.0 + level) / 2.0
+    above = (n - np.searchsorted(s, s, side="right")) / n
+    below = np.searchsorted(s, s, side="left") / n
+    return float(s[np.flatnonzero(above <= p)[0]]), float(s[np.flatnonzero(below <= p)[-1]])
+
+
 def summarize_draws(
     group: np.ndarray,
     arm: int,
     treatments: tuple[str, ...],
     thresholds: DecisionThresholds,
-    lift_ci: tuple[float, float],
+    lift_draws: np.ndarray | None = None,
     *,
     segment_id: int | None = None,
     claim: ClaimLevel = ClaimLevel.UNCALIBRATED,
 ) -> RecommendationSummary:
-    """A :class:`RecommendationSummary` from ``(S, K)`` joint draws of group-average outcomes."""
+    """A :class:`RecommendationSummary` from ``(S, K)`` joint draws of group-average outcomes.
+
+    ``lift_draws``: the ``(S,)`` lift draws the decision reads (the raw lift ``group[:, arm] -
+    group[:, 0]`` moved by the calibration, :func:`lift_for_decision`); ``None``: the raw lift.
+    Probabilities, expected loss and ``lift_ci`` come from them; ``lift_mean`` from the raw lift.
+    """
     base = group[:, 0]
-    lift = group[:, arm] - base
+    raw_lift = group[:, arm] - base
+    lift = raw_lift if lift_draws is None else np.asarray(lift_draws, dtype=np.float64)
     c = float(np.mean(base))
     relative = c != 0.0
     scale = abs(c) if relative else 1.0
@@ -103,7 +135,7 @@ def summarize_draws(
     pb = float(np.mean(lift > thresholds.min_effect * scale))
     ph = float(np.mean(lift < -thresholds.min_effect * scale))
     decision, branch = decide(el, pp, pb, ph, thresholds)
-    lift_mean = float(np.mean(lift))
+    lift_mean = float(np.mean(raw_lift))
     return RecommendationSummary(
         treatment=treatments[arm],
         baseline=treatments[0],
@@ -113,13 +145,20 @@ def summarize_draws(
         p_better=pb,
         p_harmful=ph,
         lift_mean=lift_mean,
-        lift_ci=(float(lift_ci[0]), float(lift_ci[1])),
+        lift_ci=decision_interval(lift, LIFT_LEVEL),
         relative_lift_mean=lift_mean / scale,
         thresholds=thresholds,
         rationale=_rationale(branch, treatments[arm], treatments[0], segment_id, relative, el, pp, pb, ph, thresholds),
         segment_id=segment_id,
         claim_level=claim,
     )
+
+
+def lift_for_decision(posterior: Any, group: np.ndarray, arm: int, family: str) -> tuple[np.ndarray, ClaimLevel]:
+    """The lift draws a decision reads and their claim level: the arm's raw lift over
+    ``group`` moved by the posterior's calibration for ``family`` (``"ate"`` or ``"gate"``)."""
+    lift = group[:, arm] - group[:, 0]
+    return decision_draws(posterior, lift, family), family_claim(posterior, family, LIFT_LEVEL)
 
 
 def _population_draws(posterior: Any, draws: np.ndarray, mask: Any, where: str) -> tuple[np.ndarray, bool]:
@@ -214,9 +253,11 @@ def recommendation_summary(
     -------
     RecommendationSummary
         ``decision`` from :func:`decide`; ``expected_loss``, ``p_positive``, ``p_better``,
-        ``p_harmful``; ``lift_mean`` and the 90% ``lift_ci`` of the average lift
-        (``posterior.interval``, family ``"ate"`` over everyone, ``"gate"`` over a subset);
-        ``relative_lift_mean``; a one-sentence ``rationale``; the posterior's claim level.
+        ``p_harmful``; ``lift_mean`` and the 90% ``lift_ci`` of the average lift, all read from
+        the same lift draws (calibrated where the posterior's calibration applies to family
+        ``"ate"`` over everyone, ``"gate"`` over a subset; see the module docstring), so
+        ``lift_ci[0] > 0`` iff ``p_positive > 0.95``; ``relative_lift_mean``; a one-sentence
+        ``rationale``; the claim level of that family at 90%.
 
     Raises
     ------
@@ -232,8 +273,5 @@ def recommendation_summary(
         raise invalid("treatment", where, f"one of the non-control treatments {list(treatments[1:])}", treatment)
     group, everyone = _population_draws(posterior, draws, mask, where)
     arm = treatments.index(treatment)
-    lift = group[:, arm] - group[:, 0]
-    lo, hi = intervals(posterior, lift[None, :], LIFT_LEVEL, "ate" if everyone else "gate")
-    return summarize_draws(
-        group, arm, treatments, thresholds, (lo[0], hi[0]), segment_id=segment_id, claim=claim_level(posterior)
-    )
+    lift, claim = lift_for_decision(posterior, group, arm, "ate" if everyone else "gate")
+    return summarize_draws(group, arm, treatments, thresholds, lift, segment_id=segment_id, claim=claim)

@@ -202,10 +202,15 @@ def _schedule_to_dict(schedule: Any) -> dict[str, Any]:
 
 
 def _calibration_to_dict(cal: Any) -> Any:
+    """An experiment's calibration (``auto`` stays auto) or a round's resolved one, whose
+    correction travels whole, provenance and validation included; an auto calibration that fell
+    back to raw intervals keeps the reason (``provenance["auto_fallback"]``)."""
     if cal is None:
         return None
+    if cal.auto:
+        return {"auto": True, "registry": cal.registry, "required": cal.required}
     if cal.skipped:
-        return {"skipped": True}
+        return {"skipped": True, **({"name": cal.name, "provenance": dict(cal.provenance)} if cal.provenance else {})}
     return {"skipped": False, "name": cal.name, "correction": cal.correction.to_dict()}
 
 
@@ -214,7 +219,11 @@ def _calibration_from_dict(d: Any) -> Any:
         return None
     from pytyche.calibrate import Calibration, LayeredCalibrationCorrection
 
+    if d.get("auto"):
+        return Calibration.from_sweep("auto", registry=d.get("registry"), required=bool(d.get("required", False)))
     if d.get("skipped"):
+        if d.get("provenance"):
+            return Calibration(skipped=True, name=d.get("name"), provenance=d["provenance"])
         return Calibration.skip()
     return Calibration.from_correction(LayeredCalibrationCorrection.from_dict(d["correction"]), name=d.get("name"))
 
@@ -433,6 +442,8 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             summary_rel = f"summaries/cate_{r:03d}.parquet"
             wr.parquet(summary_rel, e.analysis.cate_frame(0.9) if e.posterior is not None else e.analysis.cate_summary)
             post: dict[str, Any] = {"summary": _posterior_summary(e.posterior) if e.posterior is not None else None}
+            if e.posterior is not None:  # the round's resolved calibration (auto's pick, or its fallback)
+                post["calibration"] = _calibration_to_dict(e.posterior.calibration)
             if draws and e.posterior is not None:
                 rel = f"draws/round_{r:03d}.npz"
                 wr.npz(rel, _posterior_arrays(e.posterior))
@@ -441,6 +452,8 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
                             config=dataclasses.asdict(p.config), fit_info=dict(p.fit_info), pooling=getattr(p, "pooling", None))
             elif e.posterior is None and getattr(e, "_saved_posterior", None) is not None:
                 post["summary"] = e._saved_posterior  # type: ignore[attr-defined]
+                if getattr(e, "_saved_calibration", None) is not None:
+                    post["calibration"] = e._saved_calibration  # type: ignore[attr-defined]
             a = e.analysis
             rounds_meta.append({
                 "round_idx": e.round_idx,
@@ -642,7 +655,8 @@ def load_experiment(
             posterior = None
             pmeta = meta["posterior"]
             if pmeta.get("file"):
-                posterior = _posterior_from(pmeta, rd.npz(pmeta["file"]), cumulative, calibration)
+                round_cal = _calibration_from_dict(pmeta["calibration"]) if "calibration" in pmeta else calibration
+                posterior = _posterior_from(pmeta, rd.npz(pmeta["file"]), cumulative, round_cal)
             a = meta["analysis"]
             segments = tuple(_segment_from_dict(s) for s in a["segments"])
             summary = rd.parquet(meta["cate_summary"])
@@ -678,6 +692,7 @@ def load_experiment(
                 policy_value=None if meta["policy_value"] is None else PolicyValue.from_dict(meta["policy_value"]),
             )
             object.__setattr__(e, "_saved_posterior", pmeta.get("summary"))
+            object.__setattr__(e, "_saved_calibration", pmeta.get("calibration"))
             history.append(e)
     except SaveFormatError:
         raise
