@@ -16,8 +16,12 @@ From a sweep's output directory (see :mod:`sweeps.shards`):
    replication counts and the date. Provenance holds no absolute path: paths inside the
    repository are relative to it, others are reduced to their last component.
 
-:func:`aggregate` does all three and, when the sweep has an MLflow parent run, attaches the
-outputs to it.
+4. :func:`sweeps.decision_rates.decision_rates`: per template with decision rows, the false-SHIP
+   rates (population and segment), harm detection, power with rounds-to-decision, and the
+   false-credible-segment rate over whole runs, with 95% Wilson intervals.
+
+:func:`aggregate` does all four and, when the sweep has an MLflow parent run, attaches the
+outputs to it and logs the decision rates as its metrics.
 """
 
 from __future__ import annotations
@@ -341,6 +345,10 @@ class AggregateResult:
     plots: tuple[Path, ...]
     artifact: Path | None
     correction: Any
+    #: one row per template with decision rows (:func:`sweeps.decision_rates.decision_rates`)
+    decision_rates: "pd.DataFrame | None" = None
+    #: ``<out>/decision_rates.json`` (``None`` when the sweep has no decision rows)
+    decision_rates_json: Path | None = None
 
 
 def aggregate(
@@ -359,10 +367,15 @@ def aggregate(
     """Coverage curves, plots and (``fit=True``) the calibration artifact of a sweep directory.
 
     Writes ``<out>/coverage_curves.csv``, ``<out>/coverage_per_dataset.csv`` (one row per
-    dataset, family and level: the spread behind each pooled number), ``<out>/coverage_*.png``
-    and the artifact (see :func:`fit_artifact`); attaches them to the sweep's MLflow parent run
-    when it has one.
+    dataset, family and level: the spread behind each pooled number), ``<out>/coverage_*.png``,
+    the artifact (see :func:`fit_artifact`) and, when the sweep has decision rows,
+    ``<out>/decision_rates.csv`` and ``<out>/decision_rates.json`` (per template:
+    :func:`sweeps.decision_rates.rates_json`); attaches them to the sweep's MLflow parent run
+    when it has one, with the decision rates as metrics
+    (:func:`sweeps.decision_rates.rates_metrics`).
     """
+    from sweeps.decision_rates import decision_rates, rates_json, rates_metrics
+
     out = Path(out)
     if not out.is_dir():
         raise FileNotFoundError(f"No sweep output directory at {str(out)!r}.")
@@ -377,8 +390,17 @@ def aggregate(
             require_clean=require_clean, **fit_kwargs,
         )
     plots = plot_coverage(curves, out, correction=correction)
+    rates = decision_rates(read_records(out, kinds=["decision"]))
+    rate_files: list[Path] = []
+    if len(rates):
+        rate_files = [
+            write_text(out / "decision_rates.csv", rates.to_csv(index=False)),
+            write_text(out / "decision_rates.json", json.dumps(rates_json(rates), indent=1, sort_keys=True) + "\n"),
+        ]
     if tracking:
         from sweeps.tracking import log_to_sweep_run
 
-        log_to_sweep_run(out, [csv, per_dataset, *plots, *([path] if path is not None else [])], "aggregate", tracking_uri=tracking_uri)
-    return AggregateResult(curves=curves, curves_csv=csv, plots=tuple(plots), artifact=path, correction=correction)
+        files = [csv, per_dataset, *plots, *([path] if path is not None else []), *rate_files]
+        log_to_sweep_run(out, files, "aggregate", tracking_uri=tracking_uri, metrics=rates_metrics(rates))
+    return AggregateResult(curves=curves, curves_csv=csv, plots=tuple(plots), artifact=path, correction=correction,
+                           decision_rates=rates, decision_rates_json=rate_files[1] if rate_files else None)

@@ -6,6 +6,7 @@
     pytyche-sweep run SPEC --address auto                          # attach to a cluster (ray up cluster.yaml)
     pytyche-sweep resume SPEC                                      # same as run: finished tasks are skipped
     pytyche-sweep aggregate OUT [--metric revenue_per_visitor --n-treatments 3 --pooling joint] [--artifact PATH]
+                                                                   # R(p), artifact, decision error rates
     pytyche-sweep regret OUT
     pytyche-sweep tune SPEC --trials 20
     pytyche-sweep validate ARTIFACT SPEC [--write]                 # held-out raw vs calibrated coverage
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(sub.add_parser("run", help="run a sweep (skips finished tasks)"))
     _add_run_args(sub.add_parser("resume", help="resume a sweep (same as run)"))
 
-    a = sub.add_parser("aggregate", help="R(p) curves, plots and the calibration artifact of a sweep")
+    a = sub.add_parser("aggregate", help="R(p) curves, plots, the calibration artifact and the decision error rates of a sweep")
     a.add_argument("out", help="sweep output directory")
     a.add_argument("--metric", default=None, help="regime metric (e.g. revenue_per_visitor)")
     a.add_argument("--n-treatments", type=int, default=None, help="regime K (control included)")
@@ -178,8 +179,16 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         artifact=args.artifact, fit=not args.no_fit, tracking=not args.no_tracking, tracking_uri=args.tracking_uri,
         require_clean=args.require_clean, **kw,
     )
-    print(res.curves.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(res.curves):
+        print(res.curves.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        print("no coverage records")
     print(f"curves: {res.curves_csv}")
+    if res.decision_rates_json is not None:
+        from sweeps.decision_rates import format_rates
+
+        print(format_rates(res.decision_rates))
+        print(f"decision rates: {res.decision_rates_json}")
     for p in res.plots:
         print(f"plot: {p}")
     if res.artifact is not None:

@@ -4,15 +4,18 @@ Layout of a sweep's output directory::
 
     <out>/records/<task_id>.parquet     the task's CalibrationRecord rows (coverage)
     <out>/truth/<task_id>.parquet       its truth-comparison rows and one timing row
+    <out>/decisions/<task_id>.parquet   its decision rows (SHIP / STOP / graduation / credible segment)
     <out>/failures/<task_id>.txt        the last error of a task that failed (removed on success)
-    <out>/checksums/<task_id>.json      row counts and sha256 of the two shards, taken at write time
+    <out>/checksums/<task_id>.json      row counts and sha256 of the shards, taken at write time
     <out>/corrupt/<task_id>.*           shards that failed verification, moved aside (see below)
 
 Each file is written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a driver killed at any moment leaves either a whole file or none (temporary
 files start with ``.`` and end in ``.tmp``; :func:`clean_temp` removes leftovers). The truth
-shard is written first, then the checksum file, and the records shard last: the presence of
-``records/<task_id>.parquet`` is what marks a task finished, and a rerun skips it.
+shard is written first, then the decisions shard, then the checksum file, and the records shard
+last: the presence of ``records/<task_id>.parquet`` is what marks a task finished, and a rerun
+skips it. Tasks finished before decision rows existed have no decisions shard (and no
+``decisions`` entry in their checksum file); they read as having no decision rows.
 
 A rename is atomic, but a disk can still lose or truncate a finished file (a full disk, a copy
 interrupted between machines, a bad sync). :func:`verify_shards` checks every finished task's
@@ -29,7 +32,10 @@ JSON of the values drawn from the spec's DGP population, ``{}`` when none) and a
 
 - ``calibration``: one coverage record (one quantity family at one nominal level in one round),
 - ``truth``: one round's truth-comparison metrics (oracle gap, policy accuracy, CATE RMSE, RPVs),
-- ``timing``: one row per task with its wall time, rounds and JAX compile count.
+- ``timing``: one row per task with its wall time, rounds and JAX compile count,
+- ``decision``: one claim of one round (SHIP for the population or a segment, STOP for harm or
+  futility, a graduation candidate, a credible segment) for one arm, fired or not, with the truth
+  it is judged against (:mod:`sweeps.decisions`; columns :data:`DECISION_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -55,11 +61,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from sweeps.task import TaskResult
 
 __all__ = [
+    "DECISION_SCHEMA",
     "RECORD_SCHEMA",
     "TRUTH_SCHEMA",
     "TRUTH_METRICS",
     "checksum_path",
     "clean_temp",
+    "decisions_path",
     "failure_path",
     "finished_ids",
     "read_records",
@@ -125,6 +133,39 @@ TRUTH_SCHEMA = pa.schema(
 )
 
 
+#: columns of a decisions shard (one row per claim, arm and segment per round; see
+#: :mod:`sweeps.decisions`): posterior summary columns are null on ``credible_segment`` rows,
+#: ``segment_*`` and ``stability_score`` null for the population, ``right`` null when the truth
+#: cannot judge the claim
+DECISION_SCHEMA = pa.schema(
+    [
+        *_IDENTITY_SCHEMA,
+        ("sample_size", pa.int64()),
+        ("decision", pa.string()),
+        ("treatment", pa.string()),
+        ("segment_id", pa.int64()),
+        ("segment_rule", pa.string()),
+        ("segment_share", pa.float64()),
+        ("stability_score", pa.float64()),
+        ("fired", pa.bool_()),
+        ("right", pa.bool_()),
+        ("rounds_sustained", pa.int64()),
+        ("active", pa.bool_()),
+        ("min_effect", pa.float64()),
+        ("true_effect", pa.float64()),
+        ("true_relative_effect", pa.float64()),
+        ("true_control_mean", pa.float64()),
+        ("p_positive", pa.float64()),
+        ("p_better", pa.float64()),
+        ("p_harmful", pa.float64()),
+        ("expected_loss", pa.float64()),
+        ("lift_mean", pa.float64()),
+        ("lift_ci_lo", pa.float64()),
+        ("lift_ci_hi", pa.float64()),
+    ]
+)
+
+
 def records_dir(out: str | os.PathLike[str]) -> Path:
     return Path(out) / "records"
 
@@ -135,6 +176,10 @@ def shard_path(out: str | os.PathLike[str], task_id: str) -> Path:
 
 def truth_path(out: str | os.PathLike[str], task_id: str) -> Path:
     return Path(out) / "truth" / f"{task_id}.parquet"
+
+
+def decisions_path(out: str | os.PathLike[str], task_id: str) -> Path:
+    return Path(out) / "decisions" / f"{task_id}.parquet"
 
 
 def failure_path(out: str | os.PathLike[str], task_id: str) -> Path:
@@ -170,7 +215,7 @@ def finished_ids(out: str | os.PathLike[str]) -> set[str]:
 def clean_temp(out: str | os.PathLike[str]) -> int:
     """Remove temporary files a killed writer left behind; return how many were removed."""
     n = 0
-    for d in (records_dir(out), Path(out) / "truth", Path(out) / "failures", Path(out) / "checksums", Path(out)):
+    for d in (records_dir(out), Path(out) / "truth", Path(out) / "decisions", Path(out) / "failures", Path(out) / "checksums", Path(out)):
         if d.is_dir():
             for p in d.iterdir():
                 if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
@@ -248,22 +293,20 @@ def write_shard(out: str | os.PathLike[str], task: "Task", result: "TaskResult")
         raise ValueError(f"The 'result' parameter of write_shard belongs to task {result.task_id!r}, not {task.task_id!r}.")
     rows = shard_rows(task, result)
     cal = [r for r in rows if r["kind"] == "calibration"]
-    other = [r for r in rows if r["kind"] != "calibration"]
-    truth_table = _table(other, TRUTH_SCHEMA)
-    records_table = _table(cal, RECORD_SCHEMA)
+    dec = [r for r in rows if r["kind"] == "decision"]
+    other = [r for r in rows if r["kind"] not in ("calibration", "decision")]
+    tables = {"truth": _table(other, TRUTH_SCHEMA), "decisions": _table(dec, DECISION_SCHEMA), "records": _table(cal, RECORD_SCHEMA)}
     # serialise first, so the checksums describe exactly the bytes that are then written
-    truth_bytes, records_bytes = _parquet_bytes(truth_table), _parquet_bytes(records_table)
-    atomic_write(truth_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(truth_bytes))
-    sums = {
-        "records": {"rows": records_table.num_rows, "sha256": hashlib.sha256(records_bytes).hexdigest()},
-        "truth": {"rows": truth_table.num_rows, "sha256": hashlib.sha256(truth_bytes).hexdigest()},
-    }
+    data = {kind: _parquet_bytes(table) for kind, table in tables.items()}
+    atomic_write(truth_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(data["truth"]))
+    atomic_write(decisions_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(data["decisions"]))
+    sums = {kind: {"rows": tables[kind].num_rows, "sha256": hashlib.sha256(data[kind]).hexdigest()} for kind in tables}
     write_text(checksum_path(out, task.task_id), json.dumps(sums, sort_keys=True) + "\n")
     if result.refused is not None:
         write_text(refused_path(out, task.task_id), f"{result.refused}\n")
     else:
         refused_path(out, task.task_id).unlink(missing_ok=True)
-    path = atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(records_bytes))
+    path = atomic_write(shard_path(out, task.task_id), lambda tmp: Path(tmp).write_bytes(data["records"]))
     failure_path(out, task.task_id).unlink(missing_ok=True)
     return path
 
@@ -279,18 +322,25 @@ def _shard_problem(out: str | os.PathLike[str], task_id: str) -> str | None:
     files = {"records": shard_path(out, task_id), "truth": truth_path(out, task_id)}
     if not files["truth"].is_file():
         return "its truth shard is missing"
+    decisions = decisions_path(out, task_id)
     cpath = checksum_path(out, task_id)
     if cpath.is_file():
         try:
             sums = json.loads(cpath.read_text(encoding="utf-8"))
+            if "decisions" in sums:  # written since decision rows exist
+                files["decisions"] = decisions
             expected = {k: (int(sums[k]["rows"]), str(sums[k]["sha256"])) for k in files}
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"its checksum file {cpath.name} is unreadable ({type(err).__name__})"
+        if "decisions" in files and not decisions.is_file():
+            return "its decisions shard is missing"
         for kind, path in files.items():
             if file_sha256(path) != expected[kind][1]:
                 return f"its {kind} shard {path.name} does not match the sha256 recorded when it was written ({path.stat().st_size} bytes now)"
         return None
     # written before checksums existed: the shards must at least read whole
+    if decisions.is_file():
+        files["decisions"] = decisions
     for kind, path in files.items():
         try:
             n = pq.read_table(path).num_rows
@@ -329,7 +379,8 @@ def verify_shards(out: str | os.PathLike[str], task_ids: Iterable[str] | None = 
         aside = Path(out) / "corrupt"
         aside.mkdir(parents=True, exist_ok=True)
         # the records shard (the finish marker) first, so a crash here leaves the task unfinished
-        for kind, path in (("records", shard_path(out, tid)), ("truth", truth_path(out, tid)), ("checksums", checksum_path(out, tid))):
+        for kind, path in (("records", shard_path(out, tid)), ("truth", truth_path(out, tid)),
+                           ("decisions", decisions_path(out, tid)), ("checksums", checksum_path(out, tid))):
             if path.is_file():
                 os.replace(path, aside / f"{tid}.{kind}.{stamp}{path.suffix}")
         logger.warning("task %s: %s; its shards were moved to %s and the task will run again", tid, problem, aside)
@@ -379,7 +430,8 @@ def read_records(out: str | os.PathLike[str], task_ids: Iterable[str] | None = N
         Restrict to these tasks (default: every finished task).
     kinds
         Row kinds to return: ``"calibration"`` (records shards), ``"truth"``, ``"timing"``
-        (truth shards); default all.
+        (truth shards), ``"decision"`` (decisions shards; none for tasks finished before decision
+        rows existed); default all.
 
     Shards are read one by one and concatenated with type promotion, so a column that is all
     null in some shards still concatenates.
@@ -388,12 +440,14 @@ def read_records(out: str | os.PathLike[str], task_ids: Iterable[str] | None = N
 
     done = finished_ids(out)
     ids = sorted(done if task_ids is None else set(task_ids) & done)
-    kinds = {"calibration", "truth", "timing"} if kinds is None else set(kinds)
+    kinds = {"calibration", "truth", "timing", "decision"} if kinds is None else set(kinds)
     frames = []
     if "calibration" in kinds:
         frames.append(_read([shard_path(out, i) for i in ids], RECORD_SCHEMA))
     if kinds & {"truth", "timing"}:
         t = _read([truth_path(out, i) for i in ids], TRUTH_SCHEMA)
         frames.append(t[t["kind"].isin(kinds)])
+    if "decision" in kinds:
+        frames.append(_read([decisions_path(out, i) for i in ids], DECISION_SCHEMA))
     frames = [f for f in frames if len(f)] or frames[:1]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)

@@ -14,7 +14,10 @@ A spec is validated once, when it is loaded, and every error names the field tha
     treatments: null                        # optional list, control first; null = template default
     bcf: {num_trees_mu: 20, num_trees_tau: 10, num_burnin: 40, num_draws: 40}   # -> GPUBCFConfig
     bcf_grid: {num_trees_tau: [10, 20]}     # optional: BCF settings swept as grid cells
-    experiment: {max_segment_depth: 2}      # optional keyword arguments of SequentialExperiment
+    experiment: {max_segment_depth: 2}      # optional keyword arguments of SequentialExperiment:
+    #   min_control_weight, min_explore_weight, max_segment_depth, min_segment_share,
+    #   stability_method (means | posterior), thresholds: {min_effect: 0.02, ...}
+    #   (DecisionThresholds fields; the graduation rule's, and what decision rows are read with)
     calibration: false                      # false/null: uncalibrated (default); or an artifact
     levels: [0.5, 0.8, 0.9, 0.95]           # nominal levels whose coverage is recorded
     families: [cate, ate]                   # quantity families recorded

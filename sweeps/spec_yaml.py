@@ -39,12 +39,15 @@ _SCHEDULE_ARGS = {
     "fixed": ({"per_round", "n_rounds"}, set()),
     "explicit": ({"sizes"}, set()),
 }
-# SequentialExperiment keyword arguments a spec may set (the rest are owned by the task runner)
+# SequentialExperiment keyword arguments a spec may set (the rest are owned by the task runner);
+# ``thresholds`` (DecisionThresholds fields) becomes the graduation rule (sweeps.task.experiment_kwargs)
 EXPERIMENT_KEYS = (
     "min_control_weight",
     "min_explore_weight",
     "max_segment_depth",
     "min_segment_share",
+    "stability_method",
+    "thresholds",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -120,6 +123,38 @@ def _check_template_params(name: str, params: Mapping[str, Any], grid: Mapping[s
     for key, values in grid.items():
         for i, value in enumerate(values):
             check_template_param(name, key, value, field=f"{where}.grid.{key}[{i}]")
+
+
+def _parse_experiment(value: Any) -> dict[str, Any]:
+    """The ``experiment`` section: known keys, a valid ``stability_method`` and ``thresholds``.
+
+    ``thresholds`` values are stored as floats (so ``0`` and ``0.0`` give one task id) and an
+    empty ``thresholds`` mapping is dropped (it changes nothing, so it must not change the ids).
+    """
+    from pytyche.analysis.policy_tree import STABILITY_METHODS
+    from pytyche.contracts.results import THRESHOLDS_CONSTRAINTS
+
+    experiment = _mapping(value, "experiment")
+    extra = set(experiment) - set(EXPERIMENT_KEYS)
+    if extra:
+        raise _err("experiment", f"a mapping of SequentialExperiment settings ({', '.join(EXPERIMENT_KEYS)})", sorted(extra))
+    if "stability_method" in experiment and experiment["stability_method"] not in STABILITY_METHODS:
+        raise _err("experiment.stability_method", f"one of {', '.join(repr(m) for m in STABILITY_METHODS)}", experiment["stability_method"])
+    if "thresholds" in experiment:
+        th = _mapping(experiment["thresholds"], "experiment.thresholds", optional=False)
+        unknown = set(th) - set(THRESHOLDS_CONSTRAINTS)
+        if unknown:
+            raise _err("experiment.thresholds", f"a mapping of DecisionThresholds fields ({', '.join(THRESHOLDS_CONSTRAINTS)})", sorted(unknown))
+        for key, v in th.items():
+            entry = THRESHOLDS_CONSTRAINTS[key]
+            if not _is_real(v) or not entry.accepts(v):
+                raise _err(f"experiment.thresholds.{key}", entry.describe(), v)
+            th[key] = float(v)
+        if th:
+            experiment["thresholds"] = th
+        else:
+            del experiment["thresholds"]
+    return experiment
 
 
 def _check_calibration(name: str) -> None:
@@ -313,10 +348,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
     bcf_grid = _grid(raw.get("bcf_grid"), "bcf_grid")
     for combo in _combinations(bcf_grid):
         _check_bcf({**bcf, **combo}, "bcf_grid")
-    experiment = _mapping(raw.get("experiment"), "experiment")
-    extra = set(experiment) - set(EXPERIMENT_KEYS)
-    if extra:
-        raise _err("experiment", f"a mapping of SequentialExperiment settings ({', '.join(EXPERIMENT_KEYS)})", sorted(extra))
+    experiment = _parse_experiment(raw.get("experiment"))
     calibration = raw.get("calibration", False)
     if calibration is False or calibration is None:
         calibration = None

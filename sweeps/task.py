@@ -10,7 +10,14 @@ seed), and for every round measures
   so the records can fit a correction; when the spec names a calibration artifact, as a
   validation sweep does, also the calibrated intervals, in records marked ``calibrated``);
 - the round's :class:`~pytyche.experiment.TruthComparison` (oracle gap, policy accuracy, CATE
-  RMSE, revenue per visitor under the policy, uniform allocation and the oracle).
+  RMSE, revenue per visitor under the policy, uniform allocation and the oracle);
+- decisions: every SHIP / STOP / graduation / credible-segment claim of the round for every arm
+  (and segment), fired or not, judged against the cumulative truth
+  (:func:`sweeps.decisions.decision_rows`, under the task's decision thresholds).
+
+The spec's ``experiment`` section reaches the experiment through :func:`experiment_kwargs`:
+its ``thresholds`` become the graduation rule ``ExpectedLossRule(DecisionThresholds(...))``, the
+other keys (``stability_method``, the policy-tree and weight settings) pass through as given.
 
 Families a round cannot measure are left out of that round: ``gate`` needs a policy tree with
 segments, ``conversion_effect``/``severity_effect`` a hurdle posterior and hurdle truth.
@@ -32,7 +39,7 @@ from sweeps.shards import TRUTH_METRICS
 if TYPE_CHECKING:  # pragma: no cover
     from sweeps.spec import Task
 
-__all__ = ["TaskResult", "run_task"]
+__all__ = ["TaskResult", "build_experiment", "experiment_kwargs", "round_rows", "run_task", "task_thresholds"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,9 @@ class TaskResult:
     records
         Row dicts: ``kind="calibration"`` rows carry the
         :class:`~pytyche.contracts.CalibrationRecord` fields, ``kind="truth"`` rows the
-        truth-comparison metrics of one round (``round_idx``, ``sample_size`` and the six
-        metrics of :data:`sweeps.shards.TRUTH_METRICS`).
+        truth-comparison metrics of one round (``round_idx``, ``sample_size`` and the
+        metrics of :data:`sweeps.shards.TRUTH_METRICS`), ``kind="decision"`` rows one claim of
+        one round (columns :data:`sweeps.shards.DECISION_SCHEMA`).
     seconds
         Wall time of the task in the worker.
     n_rounds
@@ -90,9 +98,32 @@ def _families_for(experiment: Any, wanted: tuple[str, ...]) -> tuple[list[str], 
     return out, segments
 
 
+def task_thresholds(task: "Task") -> Any:
+    """The task's :class:`~pytyche.contracts.DecisionThresholds`: the spec's
+    ``experiment.thresholds`` over the defaults."""
+    from pytyche.contracts.results import DecisionThresholds
+
+    return DecisionThresholds(**task.experiment_dict.get("thresholds", {}))
+
+
+def experiment_kwargs(task: "Task") -> dict[str, Any]:
+    """The :class:`~pytyche.experiment.SequentialExperiment` keyword arguments of the task's
+    ``experiment`` section: ``thresholds`` becomes ``graduation_rule=ExpectedLossRule(...)``
+    (absent: the experiment's default rule), every other key passes through."""
+    kwargs = task.experiment_dict
+    if "thresholds" in kwargs:
+        from pytyche.experiment import ExpectedLossRule
+
+        kwargs.pop("thresholds")
+        kwargs["graduation_rule"] = ExpectedLossRule(task_thresholds(task))
+    return kwargs
+
+
 def round_rows(task: "Task", experiment: Any) -> list[dict[str, Any]]:
-    """Coverage rows and the truth-comparison row of one round (sim mode)."""
+    """Coverage rows, the truth-comparison row and the decision rows of one round (sim mode)."""
     from pytyche.calibrate.sbc import coverage_records
+
+    from sweeps.decisions import decision_rows
 
     truth = experiment.cumulative_truth
     if truth is None:
@@ -118,6 +149,7 @@ def round_rows(task: "Task", experiment: Any) -> list[dict[str, Any]]:
             value = getattr(tc, name)
             row[name] = None if value is None else float(value)
         rows.append(row)
+    rows.extend(decision_rows(experiment, task_thresholds(task)))
     return rows
 
 
@@ -142,7 +174,7 @@ def build_experiment(task: "Task") -> Any:
         calibration=calibration,
         seed=task.seed,
         bcf_config=config,
-        **task.experiment_dict,
+        **experiment_kwargs(task),
     )
 
 
@@ -157,7 +189,7 @@ def run_task(task: "Task") -> TaskResult:
     Returns
     -------
     TaskResult
-        Coverage and truth-comparison rows of every round, and the wall time.
+        Coverage, truth-comparison and decision rows of every round, and the wall time.
     """
     from pytyche import InsufficientDataError
     from pytyche.experiment import UncalibratedWarning

@@ -19,8 +19,13 @@ settings) and per-round metrics (``step`` = round index) averaged over its repli
 - with a DGP population: its distributions as ``population.*`` params and each replication's
   drawn values as ``draw.<name>`` metrics (step = replication).
 
-Aggregation outputs (coverage plots, regret tables and plots, the calibration artifact JSON) are
-attached to the parent run with :meth:`SweepTracker.log_artifacts`.
+Aggregation outputs (coverage plots, regret tables and plots, the calibration artifact JSON, the
+decision rates) are attached to the parent run with :meth:`SweepTracker.log_artifacts`, and the
+decision rates of each template logged on it as metrics (:meth:`SweepTracker.log_metrics`):
+``decisions/<template>/<rate>`` with ``_lo``, ``_hi`` (95% Wilson interval) and ``_n`` (runs or
+run-arm pairs counted), for the rates ``false_ship_population``, ``false_ship_segment``,
+``harm_detection``, ``power`` and ``false_credible_segment``, plus ``decisions/<template>/n_runs``,
+``.../rounds_to_ship_mean`` and ``.../sample_size_to_ship_mean`` (:mod:`sweeps.decision_rates`).
 
 The tracking URI is ``$MLFLOW_TRACKING_URI`` when set, otherwise a SQLite store in the working
 directory (``sqlite:///<cwd>/mlflow.db``, artifacts in ``<cwd>/mlartifacts``): no server needed;
@@ -323,6 +328,17 @@ class SweepTracker:
         for p in paths:
             self.client.log_artifact(self.run_id, str(p), artifact_path=artifact_path)
 
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log ``name -> value`` metrics on the parent run (aggregate results, at ``step``)."""
+        from mlflow.entities import Metric
+
+        if self.run_id is None or not metrics:
+            return
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in sorted(metrics.items())]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
     def finish(self, status: str = "FINISHED") -> None:
         """Close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
         if self.run_id is not None:
@@ -349,9 +365,11 @@ class SweepTracker:
 
 
 def log_to_sweep_run(
-    out: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], artifact_path: str | None = None, *, tracking_uri: str | None = None
+    out: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], artifact_path: str | None = None, *,
+    tracking_uri: str | None = None, metrics: Mapping[str, float] | None = None,
 ) -> bool:
-    """Attach files to the MLflow parent run of the sweep in ``out``, if it has one.
+    """Attach files (and log ``metrics``, step 0) to the MLflow parent run of the sweep in
+    ``out``, if it has one.
 
     Returns whether it did (``False`` when the sweep ran without tracking).
     """
@@ -365,4 +383,6 @@ def log_to_sweep_run(
     if tracker is None:
         return False
     tracker.log_artifacts(paths, artifact_path=artifact_path)
+    if metrics:
+        tracker.log_metrics(metrics)
     return True
