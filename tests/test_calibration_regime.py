@@ -420,26 +420,31 @@ def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_te
                                                             metric="revenue_per_visitor")).name == "rpv_k3_joint_v1"
 
 
+def auto_experiment(registry):
+    """A two-round continuous_metric experiment (tiny BCF) calibrated by ``from_sweep("auto")``."""
+    from dgps.registry import make_generator
+
+    return pt.sequential_experiment(
+        generator=make_generator("continuous_metric", seed=3),
+        schedule=pt.FixedSchedule(per_round=300, n_rounds=2),
+        treatments=["control", "treatment"],
+        calibration=Calibration.from_sweep("auto", registry=registry),
+        seed=3,
+        bcf_config=TINY,
+    )
+
+
 @pytest.mark.filterwarnings("ignore::pytyche.calibrate.CalibrationExtrapolationWarning")
 def test_sequential_experiment_uses_the_auto_artifact(tmp_path):
     """A real two-round sequential experiment (continuous_metric, tiny BCF) with
     ``from_sweep("auto")``: each round's posterior carries the registry artifact whose regime
     (session_minutes, K = 2, no pooling, the tiny MCMC) applies, and its intervals are widened by
     that artifact's multiplier."""
-    from dgps.registry import make_generator
-
     reg = tmp_path / "registry"
     regime = {"metric": "session_minutes", "k": 2, "pooling": "none"}
     _, right = artifact(reg, "continuous_tiny", ratio=1.6, sample_size=600, mcmc={**MCMC, "num_burnin": 20}, **regime)
     artifact(reg, "continuous_default", ratio=1.1, sample_size=600, mcmc={"num_trees_mu": 200, "num_trees_tau": 50, "num_draws": 250, "num_chains": 2}, **regime)
-    exp = pt.sequential_experiment(
-        generator=make_generator("continuous_metric", seed=3),
-        schedule=pt.FixedSchedule(per_round=300, n_rounds=2),
-        treatments=["control", "treatment"],
-        calibration=Calibration.from_sweep("auto", registry=reg),
-        seed=3,
-        bcf_config=TINY,
-    )
+    exp = auto_experiment(reg)
     results = list(exp)
     assert len(results) == 2
     for r in results:
@@ -498,14 +503,7 @@ def test_auto_with_nothing_applying_keeps_raw_intervals_and_a_save_records_it(tm
 
     reg = tmp_path / "empty"
     reg.mkdir()
-    exp = pt.sequential_experiment(
-        generator=make_generator("continuous_metric", seed=3),
-        schedule=pt.FixedSchedule(per_round=300, n_rounds=2),
-        treatments=["control", "treatment"],
-        calibration=Calibration.from_sweep("auto", registry=reg),
-        seed=3,
-        bcf_config=TINY,
-    )
+    exp = auto_experiment(reg)
     with pytest.warns(AutoCalibrationFallbackWarning, match="registry is empty"):
         r = exp.advance()
     assert r.posterior.claim_level is ClaimLevel.UNCALIBRATED and r.analysis.claim_level is ClaimLevel.UNCALIBRATED
