@@ -136,8 +136,11 @@ def two_segments(df: pd.DataFrame) -> np.ndarray:
 # ---- the policy tree finds planted segments ---------------------------------------------
 @pytest.fixture(scope="module")
 def two_seg():
+    # The "means" score, named: these planted draws carry independent per-visitor noise, under
+    # which the default "posterior" score errs low on real segments (0.73 and 0.90 here; the
+    # limitation test_stability_methods pins), and the tests below pin the means score's ~1.
     post, truth = planted(two_segments)
-    return post, truth, fit_policy_tree(post, n_bootstrap=30)
+    return post, truth, fit_policy_tree(post, n_bootstrap=30, stability_method="means")
 
 
 def test_tree_finds_the_planted_split(two_seg):
@@ -253,7 +256,7 @@ def test_no_heterogeneity_gives_one_segment_or_low_stability(effect):
     res = fit_policy_tree(post, n_bootstrap=30)
     scores = [s.stability_score for s in res.segments]
     assert len(res.segments) == 1 or max(scores) < 0.8, scores
-    assert has_credible_segments(post) is (len(res.segments) == 1)
+    assert has_credible_segments(post) is False  # a one-leaf tree has no credible segment either
 
 
 def test_n_bootstrap_zero_gives_nan(two_seg):
@@ -265,7 +268,7 @@ def test_n_bootstrap_zero_gives_nan(two_seg):
 
 def test_policy_tree_is_deterministic(two_seg):
     post, _, res = two_seg
-    again = fit_policy_tree(post, n_bootstrap=30)
+    again = fit_policy_tree(post, n_bootstrap=30, stability_method="means")
     assert again.stability_scores == res.stability_scores
     assert [s.rule for s in again.segments] == [s.rule for s in res.segments]
 
@@ -444,7 +447,7 @@ def test_bad_input_names_the_parameter(two_seg):
 # ---- analyze_posterior ---------------------------------------------------------------------
 def test_analyze_posterior_bundles_everything(two_seg):
     post, _, tree = two_seg
-    res = analyze_posterior(post, n_bootstrap=30)
+    res = analyze_posterior(post, n_bootstrap=30, stability_method="means")
     assert res.posterior is post and res.observed is post.observed and res.policy_tree.observed is post.observed
     np.testing.assert_allclose(res.cate_per_visitor.values, post.cate_mean())
     assert res.cate_per_visitor.shape == (post.observed.n_visitors, 2)
@@ -487,10 +490,12 @@ def test_claim_level_follows_calibration():
 
 def test_has_credible_segments_is_cached_per_object():
     post, _ = planted(two_segments, n=1000, s=50)
-    assert has_credible_segments(post) is True
-    assert has_credible_segments(post, threshold=1.0) is True  # clean split: every bootstrap agrees
-    assert capabilities._recall(post) is not None
-    key = id(post)
+    # "means", named: the planted per-visitor draw noise keeps the default score below 1.0 here
+    assert has_credible_segments(post, stability_method="means") is True
+    assert has_credible_segments(post, threshold=1.0, stability_method="means") is True  # clean split: every bootstrap agrees
+    assert capabilities._recall(post, "means") is not None
+    key = (id(post), "means")  # the table is keyed by (posterior id, method)
+    assert key in capabilities._SCORES
     del post
     gc.collect()
     assert key not in capabilities._SCORES

@@ -425,24 +425,25 @@ def test_has_credible_segments_delegates(monkeypatch, cont):
     _, post = cont
     calls = []
 
-    def has_credible_segments(posterior, threshold=0.80, stability_method="means"):
+    def has_credible_segments(posterior, threshold=0.80, stability_method="posterior"):
         calls.append((posterior, threshold, stability_method))
         return threshold < 0.5
 
     _fake_module(monkeypatch, "pytyche.analysis.capabilities", has_credible_segments=has_credible_segments)
     assert post.has_credible_segments() is False
     assert post.has_credible_segments(threshold=0.3) is True
-    assert post.has_credible_segments(stability_method="posterior") is False
-    assert calls == [(post, 0.80, "means"), (post, 0.3, "means"), (post, 0.80, "posterior")]
+    assert post.has_credible_segments(stability_method="means") is False
+    assert calls == [(post, 0.80, "posterior"), (post, 0.3, "posterior"), (post, 0.80, "means")]
 
 
 def test_has_credible_segments_matches_analyze_segments(hurdle3):
-    """The glossary's definition, end to end with the analysis layer: True iff some segment of
-    ``posterior.analyze().segments`` has stability >= threshold; pure (same answer twice)."""
+    """The glossary's definition, end to end with the analysis layer: True iff
+    ``posterior.analyze().segments`` has at least two segments and one has stability >= threshold
+    (a one-leaf tree has no credible segment); pure (same answer twice)."""
     _, post = hurdle3
     scores = [s.stability_score for s in post.analyze().segments]
     for threshold in (0.0, 0.5, 0.8, 1.0):
-        expected = any(not np.isnan(v) and v >= threshold for v in scores)
+        expected = len(scores) >= 2 and any(not np.isnan(v) and v >= threshold for v in scores)
         assert post.has_credible_segments(threshold) is expected
         assert post.has_credible_segments(threshold) is expected
     with pytest.raises(ValueError, match="'threshold'"):
@@ -470,7 +471,7 @@ def test_delegations_are_thin(monkeypatch, hurdle2):
     _fake_module(monkeypatch, "pytyche.analysis.analyze", analyze_posterior=analyze_posterior)
     assert post.fit_policy_tree(max_depth=2, n_bootstrap=0) == "tree"
     assert seen["tree"] == (
-        post, {"max_depth": 2, "min_segment_share": 0.10, "n_bootstrap": 0, "bootstrap_seed": 0, "stability_method": "means"}
+        post, {"max_depth": 2, "min_segment_share": 0.10, "n_bootstrap": 0, "bootstrap_seed": 0, "stability_method": "posterior"}
     )
     assert post.analyze(level=0.8) == "analysis" and seen["analyze"] == (post, {"level": 0.8})
     cal = types.SimpleNamespace(correction=None, skipped=True)

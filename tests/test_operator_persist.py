@@ -271,3 +271,50 @@ def test_corrupt_partial_and_newer_saves_fail_naming_the_file(run):
     with pytest.raises(ValueError, match="holds other files"):
         run["exp"].save(foreign)
     assert os.listdir(foreign) == ["notes.txt"]
+
+
+# ---- the stability method a save records ---------------------------------------------------------
+
+
+def test_a_save_round_trips_its_stability_method(run, tmp_path):
+    cfg = json.loads((_current(run["plain"]) / "config.json").read_text())
+    assert run["exp"].stability_method == "posterior" and cfg["stability_method"] == "posterior"  # the default, recorded
+    loaded = SequentialExperiment.load(run["plain"], generator=WithIds(seed=3))
+    assert loaded.stability_method == "posterior"
+    assert loaded.history[0].policy_tree.stability_method == run["first"].policy_tree.stability_method == "posterior"
+    # the other method, on an experiment saved before its first round (no fit needed)
+    gen = WithIds(seed=3)
+    means = sequential_experiment(generator=gen, schedule=FixedSchedule(1500, 3), treatments=list(gen.treatments),
+                                  bcf_config=TINY, seed=4, stability_method="means")
+    path = means.save(tmp_path / "means")
+    assert json.loads((_current(path) / "config.json").read_text())["stability_method"] == "means"
+    assert SequentialExperiment.load(path, generator=WithIds(seed=3)).stability_method == "means"
+
+
+def test_a_save_that_records_no_stability_method_loads_with_means(run):
+    """A save written before config.json recorded the method (and before each saved tree did) ran
+    with "means", the default then: it loads with "means", its restored trees say so, and its next
+    round scores with "means". The edited files are re-hashed into the manifest, as a save from
+    that time would have them."""
+    from pytyche._files import file_sha256
+
+    path = _copy(run, "legacy")
+    snap = _current(path)
+    cfg = json.loads((snap / "config.json").read_text())
+    del cfg["stability_method"]
+    (snap / "config.json").write_text(json.dumps(cfg))
+    hist = json.loads((snap / "history.json").read_text())
+    for r in hist["rounds"]:
+        del r["analysis"]["policy_tree"]["stability_method"]
+    (snap / "history.json").write_text(json.dumps(hist))
+    manifest = json.loads((snap / "manifest.json").read_text())
+    for name in ("config.json", "history.json"):
+        manifest["files"][name] = file_sha256(snap / name)
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+
+    loaded = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert loaded.stability_method == "means" == persist.LEGACY_STABILITY_METHOD
+    assert loaded.history[0].policy_tree.stability_method == "means"
+    assert ", means score" in loaded.summary
+    nxt = loaded.advance()
+    assert nxt.policy_tree.stability_method == "means"

@@ -48,7 +48,7 @@ def analyze_posterior(
     min_segment_share: float = 0.10,
     n_bootstrap: int = 50,
     bootstrap_seed: int = 0,
-    stability_method: str = "means",
+    stability_method: str = "posterior",
     thresholds: DecisionThresholds | None = None,
 ) -> AnalysisResult:
     """Analyse a fitted posterior.
@@ -59,8 +59,8 @@ def analyze_posterior(
         A fit result (``pt.fit``).
     max_depth, min_segment_share, n_bootstrap, bootstrap_seed, stability_method
         Policy-tree settings (see :func:`pytyche.analysis.policy_tree.fit_policy_tree`;
-        ``stability_method`` is ``"means"``, the default (docs/concepts.md, *Stability*), or
-        ``"posterior"``).
+        ``stability_method`` is ``"posterior"``, the default (docs/concepts.md, *Stability*), or
+        ``"means"``).
     thresholds
         Decision thresholds of every recommendation (default ``DecisionThresholds()``).
 
@@ -119,7 +119,7 @@ def analyze(
     min_segment_share: float = 0.10,
     n_bootstrap: int = 50,
     bootstrap_seed: int = 0,
-    stability_method: str = "means",
+    stability_method: str = "posterior",
     thresholds: DecisionThresholds | None = None,
     **fit_kwargs: Any,
 ) -> AnalysisResult:

@@ -1,14 +1,16 @@
 """Capability getters the posterior result classes delegate to (docs/concepts.md, *Layers* and *Stability*).
 
-``has_credible_segments(threshold)`` is ``True`` iff at least one segment of
-``posterior.analyze().segments`` has ``stability_score >= threshold``. Those segments are the
-leaves of the policy tree with the default settings (``max_depth=3``, ``min_segment_share=0.10``,
-``n_bootstrap=50``, ``bootstrap_seed=0``) and the stability score of ``stability_method``
-(default ``"means"``), so only that tree and its bootstrap are computed, not
-the recommendations. The scores are remembered per (posterior object, method) in a module-level
-table keyed by ``id`` and guarded by a weak reference (nothing is stored on the frozen posterior; an
-entry disappears with its posterior), so the getter is cheap after the first call and after
-``posterior.analyze()`` with the default tree settings.
+``has_credible_segments(threshold)`` is ``True`` iff ``posterior.analyze().segments`` holds a
+credible segment: the tree has at least two leaves and one of them has ``stability_score >=
+threshold`` (:func:`~pytyche.contracts.results.credible_flags`, the rule's one home; a one-leaf
+tree is the whole population and discovers nothing). Those segments are the leaves of the policy
+tree with the default settings (``max_depth=3``, ``min_segment_share=0.10``, ``n_bootstrap=50``,
+``bootstrap_seed=0``) and the stability score of ``stability_method`` (default ``"posterior"``),
+so only that tree and its bootstrap are computed, not the recommendations. The scores are
+remembered per (posterior object, method) in a module-level table keyed by ``id`` and guarded by
+a weak reference (nothing is stored on the frozen posterior; an entry disappears with its
+posterior), so the getter is cheap after the first call and after ``posterior.analyze()`` with
+the default tree settings.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from typing import Any
 
 from pytyche._validation import check_float
 
-from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible  # noqa: F401 (re-exported)
+from pytyche.contracts.results import (  # noqa: F401 (CREDIBLE_STABILITY, is_credible, credible_segments re-exported)
+    CREDIBLE_STABILITY,
+    DEFAULT_STABILITY_METHOD,
+    credible_flags,
+    credible_segments,
+    is_credible,
+)
 
 _SCORES: dict[tuple[int, str], tuple[weakref.ref, tuple[float, ...]]] = {}
 _LOCK = threading.Lock()
 
 
-def remember_stability(posterior: Any, scores: Sequence[float], method: str = "means") -> None:
+def remember_stability(posterior: Any, scores: Sequence[float], method: str = DEFAULT_STABILITY_METHOD) -> None:
     """Record the default-settings stability scores of ``posterior`` under ``method`` (internal)."""
     key = (id(posterior), method)
 
@@ -44,7 +52,7 @@ def remember_stability(posterior: Any, scores: Sequence[float], method: str = "m
         _SCORES[key] = (ref, tuple(float(s) for s in scores))
 
 
-def _recall(posterior: Any, method: str = "means") -> tuple[float, ...] | None:
+def _recall(posterior: Any, method: str = DEFAULT_STABILITY_METHOD) -> tuple[float, ...] | None:
     with _LOCK:
         entry = _SCORES.get((id(posterior), method))
     if entry is not None and entry[0]() is posterior:
@@ -52,8 +60,10 @@ def _recall(posterior: Any, method: str = "means") -> tuple[float, ...] | None:
     return None
 
 
-def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY, stability_method: str = "means") -> bool:
-    """Whether any default policy-tree segment of ``posterior`` is credibly stable.
+def has_credible_segments(
+    posterior: Any, threshold: float = CREDIBLE_STABILITY, stability_method: str = DEFAULT_STABILITY_METHOD
+) -> bool:
+    """Whether the default policy tree of ``posterior`` has a credible segment.
 
     Parameters
     ----------
@@ -62,13 +72,14 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY,
     threshold
         Stability score in ``[0, 1]`` a segment must reach (default ``CREDIBLE_STABILITY`` = 0.80, docs/concepts.md).
     stability_method
-        ``"means"`` (default, docs/concepts.md's *Stability*) or ``"posterior"`` (see
+        ``"posterior"`` (default, docs/concepts.md's *Stability*) or ``"means"`` (see
         :func:`pytyche.analysis.policy_tree.fit_policy_tree`).
 
     Returns
     -------
     bool
-        ``True`` iff some segment has ``stability_score >= threshold`` (NaN scores never count).
+        ``True`` iff the tree has at least two leaves and some segment has ``stability_score >=
+        threshold`` (NaN scores never count; a one-leaf tree never has a credible segment).
 
     Raises
     ------
@@ -84,4 +95,4 @@ def has_credible_segments(posterior: Any, threshold: float = CREDIBLE_STABILITY,
     if scores is None:
         scores = tuple(s.stability_score for s in _fit(posterior, stability_method=method).result.segments)
         remember_stability(posterior, scores, method)
-    return any(is_credible(s, th) for s in scores)
+    return any(credible_flags(scores, th))

@@ -5,14 +5,15 @@ Jaccard overlap ``>= 0.5`` with the segment's member set. Each bootstrap resampl
 per-visitor CATEs (posterior means: the tree's labels and weights), not the BCF posterior, refits
 a tree with the same depth and the same minimum leaf size, and places the ORIGINAL rows in its
 leaves; overlaps are measured on the original rows (:func:`bootstrap_stability`,
-``stability_method="means"``, the default).
+``stability_method="means"``).
 
 The means are a deterministic function of the features, so a tree refitted to a resample of them
 reproduces its own boundaries whether or not the posterior supports them: on data with no effect
 anywhere, spurious segments score close to 1 (``bench/RESULTS.md``, null decisions).
 :func:`posterior_stability` (``stability_method="posterior"``) refits each bootstrap tree on one
 posterior DRAW of the CATEs (a different draw per tree) over a resample of the visitors, so a
-boundary survives only where the posterior is sure which arm is best on either side.
+boundary survives only where the posterior is sure which arm is best on either side. It is the
+default (``DEFAULT_STABILITY_METHOD`` in :mod:`pytyche.contracts.results`).
 
 Cost. Each bootstrap tree is fitted on a full size-``n`` resample: a smaller ``m``-out-of-``n``
 resample would measure the variability of boundaries at sample size ``m``, not at the ``n`` the
@@ -127,7 +128,7 @@ def bootstrap_stability(
     seed: int,
     n_jobs: int | None = None,
 ) -> np.ndarray:
-    """Stability score of each segment of a policy tree (``stability_method="means"``, the default).
+    """Stability score of each segment of a policy tree (``stability_method="means"``).
 
     Parameters
     ----------
@@ -172,7 +173,7 @@ def posterior_stability(
     seed: int,
     n_jobs: int | None = None,
 ) -> np.ndarray:
-    """Posterior-aware stability of each segment (``stability_method="posterior"``).
+    """Posterior-aware stability of each segment (``stability_method="posterior"``, the default).
 
     Replicate ``b`` draws one posterior sample ``s_b`` uniformly (with replacement across
     replicates), labels and weights every visitor from that draw's CATEs ``outcome_draws[:, s_b,

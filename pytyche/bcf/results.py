@@ -32,7 +32,7 @@ from pytyche._validation import check_choice, check_float, invalid, wrong_type
 from pytyche.contracts.arrays import DecompositionSamples
 from pytyche.contracts.enums import ClaimLevel, MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
-from pytyche.contracts.results import CREDIBLE_STABILITY
+from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD
 from pytyche.contracts.truth import QUANTITY_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -279,15 +279,18 @@ class BCFPosterior:
         """``True`` iff this posterior carries a hurdle (conversion x severity) decomposition."""
         return self.decomposition is not None
 
-    def has_credible_segments(self, threshold: float = CREDIBLE_STABILITY, stability_method: str = "means") -> bool:
-        """``True`` iff some segment of ``self.analyze().segments`` has ``stability_score >= threshold``.
+    def has_credible_segments(
+        self, threshold: float = CREDIBLE_STABILITY, stability_method: str = DEFAULT_STABILITY_METHOD
+    ) -> bool:
+        """``True`` iff ``self.analyze()`` has 2+ segments and one scores ``>= threshold``.
 
         Pure: deterministic given the posterior (the policy-tree bootstrap is seeded), no state
         on the posterior changes. Delegates to
         :func:`pytyche.analysis.capabilities.has_credible_segments`, which computes only the
         default policy tree behind ``analyze()`` (not the recommendations). Segments with a NaN
-        stability score never count. ``stability_method`` (extension): ``"means"`` (default,
-        the score docs/concepts.md defines) or ``"posterior"`` (see :meth:`fit_policy_tree`).
+        stability score never count, nor does the one segment of a one-leaf tree (the whole
+        population: nothing was discovered). ``stability_method`` (extension): ``"posterior"``
+        (default, docs/concepts.md's *Stability*) or ``"means"`` (see :meth:`fit_policy_tree`).
         """
         return delegate("has_credible_segments")(self, threshold, stability_method)
 
@@ -298,7 +301,7 @@ class BCFPosterior:
         min_segment_share: float = 0.10,
         n_bootstrap: int = 50,
         bootstrap_seed: int = 0,
-        stability_method: str = "means",
+        stability_method: str = DEFAULT_STABILITY_METHOD,
     ) -> "PolicyTreeResult":
         """Fit the policy tree on this posterior's CATEs (:func:`pytyche.analysis.policy_tree.fit_policy_tree`)."""
         return delegate("fit_policy_tree")(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +21,60 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the stability score from which a segment counts as credible (see docs/concepts.md, "stability")
 CREDIBLE_STABILITY = 0.80
+#: how segment stability is scored unless the caller says otherwise (docs/concepts.md, *Stability*):
+#: "posterior", each bootstrap tree refitted on one posterior draw of the CATEs. The other method,
+#: "means", scores spurious segments of no-effect data as credible (bench/RESULTS.md, null decisions)
+DEFAULT_STABILITY_METHOD = "posterior"
+#: the fewest leaves a policy tree needs for any of its segments to count as credible
+MIN_CREDIBLE_LEAVES = 2
 
 
 def is_credible(stability_score: float, threshold: float = CREDIBLE_STABILITY) -> bool:
-    """Whether a segment's stability score reaches ``threshold``; a NaN score never does."""
+    """Whether a segment's stability score reaches ``threshold``; a NaN score never does.
+
+    This reads one score. Whether a segment of a policy tree counts as a credible discovery also
+    depends on the tree: use :func:`credible_flags` / :func:`credible_segments`.
+    """
     score = float(stability_score)
     return not math.isnan(score) and score >= threshold
+
+
+def credible_flags(stability_scores: Iterable[float], threshold: float = CREDIBLE_STABILITY) -> tuple[bool, ...]:
+    """Which segments of ONE policy tree are credible, given every leaf's stability score.
+
+    The one home of the rule every caller (``has_credible_segments``, the experiment summary, the
+    graduation rule) applies: a segment is credible when its score reaches ``threshold``
+    (:func:`is_credible`) AND the tree has at least :data:`MIN_CREDIBLE_LEAVES` (2) leaves. A
+    one-leaf tree's only segment is the whole population: the tree found nothing to tell apart,
+    so it has no credible segment, whatever its score. (That score is high without meaning much:
+    on null data it was 1.0 under ``"means"`` in every run measured, since posterior-mean labels
+    the tree could not split do not split on a resample either, and mostly 0.7 to 1.0 under
+    ``"posterior"``, the share of draw-refitted trees with a leaf holding half the visitors.)
+
+    Parameters
+    ----------
+    stability_scores
+        The scores of all the tree's leaves (NaN where the bootstrap was skipped).
+    threshold
+        Score a segment must reach, in ``[0, 1]``.
+
+    Returns
+    -------
+    tuple[bool, ...]
+        One flag per score, in order; all ``False`` for a tree with fewer than 2 leaves.
+    """
+    scores = tuple(float(s) for s in stability_scores)
+    if len(scores) < MIN_CREDIBLE_LEAVES:
+        return (False,) * len(scores)
+    return tuple(is_credible(s, threshold) for s in scores)
+
+
+def credible_segments(
+    segments: Sequence["DiscoveredSegment"], threshold: float = CREDIBLE_STABILITY
+) -> tuple["DiscoveredSegment", ...]:
+    """The credible segments of one policy tree (``segments``: all its leaves), by :func:`credible_flags`."""
+    flags = credible_flags((s.stability_score for s in segments), threshold)
+    return tuple(s for s, ok in zip(segments, flags) if ok)
 
 
 def _prob(value: Any, name: str, where: str) -> float:
@@ -167,8 +215,9 @@ class PolicyTreeResult:
     integer-coded by ``categories``); ``segments`` one per leaf ordered by leaf id;
     ``allocation_map[leaf_id][treatment]`` Thompson weights summing to 1 per leaf;
     ``stability_scores[leaf_id]`` bootstrap replicability, computed by ``stability_method``
-    (``"means"``, the default, or ``"posterior"``); ``observed`` shared by identity with
-    the posterior it came from.
+    (``"posterior"``, the default :data:`DEFAULT_STABILITY_METHOD`, or ``"means"``); ``observed``
+    shared by identity with the posterior it came from. A tree with one leaf has no credible
+    segment (:func:`credible_segments`).
     """
 
     tree: Any
@@ -179,7 +228,7 @@ class PolicyTreeResult:
     treatments: tuple[str, ...]
     feature_names: tuple[str, ...]
     categories: Mapping[str, list] = field(default_factory=dict)
-    stability_method: str = "means"
+    stability_method: str = DEFAULT_STABILITY_METHOD
 
     def leaf_of(self, frame: Any) -> np.ndarray:
         """Leaf id of each row of a visitors frame (uses the schema's feature coding)."""

@@ -29,7 +29,7 @@ from pytyche.contracts.results import (
     AnalysisResult,
     DecisionThresholds,
     RecommendationSummary,
-    is_credible,
+    credible_flags,
 )
 from pytyche.contracts.rules import AllOf
 
@@ -134,8 +134,10 @@ class ExpectedLossRule:
     A (treatment, segment) pair fires when
     :func:`~pytyche.compare.variants.recommendation_summary` decides ``SHIP`` --
     ``expected_loss < tolerance`` and ``p_positive > 0.95`` and ``p_better > 0.80`` (the
-    ``thresholds``) -- on the whole population or on a policy-tree segment whose stability score
-    is at least ``stability_threshold``. The loop reports a candidate once a pair has fired for
+    ``thresholds``) -- on the whole population or on a credible policy-tree segment: one whose
+    stability score is at least ``stability_threshold``, in a tree of at least two leaves
+    (:func:`~pytyche.contracts.results.credible_flags`; a one-leaf tree's segment is the
+    population itself). The loop reports a candidate once a pair has fired for
     ``sustained_rounds`` consecutive rounds (default 2, see
     :meth:`SequentialExperiment.graduation_candidates`).
 
@@ -146,7 +148,7 @@ class ExpectedLossRule:
     stability_threshold
         Minimum segment stability score (default 0.80). Segments with a NaN score (bootstrap
         suppressed) are excluded. The score is the analysis's (``stability_method`` of the
-        policy tree: the sequential experiment's ``stability_method``, default ``"means"``).
+        policy tree: the sequential experiment's ``stability_method``, default ``"posterior"``).
     include_population
         Whether the population level (all visitors) is a candidate segment (default True).
     """
@@ -180,13 +182,16 @@ class ExpectedLossRule:
                 if s.decision == Decision.SHIP:
                     out.append(ShipSignal(t, None, None, s))
         tree = analysis.policy_tree
-        if tree is None or len(tree.segments) < 2:
-            return out  # a one-leaf tree is the population itself
+        if tree is None:
+            return out
+        flags = credible_flags((seg.stability_score for seg in tree.segments), self.stability_threshold)
+        if not any(flags):
+            return out  # no credible segment (a one-leaf tree has none: it is the population itself)
         leaves = np.asarray(tree.leaf_of(posterior.observed.features_frame()))
-        for seg in tree.segments:
-            stab = float(seg.stability_score)
-            if not is_credible(stab, self.stability_threshold):
+        for seg, credible in zip(tree.segments, flags):
+            if not credible:
                 continue
+            stab = float(seg.stability_score)
             mask = leaves == seg.id
             if not mask.any():
                 continue

@@ -11,7 +11,8 @@ Layout (format version :data:`FORMAT_VERSION`)::
       CURRENT                      {"snapshot": "snapshot-..."}: the complete snapshot to read
       snapshot-<rounds>-<uid>/
         manifest.json              format, format_version, pytyche version, sha256 of every file
-        config.json                the constructor's settings (schedule, cells, floors, seed, calibration, ...)
+        config.json                the constructor's settings (schedule, cells, floors, seed, calibration,
+                                   stability_method, ...)
         history.json               per round: the shipped plan and the next plan (plan JSON), cell scores,
                                    ship signals, SRM, policy value, truth comparison, analysis summary
                                    (decisions, segments, policy tree as split rules), posterior summary
@@ -32,6 +33,13 @@ with its plan, cell scores, SRM, policy value, truth comparison, and an
 :class:`~pytyche.contracts.AnalysisResult` carrying the decisions, segments and policy tree.
 Without ``draws=True`` a restored experiment's ``posterior`` is ``None`` (its ``cate_frame()`` is
 the saved one, at the saved level) and ``analysis.comparison`` is ``None``.
+
+The stability method. ``config.json`` records the experiment's ``stability_method`` and each
+saved policy tree its own. Saves written before the default became ``"posterior"`` record
+neither: they ran with ``"means"`` (:data:`LEGACY_STABILITY_METHOD`) and load with it, so a
+loaded old experiment keeps scoring its segments the way it always did. A missing key is all
+that differs, so the format version stays 1: an older pytyche reading a new save ignores the
+key (and would score with its own default, ``"means"``).
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "SaveFormatError", "save_experiment", "lo
 
 FORMAT = "pytyche.sequential_experiment"
 FORMAT_VERSION = 1
+#: the stability method of a save that records none: every save before the key existed ran with it
+LEGACY_STABILITY_METHOD = "means"
 CURRENT = "CURRENT"
 _SCHEDULES = {"geometric": GeometricSchedule, "fixed": FixedSchedule, "explicit": ExplicitSchedule}
 
@@ -284,10 +294,14 @@ def _tree_to_dict(tree: PolicyTreeResult | None) -> Any:
         return None
     d = tree_to_dict(TreePolicy(tree, tree.allocation_map))
     return {"features": d["features"], "nodes": d["nodes"], "treatments": list(tree.treatments),
-            "stability_scores": {str(k): v for k, v in tree.stability_scores.items()}}
+            "stability_scores": {str(k): v for k, v in tree.stability_scores.items()},
+            "stability_method": tree.stability_method}
 
 
-def _tree_from_dict(d: Any, segments: tuple[DiscoveredSegment, ...], observed: ObservedExperimentData) -> PolicyTreeResult | None:
+def _tree_from_dict(
+    d: Any, segments: tuple[DiscoveredSegment, ...], observed: ObservedExperimentData, stability_method: str
+) -> PolicyTreeResult | None:
+    """The saved tree; ``stability_method`` (the experiment's) where the save records none for the tree."""
     if d is None:
         return None
     split = SplitTree(d["features"], d["nodes"])
@@ -295,7 +309,7 @@ def _tree_from_dict(d: Any, segments: tuple[DiscoveredSegment, ...], observed: O
     cats = {f["name"]: list(f["categories"]) for f in d["features"] if f["type"] == "categorical"}
     return PolicyTreeResult(
         split, segments, alloc, {int(k): _f(v) for k, v in d["stability_scores"].items()}, observed,
-        tuple(d["treatments"]), split.feature_names, cats,
+        tuple(d["treatments"]), split.feature_names, cats, d.get("stability_method", stability_method),
     )
 
 
@@ -425,6 +439,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             "seed": exp._seed,
             "progress": exp._progress,
             "bcf_config": None if exp._bcf_config is None else dataclasses.asdict(exp._bcf_config),
+            "stability_method": exp._stability_method,
         })
         rounds_meta = []
         for r, (obs, e) in enumerate(zip(exp._round_data, history)):
@@ -613,6 +628,7 @@ def load_experiment(
 
             bcf_config = GPUBCFConfig(**cfg["bcf_config"])
         calibration = _calibration_from_dict(cfg["calibration"])
+        stability_method = cfg.get("stability_method", LEGACY_STABILITY_METHOD)  # absent: a save from before the key
         exp = SequentialExperiment(
             generator=generator,
             schedule=schedule,
@@ -627,6 +643,7 @@ def load_experiment(
             seed=cfg["seed"],
             progress=cfg["progress"],
             bcf_config=bcf_config,
+            stability_method=stability_method,
         )
     except (KeyError, TypeError) as exc:
         raise SaveFormatError(f"The save at {str(root)!r} is corrupt: the file 'config.json' lacks or mistypes {exc}.") from None
@@ -668,7 +685,7 @@ def load_experiment(
                 segments=segments,
                 posterior=posterior,
                 recommendations={t: _rec_from_dict(s) for t, s in a["recommendations"].items()},
-                policy_tree=_tree_from_dict(a["policy_tree"], segments, cumulative),
+                policy_tree=_tree_from_dict(a["policy_tree"], segments, cumulative, stability_method),
                 segment_recommendations={int(k): {t: _rec_from_dict(s) for t, s in v.items()} for k, v in a["segment_recommendations"].items()},
                 comparison=None,
                 claim_level=ClaimLevel(a["claim_level"]),

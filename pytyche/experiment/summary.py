@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from pytyche.contracts.enums import Decision
-from pytyche.contracts.results import CREDIBLE_STABILITY, is_credible
+from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD, credible_segments
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.experiment.sequential import SequentialExperiment
@@ -77,10 +77,12 @@ def render_summary(exp: "SequentialExperiment") -> str:
             text += f" Against the truth: vs control {tv['vs_control']:+.4g}, vs uniform {tv['vs_uniform']:+.4g}."
         paras.append(text)
     segs = latest.segments
-    credible = [s for s in segs if is_credible(s.stability_score)]
+    credible = credible_segments(segs)  # none in a one-leaf tree
     paras.append(
-        f"The latest policy tree has {len(segs)} segment(s), {len(credible)} with stability >= {CREDIBLE_STABILITY:.2f}"
-        + ("" if exp.stability_method == "means" else f" ({exp.stability_method} score)")
+        f"The latest policy tree has {len(segs)} segment(s), {len(credible)} credible (stability >= {CREDIBLE_STABILITY:.2f}"
+        + ("" if exp.stability_method == DEFAULT_STABILITY_METHOD else f", {exp.stability_method} score")
+        + ("" if len(segs) >= 2 else "; a one-segment tree, the whole population, has none")
+        + ")"
         + (": " + "; ".join(f"[{s.rule}] best {s.best_treatment}" for s in credible) if credible else "")
         + "."
     )
