@@ -668,3 +668,8 @@ def test_the_units_a_curve_needs_follow_from_its_tolerance(tmp_path):
     # an explicit min_units fixes one minimum for every family, as older artifacts did
     fixed = LayeredCalibrationCorrection.fit(recs, "revenue_per_visitor", 2, "joint", min_units=10)
     assert fixed.min_units_by_family is None and fixed.bands_with_data("ate") == [1]
+
+
+def test_a_retired_registry_name_names_its_replacement_and_why():
+    with pytest.raises(ValueError, match=r"'clustered_realistic_v1' was retired \(it was fitted against the latent-cluster truth.*use 'clustered_realistic_v2' instead"):
+        Calibration.from_sweep("clustered_realistic_v1")

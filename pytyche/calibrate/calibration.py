@@ -58,6 +58,14 @@ __all__ = ["AUTO", "AutoCalibrationFallbackWarning", "CALIBRATION_CONSTRAINTS", 
 REGISTRY_ENV = "PYTYCHE_CALIBRATION_REGISTRY"
 #: the name :meth:`Calibration.from_sweep` reads as "pick the applicable registry artifact"
 AUTO = "auto"
+#: retired registry names (the seed documents' examples still use one): name -> (successor, why)
+RETIRED: dict[str, tuple[str, str]] = {
+    "clustered_realistic_v1": (
+        "clustered_realistic_v2",
+        "it was fitted against the latent-cluster truth E[. | cluster], which the posterior does not estimate; "
+        "clustered_realistic_v2 is the same sweep rescored against E[. | x], at the toy MCMC regime it records",
+    ),
+}
 
 
 class AutoCalibrationFallbackWarning(CalibrationWarning):
@@ -271,6 +279,12 @@ class Calibration:
                 path = Path(name_or_path)
             else:
                 names = registry_names(registry)
+                if name_or_path in RETIRED and name_or_path not in names:
+                    successor, why = RETIRED[name_or_path]
+                    raise invalid(
+                        "name_or_path", where,
+                        f"a current artifact: {name_or_path!r} was retired ({why}); use {successor!r} instead", name_or_path,
+                    )
                 if name_or_path not in names:
                     avail = ", ".join(repr(n) for n in names) if names else "none shipped yet"
                     raise invalid(
