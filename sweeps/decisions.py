@@ -19,8 +19,8 @@ computed over whole runs (:mod:`sweeps.decision_rates`). The claims (``decision`
     requires (``Experiment.graduation_candidates()`` at its default).
 ``credible_segment``
     A segment of a multi-leaf policy tree whose stability score is credible
-    (:func:`pytyche.contracts.results.is_credible`); one row per segment, no arm. A one-leaf tree
-    has no segment rows.
+    (:func:`pytyche.contracts.results.credible_flags`, the one rule); one row per segment, no
+    arm. A one-leaf tree has no segment rows.
 
 Truth. Every claim is judged against ``E[Y(a) | x]`` (the round's cumulative truth, aligned with
 the posterior's visitors), averaged by :func:`true_effect` over the visitors the claim is about:
@@ -209,7 +209,7 @@ def decision_rows(experiment: Any, thresholds: "DecisionThresholds") -> list[dic
     """
     from pytyche.compare.variants import decide
     from pytyche.contracts.enums import Decision
-    from pytyche.contracts.results import is_credible
+    from pytyche.contracts.results import MIN_CREDIBLE_LEAVES, credible_flags
 
     truth = experiment.cumulative_truth
     if truth is None:
@@ -221,9 +221,11 @@ def decision_rows(experiment: Any, thresholds: "DecisionThresholds") -> list[dic
     tree = analysis.policy_tree
     segments: tuple = ()
     leaves = None
-    if tree is not None and len(tree.segments) >= 2:  # a one-leaf tree is the population itself
+    credible: dict[int, bool] = {}
+    if tree is not None and len(tree.segments) >= MIN_CREDIBLE_LEAVES:  # a one-leaf tree is the population itself
         leaves = np.asarray(tree.leaf_of(posterior.observed.features_frame()))
         segments = tuple(s for s in tree.segments if np.any(leaves == s.id))
+        credible = dict(zip((s.id for s in tree.segments), credible_flags(s.stability_score for s in tree.segments)))
     pop, seg = _summaries(posterior, analysis, thresholds, segments, leaves)
     signals = {(s.treatment, s.segment_id): int(s.rounds_sustained) for s in experiment.ship_signals}
     candidates = {(c.treatment, c.segment_id) for c in experiment.graduation_candidates()}
@@ -269,6 +271,6 @@ def decision_rows(experiment: Any, thresholds: "DecisionThresholds") -> list[dic
             add("graduation", t, (t, sg.id) in candidates, _judge(te.effect, te.effect > 0),
                 rounds_sustained=sustained, **where, **numbers)
         arm, diff, rel, c, right = credible_segment_truth(eo, mask, m)
-        add("credible_segment", treatments[arm], is_credible(sg.stability_score), right, **where,
+        add("credible_segment", treatments[arm], credible[sg.id], right, **where,
             true_effect=diff, true_relative_effect=rel, true_control_mean=c, **dict.fromkeys(SUMMARY_COLUMNS))
     return rows
