@@ -262,9 +262,7 @@ class BCFPosterior:
         """Per quantity family, the claim level of its intervals at ``level``: ``CALIBRATED``
         where the calibration's correction is applied to that family at that level, else
         ``UNCALIBRATED`` (:attr:`claim_level` is one value for the whole posterior)."""
-        cal = self.calibration
-        per_family = getattr(cal, "claim_level_for", None)
-        return {f: (ClaimLevel.of(cal) if per_family is None else per_family(f, level)) for f in INTERVAL_FAMILIES}
+        return {f: ClaimLevel.of_family(self.calibration, f, level) for f in INTERVAL_FAMILIES}
 
     def cate_interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Per-visitor CATE interval: ``(lo, hi)`` each ``(n, K-1)``."""

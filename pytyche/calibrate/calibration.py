@@ -514,10 +514,9 @@ class Calibration:
         """Calibrated interval (raw quantile interval when skipped): the raw central interval
         with its half-widths scaled by :meth:`multiplier` around the median."""
         self._check_resolved("Calibration.interval")
-        w = 1.0 if self.skipped or self.correction is None else self.multiplier(level, family, sample_size)
-        if w == 1.0:  # raw: the quantiles themselves, not median -/+ 1 * (median - quantile)
+        if self.skipped or self.correction is None:
             return raw_interval(draws, level, axis=axis)
-        return scaled_interval(draws, level, w, axis, "Calibration.interval")
+        return scaled_interval(draws, level, self.multiplier(level, family, sample_size), axis, "Calibration.interval")
 
     def decision_draws(self, draws: np.ndarray, family: str, sample_size: int) -> np.ndarray:
         """``(S,)`` draws moved by the same correction as :meth:`interval`, for decisions.

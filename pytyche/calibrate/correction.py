@@ -208,12 +208,14 @@ def raw_interval(draws: np.ndarray, level: float, axis: int = -1) -> tuple[np.nd
 def scaled_interval(draws: np.ndarray, level: float, w: float, axis: int = -1, where: str = "scaled_interval") -> tuple[np.ndarray, np.ndarray]:
     """``median -/+ w * (median - q_lo, q_hi - median)``: the raw central interval at ``level``
     with its half-widths scaled by ``w`` around the median (the one form every corrected interval
-    takes; ``w = 1`` is :func:`raw_interval`)."""
+    takes; ``w = 1`` returns the raw quantiles exactly, as :func:`raw_interval` does)."""
     d = np.asarray(draws)
     if d.ndim == 0 or d.shape[axis] < 1:
         raise invalid("draws", where, "an array with at least one draw along 'axis'", d.shape)
     q = np.quantile(d, [(1.0 - level) / 2.0, 0.5, (1.0 + level) / 2.0], axis=axis)
     lo, med, hi = q[0], q[1], q[2]
+    if w == 1.0:  # raw: the quantiles themselves, not median -/+ 1 * (median - quantile)
+        return lo, hi
     return med - w * (med - lo), med + w * (hi - med)
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -168,8 +168,7 @@ def _runs_only(rows: list[LevelEvidence]) -> list[LevelEvidence]:
         for i, r in enumerate(mine):
             neighbour = any(0 <= j < len(mine) and mine[j].applied for j in (i - 1, i + 1))
             if r.applied and not neighbour:
-                r = LevelEvidence(r.family, r.nominal, r.raw, r.calibrated, r.raw_sd, r.n_datasets, False,
-                                  r.reason + ", but no neighbouring level passes (a lone pass is what chance gives)")
+                r = replace(r, applied=False, reason=r.reason + ", but no neighbouring level passes (a lone pass is what chance gives)")
             out.append(r)
     return out
 

@@ -143,14 +143,6 @@ def decision_draws(posterior: Any, draws: np.ndarray, family: str) -> np.ndarray
     return move(draws, family, int(posterior.observed.n_visitors))
 
 
-def family_claim(posterior: Any, family: str, level: float) -> ClaimLevel:
-    """The claim level of ``family`` intervals at ``level`` (:meth:`Calibration.claim_level_for`;
-    the posterior's one claim level for a calibration without a per-family view)."""
-    cal = getattr(posterior, "calibration", None)
-    per_family = getattr(cal, "claim_level_for", None)
-    return ClaimLevel.of(cal) if per_family is None else per_family(family, level)
-
-
 def intervals(posterior: Any, draws: np.ndarray, level: float, family: str) -> tuple[np.ndarray, np.ndarray]:
     """``posterior.interval`` over the last (draws) axis, as float64 arrays."""
     lo, hi = posterior.interval(draws, level=level, family=family, axis=-1)

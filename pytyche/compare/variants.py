@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import InstanceOf, Interval, invalid, validate
-from pytyche.compare._draws import check_posterior, decision_draws, family_claim, group_means, p_best, resolve_mask
+from pytyche.compare._draws import check_posterior, decision_draws, group_means, p_best, resolve_mask
 from pytyche.contracts.enums import ClaimLevel, Decision
 from pytyche.contracts.results import ComparisonResult, DecisionThresholds, RecommendationSummary
 
@@ -158,7 +158,7 @@ def lift_for_decision(posterior: Any, group: np.ndarray, arm: int, family: str) 
     """The lift draws a decision reads and their claim level: the arm's raw lift over
     ``group`` moved by the posterior's calibration for ``family`` (``"ate"`` or ``"gate"``)."""
     lift = group[:, arm] - group[:, 0]
-    return decision_draws(posterior, lift, family), family_claim(posterior, family, LIFT_LEVEL)
+    return decision_draws(posterior, lift, family), ClaimLevel.of_family(getattr(posterior, "calibration", None), family, LIFT_LEVEL)
 
 
 def _population_draws(posterior: Any, draws: np.ndarray, mask: Any, where: str) -> tuple[np.ndarray, bool]:

@@ -52,6 +52,14 @@ class ClaimLevel(str, Enum):
             return cls.UNCALIBRATED
         return cls.CALIBRATED
 
+    @classmethod
+    def of_family(cls, calibration: Any, family: str, level: float) -> "ClaimLevel":
+        """The claim level of ``family`` intervals at ``level``: the calibration's per-family view
+        (``claim_level_for``, :class:`~pytyche.calibrate.Calibration`) where it has one, else
+        :meth:`of`. Duck-typed like :meth:`of`."""
+        per_family = getattr(calibration, "claim_level_for", None)
+        return cls.of(calibration) if per_family is None else per_family(family, level)
+
 
 class MetricFamily(str, Enum):
     """The outcome family ``pt.fit`` dispatches on.
