@@ -229,6 +229,35 @@ def test_build_cumulative_rebuilds_propensities_for_the_cumulative_arms():
     np.testing.assert_allclose(p[pos[1]], r1.propensity())
 
 
+
+def test_the_fit_sees_design_propensities_not_the_routing_cell():
+    """A cold start routes half the visitors to a control-only cell and half to a uniform cell.
+    The cell is drawn at random, so the design propensity is 0.25 for everyone, and the fit gets
+    no propensity covariate: every control informs the contrast. With the routing cell's
+    probabilities (0 or 0.5) the prognostic forest could split the two cells and compare the
+    treated only with their own cell's controls (a chance gap between the cells' controls then
+    reads as an effect; seen on a null DGP with the lift at +1.7 [0.7, 2.5] where the arms' means
+    differed by 0.07)."""
+    from pytyche.bcf.preprocess import design_from_observed
+    from pytyche.experiment.cumulative import design_propensities
+
+    gen = make_generator("null_effect", seed=3)
+    plans = [cold_start_plan(gen.treatments, 0, 400)]
+    r0, _ = gen(0, plans[0])
+    assert set(np.unique(r0.propensity())) == {0.0, 0.5}  # the routing cells' probabilities
+    cum, pos = _build_cumulative([r0], control="control", plans=plans)
+    np.testing.assert_allclose(cum.propensity(), 0.25)
+    np.testing.assert_allclose(cum.propensity(), design_propensities([r0], plans, pos, cum.variant_names)[:, 1:])
+    assert design_from_observed(cum).mu_covariates is None
+    # a second round with different weights: the covariate varies by round, as the design did
+    plans.append(NextRoundPlan((Cell("control", BaselinePolicy(), 0.2), Cell("explore", UniformPolicy(), 0.8)), ("control", "treatment"), (), "", 1, 400))
+    r1, _ = gen(1, plans[1])
+    cum, pos = _build_cumulative([r0, r1], control="control", plans=plans)
+    np.testing.assert_allclose(cum.propensity()[pos[1]], 0.4)
+    assert design_from_observed(cum).mu_covariates is not None
+    with pytest.raises(ValueError, match="one plan per round"):
+        _build_cumulative([r0, r1], control="control", plans=plans[:1])
+
 # ---- end to end: three rounds on clustered_realistic ----------------------------------------
 
 

@@ -13,6 +13,7 @@ column) are re-indexed into cumulative order with it: ``cum[pos[r]] = round_valu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from pytyche._validation import violated
 from pytyche.contracts.observed import ObservedExperimentData, VariantData, propensity_columns
 from pytyche.contracts.truth import CalibrationTruth
 
-__all__ = ["_build_cumulative", "cumulative_order", "reindex", "cumulative_truth", "cumulative_cells", "round_of_rows"]
+__all__ = ["_build_cumulative", "cumulative_order", "design_propensities", "reindex", "cumulative_truth", "cumulative_cells", "round_of_rows"]
 
 
 def cumulative_order(rounds: Sequence[ObservedExperimentData], control: str | None = None) -> tuple[str, ...]:
@@ -57,9 +58,49 @@ def _full_probs(obs: ObservedExperimentData, order: tuple[str, ...]) -> np.ndarr
     return full
 
 
+def _round_design(obs: ObservedExperimentData, plan: Any, order: tuple[str, ...]) -> np.ndarray:
+    """``(n_round, K_cum)`` design propensities of one round's visitors (round variant-major).
+
+    ``sum_c w_c * pi_c(a | x)`` over the plan's cells: the probability that the round's
+    randomisation (a cell drawn with the plan's weight, then the cell's policy) delivers arm ``a``
+    to a visitor with features ``x``. Arms the plan does not hold get 0.
+    """
+    universe = tuple(plan.treatments)
+    visitors = obs.visitors()
+    weights = np.array([c.weight for c in plan.cells], dtype=np.float64)
+    weights = weights / weights.sum()
+    rng = np.random.default_rng(0)  # the policies' probabilities do not depend on it
+    mix = np.zeros((obs.n_visitors, len(universe)))
+    for c, w in zip(plan.cells, weights):
+        _, probs = c.policy.assign(visitors, universe, rng)
+        mix += w * np.asarray(probs, dtype=np.float64)
+    cols = [universe.index(t) if t in universe else -1 for t in order]
+    return np.stack([mix[:, j] if j >= 0 else np.zeros(obs.n_visitors) for j in cols], axis=1)
+
+
+def design_propensities(
+    rounds: Sequence[Any],
+    plans: Sequence[Any],
+    positions: Sequence[np.ndarray],
+    order: Sequence[str],
+) -> np.ndarray:
+    """``(N, K)`` design propensities of the cumulative visitors over the cumulative arms ``order``.
+
+    Round ``r``'s visitors get ``sum_c w_c * pi_c(a | x)`` from ``plans[r]`` (its cells' weights and
+    policies), placed at ``positions[r]``.
+    """
+    order = tuple(order)
+    n_total = int(sum(p.shape[0] for p in positions))
+    out = np.zeros((n_total, len(order)))
+    for obs, plan, pos in zip(rounds, plans, positions):
+        out[pos] = _round_design(obs, plan, order)
+    return out
+
+
 def _build_cumulative(
     rounds: Sequence[ObservedExperimentData],
     control: str | None = None,
+    plans: Sequence[Any] | None = None,
 ) -> tuple[ObservedExperimentData, list[np.ndarray]]:
     """Concatenate rounds into one variant-major :class:`ObservedExperimentData`.
 
@@ -69,14 +110,21 @@ def _build_cumulative(
         The rounds' data, oldest first. They must share experiment id, metric and schema.
     control
         The universe's control, placed first (default: the first-seen variant).
+    plans
+        The rounds' plans (one per round). When given, the propensity columns hold the *design*
+        propensities :func:`design_propensities` (each round's cells mixed by their weights),
+        not the probabilities of the cell that routed each visitor: the cell is drawn at random,
+        so it says nothing about the visitor, and a fit that conditions on it compares each cell
+        only with itself (a holdout cell's controls never inform the treated cell's contrast).
 
     Returns
     -------
     cumulative : ObservedExperimentData
         All rows, variant-major in first-seen order (control first); ``round_idx`` None. The
         ``cell`` column is carried (cell ids are round-local). Propensity columns are rebuilt for
-        the cumulative K from each round's recorded probabilities (rounds without them use their
-        empirical arm shares), so they stay meaningful when rounds saw different arm sets.
+        the cumulative K from each round's design propensities when ``plans`` are given, else from
+        its recorded probabilities (rounds without them use their empirical arm shares), so they
+        stay meaningful when rounds saw different arm sets.
     positions : list of np.ndarray
         The position map: ``positions[r][i]`` is the cumulative row of round ``r``'s row ``i``.
     """
@@ -89,9 +137,15 @@ def _build_cumulative(
             f"The cumulative data must hold at least 2 variants (control first). Got only {list(order)}."
         )
     first = rounds[0]
-    any_prop = any(r.has_propensity for r in rounds)
     prop_cols = propensity_columns(k)
-    probs = [_full_probs(r, order) for r in rounds] if any_prop else None
+    if plans is not None:
+        if len(plans) != len(rounds):
+            raise violated("'plans' parameter", "_build_cumulative", f"hold one plan per round ({len(rounds)}). Got {len(plans)} instead.")
+        probs = [_round_design(r, plan, order) for r, plan in zip(rounds, plans)]
+    elif any(r.has_propensity for r in rounds):
+        probs = [_full_probs(r, order) for r in rounds]
+    else:
+        probs = None
 
     sizes = np.zeros((len(rounds), k), dtype=np.int64)  # visitors of variant v in round r
     for ri, r in enumerate(rounds):

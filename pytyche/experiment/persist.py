@@ -652,6 +652,7 @@ def load_experiment(
     round_data: list[ObservedExperimentData] = []
     truths: list[CalibrationTruth] = []
     history: list[Experiment] = []
+    plans: list[Any] = []
     try:
         for meta in hist["rounds"]:
             r = int(meta["round_idx"])
@@ -665,9 +666,10 @@ def load_experiment(
             if meta["truth"] is not None:
                 truth = _truth_from(rd.parquet(meta["truth"]["file"]), meta["truth"]["treatments"], meta["truth"]["hurdle"])
                 truths.append(truth)
-            cumulative, positions = _build_cumulative(round_data, control=treatments[0])
-            cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truths else None
             plan = plan_from_dict(meta["plan"], policies)
+            plans.append(plan)
+            cumulative, positions = _build_cumulative(round_data, control=treatments[0], plans=plans)
+            cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truths else None
             next_plan = plan_from_dict(meta["next_plan"], policies)
             posterior = None
             pmeta = meta["posterior"]

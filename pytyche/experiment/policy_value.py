@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import check_float, check_int, invalid
+from pytyche.experiment.cumulative import design_propensities
 
 __all__ = ["PolicyValue", "PolicyTreeLearner", "aipw_scores", "estimate_policy_value", "design_propensities", "DEFAULT_FOLDS"]
 
@@ -172,36 +173,6 @@ class PolicyValue:
         kw["treatments"] = tuple(kw["treatments"])
         kw["arms"] = np.asarray(kw["arms"], dtype=np.int64)
         return cls(**kw)
-
-
-def design_propensities(
-    rounds: Sequence[Any],
-    plans: Sequence[Any],
-    positions: Sequence[np.ndarray],
-    order: Sequence[str],
-) -> np.ndarray:
-    """``(N, K)`` design propensities of the cumulative visitors over the cumulative arms ``order``.
-
-    Round ``r``'s visitors get ``sum_c w_c * pi_c(a | x)`` from ``plans[r]`` (its cells' weights and
-    policies), placed at ``positions[r]``.
-    """
-    order = tuple(order)
-    n_total = int(sum(p.shape[0] for p in positions))
-    out = np.zeros((n_total, len(order)))
-    rng = np.random.default_rng(0)  # the policies' probabilities do not depend on it
-    for obs, plan, pos in zip(rounds, plans, positions):
-        universe = tuple(plan.treatments)
-        visitors = obs.visitors()
-        weights = np.array([c.weight for c in plan.cells], dtype=np.float64)
-        weights = weights / weights.sum()
-        mix = np.zeros((obs.n_visitors, len(universe)))
-        for c, w in zip(plan.cells, weights):
-            _, probs = c.policy.assign(visitors, universe, rng)
-            mix += w * np.asarray(probs, dtype=np.float64)
-        cols = [universe.index(t) if t in universe else -1 for t in order]
-        block = np.stack([mix[:, j] if j >= 0 else np.zeros(obs.n_visitors) for j in cols], axis=1)
-        out[pos] = block
-    return out
 
 
 @dataclass(frozen=True)

@@ -425,7 +425,9 @@ class SequentialExperiment:
         # 1. data
         observed, truth = self._validate_round(round_idx, plan, self._generator(round_idx, plan))
         rounds = [*self._round_data, observed]
-        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0])
+        plans = [e.round.plan for e in self._history] + [plan]
+        # the fit's propensity covariate is each round's design propensity (cells mixed by weight)
+        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0], plans=plans)
         if cumulative.control != self._treatments[0]:
             raise violated(
                 "cumulative data", _WHERE,
@@ -474,7 +476,6 @@ class SequentialExperiment:
         rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
         policy_value = None
         if cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
-            plans = [e.round.plan for e in self._history] + [plan]
             design = design_propensities(rounds, plans, positions, cumulative.variant_names)
             learner = PolicyTreeLearner(
                 max_depth=self._max_segment_depth, min_segment_share=self._min_segment_share,
