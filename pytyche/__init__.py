@@ -52,6 +52,7 @@ _LAZY: dict[str, str] = {
     "ThompsonPolicy": "pytyche.experiment",
     "NextRoundPlan": "pytyche.experiment",
     "ExpectedLossRule": "pytyche.experiment",
+    "ShipSpending": "pytyche.experiment",
     # submodules
     "viz": "pytyche.viz",
 }

@@ -194,14 +194,16 @@ def decision_rows(experiment: Any, thresholds: "DecisionThresholds") -> list[dic
         One round's :class:`~pytyche.experiment.Experiment`, in sim mode (with its cumulative
         truth).
     thresholds
-        The decision thresholds of the experiment's graduation rule (what its SHIP signals and
-        the STOP gates are read with).
+        The decision thresholds of the round (what its SHIP signals and the STOP gates are read
+        with): the experiment's graduation rule's, with the SHIP gate's share of the run's error
+        (``experiment.analysis.thresholds``).
 
     Returns
     -------
     list of dict
         Columns ``kind, round_idx, sample_size, decision, treatment, segment_id, segment_rule,
         segment_share, stability_score, fired, right, rounds_sustained, active, min_effect,
+        p_positive_min,
         true_effect, true_relative_effect, true_control_mean`` and the posterior summary
         ``p_positive, p_better, p_harmful, expected_loss, lift_mean, lift_ci_lo, lift_ci_hi``
         (``None`` on ``credible_segment`` rows). ``segment_id`` is ``None`` for the population;
@@ -231,7 +233,7 @@ def decision_rows(experiment: Any, thresholds: "DecisionThresholds") -> list[dic
     candidates = {(c.treatment, c.segment_id) for c in experiment.graduation_candidates()}
     active = set(experiment.next_plan.active_treatments)
     base = {"kind": "decision", "round_idx": int(experiment.round_idx), "sample_size": int(experiment.observed.n_visitors),
-            "min_effect": m}
+            "min_effect": m, "p_positive_min": float(thresholds.p_positive_min)}
     rows: list[dict[str, Any]] = []
 
     def add(decision: str, treatment: str, fired: bool, right: bool | None, **extra: Any) -> None:

@@ -48,6 +48,7 @@ EXPERIMENT_KEYS = (
     "min_segment_share",
     "stability_method",
     "thresholds",
+    "ship_spending",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -126,7 +127,7 @@ def _check_template_params(name: str, params: Mapping[str, Any], grid: Mapping[s
 
 
 def _parse_experiment(value: Any) -> dict[str, Any]:
-    """The ``experiment`` section: known keys, a valid ``stability_method`` and ``thresholds``.
+    """The ``experiment`` section: known keys, a valid ``stability_method``, ``ship_spending`` and ``thresholds``.
 
     ``thresholds`` values are stored as floats (so ``0`` and ``0.0`` give one task id) and an
     empty ``thresholds`` mapping is dropped (it changes nothing, so it must not change the ids).
@@ -140,6 +141,11 @@ def _parse_experiment(value: Any) -> dict[str, Any]:
         raise _err("experiment", f"a mapping of SequentialExperiment settings ({', '.join(EXPERIMENT_KEYS)})", sorted(extra))
     if "stability_method" in experiment and experiment["stability_method"] not in STABILITY_METHODS:
         raise _err("experiment.stability_method", f"one of {', '.join(repr(m) for m in STABILITY_METHODS)}", experiment["stability_method"])
+    if "ship_spending" in experiment:
+        from pytyche.experiment.spending import SHIP_SPENDING_METHODS
+
+        if experiment["ship_spending"] not in SHIP_SPENDING_METHODS:
+            raise _err("experiment.ship_spending", f"one of {', '.join(repr(m) for m in SHIP_SPENDING_METHODS)}", experiment["ship_spending"])
     if "thresholds" in experiment:
         th = _mapping(experiment["thresholds"], "experiment.thresholds", optional=False)
         unknown = set(th) - set(THRESHOLDS_CONSTRAINTS)

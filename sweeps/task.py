@@ -149,7 +149,9 @@ def round_rows(task: "Task", experiment: Any) -> list[dict[str, Any]]:
             value = getattr(tc, name)
             row[name] = None if value is None else float(value)
         rows.append(row)
-    rows.extend(decision_rows(experiment, task_thresholds(task)))
+    # the round's own thresholds: the task's, with the SHIP gate's share of the run's error
+    thresholds = experiment.analysis.thresholds or task_thresholds(task)
+    rows.extend(decision_rows(experiment, thresholds))
     return rows
 
 

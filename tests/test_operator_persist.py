@@ -279,8 +279,11 @@ def test_corrupt_partial_and_newer_saves_fail_naming_the_file(run):
 def test_a_save_round_trips_its_stability_method(run, tmp_path):
     cfg = json.loads((_current(run["plain"]) / "config.json").read_text())
     assert run["exp"].stability_method == "posterior" and cfg["stability_method"] == "posterior"  # the default, recorded
+    assert run["exp"].ship_spending.method == "bonferroni" == cfg["ship_spending"]
     loaded = SequentialExperiment.load(run["plain"], generator=WithIds(seed=3))
     assert loaded.stability_method == "posterior"
+    assert loaded.ship_spending == run["exp"].ship_spending
+    assert loaded.history[0].analysis.thresholds == run["first"].analysis.thresholds  # restored from the saved decisions
     assert loaded.history[0].policy_tree.stability_method == run["first"].policy_tree.stability_method == "posterior"
     # the other method, on an experiment saved before its first round (no fit needed)
     gen = WithIds(seed=3)
@@ -294,14 +297,15 @@ def test_a_save_round_trips_its_stability_method(run, tmp_path):
 def test_a_save_that_records_no_stability_method_loads_with_means(run):
     """A save written before config.json recorded the method (and before each saved tree did) ran
     with "means", the default then: it loads with "means", its restored trees say so, and its next
-    round scores with "means". The edited files are re-hashed into the manifest, as a save from
+    round scores with "means". It also predates SHIP spending, and its next round decides at the
+    single-look gate it always used. The edited files are re-hashed into the manifest, as a save from
     that time would have them."""
     from pytyche._files import file_sha256
 
     path = _copy(run, "legacy")
     snap = _current(path)
     cfg = json.loads((snap / "config.json").read_text())
-    del cfg["stability_method"]
+    del cfg["stability_method"], cfg["ship_spending"]
     (snap / "config.json").write_text(json.dumps(cfg))
     hist = json.loads((snap / "history.json").read_text())
     for r in hist["rounds"]:
@@ -318,3 +322,6 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     assert ", means score" in loaded.summary
     nxt = loaded.advance()
     assert nxt.policy_tree.stability_method == "means"
+    # nor did it spend the SHIP gate's error: every round decides at p_positive_min
+    assert loaded.ship_spending.method == "none" == persist.LEGACY_SHIP_SPENDING
+    assert nxt.analysis.thresholds.p_positive_min == 0.95

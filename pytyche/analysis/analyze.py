@@ -109,6 +109,7 @@ def analyze_posterior(
         segment_recommendations=segment_recommendations,
         comparison=comparison_from_draws(population, treatments, LIFT_LEVEL),
         claim_level=claim,
+        thresholds=th,
     )
 
 

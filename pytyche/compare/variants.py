@@ -85,7 +85,7 @@ def _rationale(
             f"P(lift > {eff}) = {pb:.3f} < {th.p_futility_max:g}."
         )
     return (
-        f"CONTINUE {who}: no gate fires yet (P(lift > 0) = {pp:.3f}, P(lift > {eff}) = {pb:.3f}, "
+        f"CONTINUE {who}: no gate fires yet (P(lift > 0) = {pp:.3f}, SHIP needs > {th.p_positive_min:g}; P(lift > {eff}) = {pb:.3f}, "
         f"P(lift < -{eff}) = {ph:.3f}, expected loss {_amount(el, relative)}), so collect more data."
     )
 

@@ -259,7 +259,9 @@ class AnalysisResult:
     treatment (population level); ``segment_recommendations[leaf_id][treatment]`` per segment.
     Per-visitor outputs join back to the caller's rows through :meth:`cate_frame`.
     ``cate_summary`` is only set on a result restored from a save without posterior draws
-    (``SequentialExperiment.load``): the saved :meth:`cate_frame`.
+    (``SequentialExperiment.load``): the saved :meth:`cate_frame`. ``thresholds``: the decision
+    thresholds every recommendation was decided with (in a sequential run, the round's, with the
+    SHIP gate's share of the run's error; :mod:`pytyche.experiment.spending`).
     """
 
     cate_per_visitor: AlignedVisitorArray
@@ -271,6 +273,7 @@ class AnalysisResult:
     comparison: ComparisonResult | None = None
     claim_level: ClaimLevel = ClaimLevel.UNCALIBRATED
     cate_summary: Any = None
+    thresholds: DecisionThresholds | None = None
 
     @property
     def observed(self) -> "ObservedExperimentData":

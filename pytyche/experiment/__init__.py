@@ -22,6 +22,7 @@ from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthCompari
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule, Schedule
 from pytyche.experiment.policy_value import PolicyValue
 from pytyche.experiment.sequential import Generator, SequentialExperiment, UncalibratedWarning, sequential_experiment
+from pytyche.experiment.spending import ShipSpending
 from pytyche.experiment.srm import SampleRatioMismatchWarning, SRMResult
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Schedule",
     "SequentialExperiment",
     "ShipSignal",
+    "ShipSpending",
     "ThompsonPolicy",
     "TreePolicy",
     "TruthComparison",

@@ -40,6 +40,11 @@ neither: they ran with ``"means"`` (:data:`LEGACY_STABILITY_METHOD`) and load wi
 loaded old experiment keeps scoring its segments the way it always did. A missing key is all
 that differs, so the format version stays 1: an older pytyche reading a new save ignores the
 key (and would score with its own default, ``"means"``).
+
+The SHIP spending. ``config.json`` records the experiment's ``ship_spending`` method
+(:mod:`pytyche.experiment.spending`). Saves from before spending record none: they ran every
+round's SHIP gate at ``p_positive_min`` and load with ``"none"``, so a continued old experiment
+decides the way it always did.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from pytyche.experiment.policies import TreePolicy
 from pytyche.experiment.policy_value import PolicyValue
 from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthComparison
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule
+from pytyche.experiment.spending import LEGACY_SHIP_SPENDING
 from pytyche.experiment.srm import SRMResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -236,6 +242,11 @@ def _calibration_from_dict(d: Any) -> Any:
             return Calibration(skipped=True, name=d.get("name"), provenance=d["provenance"])
         return Calibration.skip()
     return Calibration.from_correction(LayeredCalibrationCorrection.from_dict(d["correction"]), name=d.get("name"))
+
+
+def _thresholds_of(recommendations: Any) -> DecisionThresholds | None:
+    """The thresholds a saved analysis decided with (its recommendations', all the same)."""
+    return next((r.thresholds for r in recommendations.values()), None)
 
 
 def _rule_to_dict(rule: Any) -> dict[str, Any]:
@@ -440,6 +451,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             "progress": exp._progress,
             "bcf_config": None if exp._bcf_config is None else dataclasses.asdict(exp._bcf_config),
             "stability_method": exp._stability_method,
+            "ship_spending": exp._ship_spending.method,
         })
         rounds_meta = []
         for r, (obs, e) in enumerate(zip(exp._round_data, history)):
@@ -629,6 +641,7 @@ def load_experiment(
             bcf_config = GPUBCFConfig(**cfg["bcf_config"])
         calibration = _calibration_from_dict(cfg["calibration"])
         stability_method = cfg.get("stability_method", LEGACY_STABILITY_METHOD)  # absent: a save from before the key
+        spending = cfg.get("ship_spending", LEGACY_SHIP_SPENDING)  # absent: a save from before spending
         exp = SequentialExperiment(
             generator=generator,
             schedule=schedule,
@@ -644,6 +657,7 @@ def load_experiment(
             progress=cfg["progress"],
             bcf_config=bcf_config,
             stability_method=stability_method,
+            ship_spending=spending,
         )
     except (KeyError, TypeError) as exc:
         raise SaveFormatError(f"The save at {str(root)!r} is corrupt: the file 'config.json' lacks or mistypes {exc}.") from None
@@ -682,16 +696,18 @@ def load_experiment(
             summary.attrs["level"] = 0.9
             km1 = len(cumulative.variant_names) - 1
             cate_mean = summary["cate_mean"].to_numpy(dtype=np.float64).reshape(cumulative.n_visitors, km1)
+            recommendations = {t: _rec_from_dict(s) for t, s in a["recommendations"].items()}
             analysis = AnalysisResult(
                 cate_per_visitor=cumulative.aligned(cate_mean),
                 segments=segments,
                 posterior=posterior,
-                recommendations={t: _rec_from_dict(s) for t, s in a["recommendations"].items()},
+                recommendations=recommendations,
                 policy_tree=_tree_from_dict(a["policy_tree"], segments, cumulative, stability_method),
                 segment_recommendations={int(k): {t: _rec_from_dict(s) for t, s in v.items()} for k, v in a["segment_recommendations"].items()},
                 comparison=None,
                 claim_level=ClaimLevel(a["claim_level"]),
                 cate_summary=summary,
+                thresholds=_thresholds_of(recommendations),
             )
             cs = [CellScore(**{**c, "mean_outcome": _f(c["mean_outcome"]), "se": _f(c["se"])}) for c in meta["cell_scores"]]
             tc = meta["truth_comparison"]

@@ -30,7 +30,7 @@ from pytyche._validation import InstanceOf, Interval, check_float, check_int, in
 from pytyche.analysis.policy_tree import POLICY_TREE_CONSTRAINTS
 from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_once
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
-from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD, credible_segments
+from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD, DecisionThresholds, credible_segments
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell, validate_cells
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
@@ -42,6 +42,8 @@ from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recom
 from pytyche.experiment.summary import render_summary
 from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
 from pytyche.experiment.schedules import Schedule, is_exhausted
+from pytyche.experiment.spending import DEFAULT_SHIP_SPENDING, ShipSpending
+from pytyche.experiment.spending import ship_spending as ship_spending_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.bcf.config import GPUBCFConfig
@@ -159,6 +161,18 @@ class SequentialExperiment:
         spurious segments near 1: 75% of null round-0 runs split and scored a segment credible
         under ``"means"``, 7% under ``"posterior"`` (``bench/RESULTS.md``, null decisions;
         docs/concepts.md).
+    ship_spending
+        Extension beyond the seed signature: how the SHIP gate's error is spent over the rounds
+        (:mod:`pytyche.experiment.spending`). ``"bonferroni"`` (default): a finite schedule of
+        ``R`` rounds ships at round ``r`` only when ``p_positive > 1 - (1 - p_positive_min) / R``
+        (0.9875 at 4 rounds), so a run with no effect ships falsely with probability at most
+        ``1 - p_positive_min`` over the whole run when each look is calibrated; an open-ended
+        schedule spends ``6 / (pi^2 (r + 1)^2)`` of it at round ``r``. ``"none"``: every round
+        uses ``p_positive_min`` (the rule before spending; a save that records no method loads
+        with it). The thresholds are the graduation rule's (an
+        :class:`~pytyche.experiment.ExpectedLossRule`; :class:`DecisionThresholds` defaults for
+        another rule); each round's analysis and SHIP signals use the spent ones
+        (``experiment.analysis.thresholds``).
 
     Raises
     ------
@@ -198,6 +212,7 @@ class SequentialExperiment:
         progress: bool = False,
         bcf_config: "GPUBCFConfig | None" = None,
         stability_method: str = DEFAULT_STABILITY_METHOD,
+        ship_spending: "ShipSpending | str" = DEFAULT_SHIP_SPENDING,
     ) -> None:
         w = _WHERE
         if not callable(generator):
@@ -243,6 +258,7 @@ class SequentialExperiment:
         elif not callable(getattr(graduation_rule, "ship_signals", None)):
             raise wrong_type("graduation_rule", w, "a GraduationRule (with ship_signals(posterior, analysis)) or None", graduation_rule)
         seed = settings["seed"]
+        spending = ship_spending_of(ship_spending, w)
         if bcf_config is not None:
             from pytyche.bcf.config import GPUBCFConfig
 
@@ -262,6 +278,7 @@ class SequentialExperiment:
         self._progress = bool(progress)
         self._bcf_config = bcf_config
         self._stability_method = stability_method
+        self._ship_spending = spending
         # ---- state (replaced only at the end of a successful round) ----------------------
         self._history: list[Experiment] = []
         self._round_data: list[ObservedExperimentData] = []
@@ -278,6 +295,7 @@ class SequentialExperiment:
     min_explore_weight = _read_only("_min_explore_weight", "Floor of the engine's Explore cell weight.")
     max_segment_depth = _read_only("_max_segment_depth", "Depth of each round's policy tree.")
     min_segment_share = _read_only("_min_segment_share", "Smallest segment, as a share of the visitors.")
+    ship_spending = _read_only("_ship_spending", "How the SHIP gate's error is spent over the rounds (a ShipSpending).")
     stability_method = _read_only(
         "_stability_method", 'How segment stability is scored each round (``"posterior"`` or ``"means"``).'
     )
@@ -409,6 +427,16 @@ class SequentialExperiment:
         """
         return self._run_round(cells)
 
+    def _round_rule(self, round_idx: int) -> tuple[DecisionThresholds, GraduationRule]:
+        """Round ``round_idx``'s decision thresholds (the graduation rule's, with the SHIP gate's
+        share of the run's error) and the rule that fires its SHIP signals at them."""
+        rule = self._graduation_rule
+        base = rule.thresholds if isinstance(rule, ExpectedLossRule) else DecisionThresholds()
+        thresholds = self._ship_spending.thresholds(base, round_idx, self._schedule.n_rounds)
+        if isinstance(rule, ExpectedLossRule) and thresholds != base:
+            rule = ExpectedLossRule(thresholds, rule.stability_threshold, rule.include_population)
+        return thresholds, rule
+
     def _run_round(self, cells: list[Cell] | None) -> Experiment:
         """One round (called by :meth:`advance` and ``__next__``; see :meth:`advance`)."""
         round_idx = len(self._history)
@@ -442,18 +470,20 @@ class SequentialExperiment:
         posterior = self._fit(cumulative, fit_seed)
         if self._calibration is not None:
             posterior = posterior.apply_calibration(self._calibration)
+        thresholds, rule = self._round_rule(round_idx)
         analysis = posterior.analyze(
             max_depth=self._max_segment_depth,
             min_segment_share=self._min_segment_share,
             bootstrap_seed=_derive_seed(self._seed, round_idx, 1),
             stability_method=self._stability_method,
+            thresholds=thresholds,
         )
 
         # 3. score cells, graduation signals, next plan
         cell_scores = score_cells(observed, plan)
         prev_signals = self._history[-1].ship_signals if self._history else ()
         signals = sustain(
-            list(self._graduation_rule.ship_signals(posterior, analysis)),
+            list(rule.ship_signals(posterior, analysis)),
             prev_signals,
             posterior.observed.features_frame(),
         )

@@ -1,0 +1,136 @@
+"""SHIP spending: a sequential run's SHIP gate shares the run's error over its rounds.
+
+- The arithmetic: equal shares over a finite schedule, shares summing to 1 over an open-ended one,
+  ``"none"`` leaving the single-look gate.
+- The union bound, checked by simulation: calibrated looks at cumulative data of a null effect
+  pass the single-look gate at some round of four far more often than 5%; the spent gate keeps
+  the whole run at or under 5%.
+- The loop uses it: each round's analysis, recommendations and SHIP signals decide with the spent
+  thresholds, and the sweep's decision rows record them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from dgps import make_generator
+from pytyche.compare.variants import decide
+from pytyche.contracts import DecisionThresholds
+from pytyche.contracts.enums import Decision
+from pytyche.experiment import ExpectedLossRule, FixedSchedule, GeometricSchedule, ShipSpending, sequential_experiment
+from pytyche.experiment.spending import ship_spending
+
+from _config import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytyche.experiment.UncalibratedWarning")
+
+
+def test_equal_shares_over_a_finite_schedule_and_summable_shares_over_an_open_one():
+    s = ShipSpending()
+    assert s.method == "bonferroni"
+    assert [s.share(r, 4) for r in range(4)] == [0.25] * 4
+    assert s.thresholds(DecisionThresholds(), 2, 4).p_positive_min == pytest.approx(0.9875)
+    base = DecisionThresholds(p_positive_min=0.9, p_better_min=0.7, min_effect=0.02)
+    spent = s.thresholds(base, 0, 2)
+    assert spent.p_positive_min == pytest.approx(0.95)
+    assert (spent.p_better_min, spent.min_effect, spent.p_harmful_min) == (0.7, 0.02, base.p_harmful_min)  # only SHIP spends
+    open_shares = [s.share(r, None) for r in range(100_000)]
+    assert open_shares[0] == pytest.approx(6 / math.pi**2) and sum(open_shares) < 1.0
+    assert all(a > b for a, b in zip(open_shares, open_shares[1:]))
+    none = ShipSpending("none")
+    assert none.thresholds(base, 3, 4) is base and none.share(7, None) == 1.0
+    assert s.thresholds(base, 0, 1) is base  # one look: nothing to share
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: ShipSpending("pocock"), "'method' parameter of ShipSpending"),
+        (lambda: ShipSpending().share(4, 4), "'round_idx' parameter of ShipSpending.share"),
+        (lambda: ShipSpending().share(-1, 4), "'round_idx' parameter of ShipSpending.share"),
+        (lambda: ShipSpending().share(0, 0), "'n_rounds' parameter of ShipSpending.share"),
+        (lambda: ship_spending("holm", "SequentialExperiment"), "'ship_spending' parameter of SequentialExperiment"),
+    ],
+)
+def test_bad_spending_names_the_field(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def _whole_run_false_ship(method: str, n_runs: int, n_rounds: int, seed: int) -> float:
+    """Share of null runs in which the SHIP gate fires at some round, when every look's
+    ``p_positive`` is calibrated: the lift estimate at round r averages r equal blocks of noise,
+    the posterior is normal around it with the right sd, so ``p_positive = Phi(z_r)``."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.standard_normal((n_runs, n_rounds))
+    z = np.cumsum(blocks, axis=1) / np.sqrt(np.arange(1, n_rounds + 1))
+    spending = ShipSpending(method)
+    fired = np.zeros(n_runs, dtype=bool)
+    for r in range(n_rounds):
+        th = spending.thresholds(DecisionThresholds(), r, n_rounds)
+        p_pos = ndtr(z[:, r])
+        # only the p_positive gate is in play: no expected loss, p_better certain
+        fired |= np.array([decide(0.0, float(p), 1.0, 0.0, th)[0] is Decision.SHIP for p in p_pos])
+    return float(fired.mean())
+
+
+def test_spending_holds_a_null_run_to_five_percent_where_the_single_look_gate_does_not():
+    """4 looks, 4,000 simulated runs each way (fixed seed). The single-look gate's whole-run rate
+    is about 12.6% for four equally spaced looks at a one-sided 5% (Armitage et al. 1969; 12.7%
+    here); the spent gate's is under the union bound's 5% (3.7% here). The binomial sd at 5% and
+    4,000 runs is 0.34 pp, so the bounds below (8% and 5%) sit far from the expected rates
+    (over 8 and 3 sd)."""
+    single = _whole_run_false_ship("none", 4000, 4, seed=11)
+    spent = _whole_run_false_ship("bonferroni", 4000, 4, seed=11)
+    assert single > 0.08
+    assert spent <= 0.05
+    assert spent < single
+
+
+@pytest.fixture(scope="module")
+def two_rounds():
+    gen = make_generator("null_effect", seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
+                                    bcf_config=TINY, seed=2)
+        return exp, [next(exp), next(exp)]
+
+
+def test_each_round_decides_with_the_spent_gate(two_rounds):
+    exp, rounds = two_rounds
+    assert exp.ship_spending == ShipSpending("bonferroni")
+    for e in rounds:
+        th = e.analysis.thresholds
+        assert th.p_positive_min == pytest.approx(0.975)  # 1 - 0.05 / 2
+        assert all(s.thresholds == th for s in e.analysis.recommendations.values())
+        assert all(s.thresholds == th for per in e.analysis.segment_recommendations.values() for s in per.values())
+        assert all(sig.summary.thresholds == th for sig in e.ship_signals)
+        # one story: SHIP never fires below the spent gate
+        for s in e.analysis.recommendations.values():
+            assert s.decision is not Decision.SHIP or s.p_positive > th.p_positive_min
+
+
+def test_the_rule_s_own_thresholds_are_the_base_and_none_keeps_them():
+    gen = make_generator("null_effect", seed=5)
+    rule = ExpectedLossRule(DecisionThresholds(p_positive_min=0.9))
+    exp = sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
+                                bcf_config=TINY, seed=2, graduation_rule=rule)
+    th, round_rule = exp._round_rule(1)
+    assert th.p_positive_min == pytest.approx(0.95) and round_rule.thresholds == th
+    assert round_rule.stability_threshold == rule.stability_threshold and exp.graduation_rule is rule  # the rule itself is unchanged
+    plain = sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
+                                  bcf_config=TINY, seed=2, graduation_rule=rule, ship_spending="none")
+    assert plain._round_rule(1) == (rule.thresholds, rule)
+    # an open-ended schedule spends a summable share: 61% of the error at the first look
+    open_ended = sequential_experiment(generator=gen, schedule=GeometricSchedule(initial=600, growth=2.0), treatments=list(gen.treatments),
+                                       bcf_config=TINY, seed=2)
+    assert open_ended._round_rule(0)[0].p_positive_min == pytest.approx(1 - 0.05 * 6 / math.pi**2)
+    with pytest.raises(ValueError, match="'ship_spending' parameter of SequentialExperiment"):
+        sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
+                              ship_spending="sometimes")
