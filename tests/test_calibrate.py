@@ -480,6 +480,47 @@ def test_interval_coverage_array_core_and_errors():
     assert len(recs) == 1 and recs[0].n_targets == 2
 
 
+
+@pytest.mark.parametrize("ratio", [1.0, 0.5])
+def test_records_carry_every_level_at_once(ratio):
+    """Planted Gaussian posteriors whose sd is ``ratio`` x the truth's spread: the standardized
+    error's mean square is ``1 / ratio^2`` and the PIT histogram is flat at ratio 1. Tolerances:
+    z^2 of a normal has sd sqrt(2) / ratio^2, so over 4,000 targets its mean is within
+    4 sd = 4 * 1.414 / (ratio^2 * 63.2); each level's coverage read from the histogram agrees
+    with the interval's own within the draws' quantile resolution, and a PIT bin holds
+    n / 40 = 100 targets with binomial sd 9.9 (a chi-square over 40 bins below its 0.999 quantile)."""
+    from scipy.stats import chi2
+
+    from pytyche.calibrate.sbc import pit_coverage
+    from pytyche.contracts.truth import PIT_BINS
+
+    rng = np.random.default_rng(7)
+    post, tr = scaled_cate_posterior(rng, 2000, 400, ratio)
+    recs = coverage_records(post, tr, families=["cate"], levels=[0.5, 0.8, 0.9, 0.95])
+    assert len({r.pit_counts for r in recs}) == 1 and len({r.z_sq_mean for r in recs}) == 1  # one summary per family
+    r0 = recs[0]
+    assert sum(r0.pit_counts) == r0.n_targets == 4000 and len(r0.pit_counts) == PIT_BINS
+    assert abs(r0.z_sq_mean - 1 / ratio**2) < 4 * np.sqrt(2) / ratio**2 / np.sqrt(4000)
+    for r in recs:
+        assert abs(pit_coverage(r.pit_counts, r.nominal) - r.coverage) < 0.01
+    upper, lower = pit_coverage(r0.pit_counts, 0.9, "upper"), pit_coverage(r0.pit_counts, 0.9, "lower")
+    if ratio == 1.0:
+        expected = 4000 / PIT_BINS
+        stat = float(np.sum((np.asarray(r0.pit_counts) - expected) ** 2 / expected))
+        assert stat < chi2.ppf(0.999, PIT_BINS - 1)
+        assert abs(upper - 0.9) < 4 * np.sqrt(0.09 / 4000) and abs(lower - 0.9) < 4 * np.sqrt(0.09 / 4000)
+    else:  # too narrow on both sides alike: each one-sided 90% bound holds P(Z <= 0.5 * 1.2816) = 0.739
+        assert upper < 0.8 and lower < 0.8
+    # round trip through the record's dict (what a shard stores)
+    again = type(r0)(**r0.to_dict())
+    assert again == r0 and isinstance(r0.to_dict()["pit_counts"], list)
+    with pytest.raises(ValueError, match="'pit_counts' parameter of CalibrationRecord"):
+        type(r0)(**{**r0.to_dict(), "pit_counts": [1] * PIT_BINS})
+    with pytest.raises(ValueError, match="'level' parameter of pit_coverage"):
+        pit_coverage(r0.pit_counts, 0.93)
+    with pytest.raises(ValueError, match="'side' parameter of pit_coverage"):
+        pit_coverage(r0.pit_counts, 0.9, "both")
+
 # ---------------------------------------------------------------------------------------------
 # decisions and regret
 # ---------------------------------------------------------------------------------------------

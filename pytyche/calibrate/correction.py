@@ -353,7 +353,7 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
         n = len(rows)
         cols = {}
         for c in _RECORD_FIELDS:
-            if c == "converters":  # a list per record; not needed to fit
+            if c in ("converters", "pit_counts"):  # a list per record; not needed to fit
                 continue
             if all(c in r for r in rows):
                 cols[c] = np.array([r[c] for r in rows], dtype=object)

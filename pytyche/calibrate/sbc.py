@@ -40,7 +40,7 @@ from pytyche._validation import check_float, check_int, invalid, wrong_type
 from pytyche.calibrate.calibration import Calibration, posterior_pooling
 from pytyche.calibrate.correction import DEFAULT_LEVELS, mcmc_of
 from pytyche.contracts.enums import Decision
-from pytyche.contracts.truth import QUANTITY_FAMILIES, CalibrationRecord, CalibrationTruth
+from pytyche.contracts.truth import PIT_BINS, QUANTITY_FAMILIES, CalibrationRecord, CalibrationTruth
 
 __all__ = [
     "DecisionCheck",
@@ -49,6 +49,8 @@ __all__ = [
     "evaluate_decisions",
     "family_draws",
     "interval_coverage",
+    "pit_coverage",
+    "pit_summary",
     "segment_masks",
 ]
 
@@ -121,6 +123,47 @@ def interval_coverage(
         cov[i] = np.mean((lo <= t) & (t <= hi))
         wid[i] = np.mean(np.asarray(hi, dtype=np.float64) - np.asarray(lo, dtype=np.float64))
     return cov, wid, int(t.size)
+
+
+def pit_summary(draws: np.ndarray, truth: np.ndarray, *, axis: int = -1) -> tuple[tuple[int, ...], float | None]:
+    """Every level at once: the truths' probability integral transforms among the draws, binned,
+    and the mean squared standardized error (:class:`~pytyche.contracts.CalibrationRecord`'s
+    ``pit_counts`` and ``z_sq_mean``).
+
+    The PIT of a target is the share of its draws below the truth, ties counted half; it falls in
+    bin ``min(floor(PIT * PIT_BINS), PIT_BINS - 1)``. The standardized error is
+    ``(truth - mean) / sd`` over the draws (``ddof = 0``); targets whose draws do not vary are
+    left out of ``z_sq_mean`` (``None`` when every target's are constant).
+    """
+    d = np.asarray(draws, dtype=np.float64)
+    ax = axis % d.ndim
+    t = np.expand_dims(np.asarray(truth, dtype=np.float64), ax)
+    pit = (np.mean(d < t, axis=ax) + 0.5 * np.mean(d == t, axis=ax)).ravel()
+    bins = np.minimum(np.floor(pit * PIT_BINS).astype(np.int64), PIT_BINS - 1)
+    counts = tuple(int(c) for c in np.bincount(bins, minlength=PIT_BINS))
+    sd = np.std(d, axis=ax).ravel()
+    z = (np.squeeze(t, ax).ravel() - np.mean(d, axis=ax).ravel())
+    ok = sd > 0
+    z_sq = float(np.mean((z[ok] / sd[ok]) ** 2)) if ok.any() else None
+    return counts, (z_sq if z_sq is None or np.isfinite(z_sq) else None)
+
+
+def pit_coverage(pit_counts: Any, level: float, side: str = "central") -> float:
+    """Coverage read from a :class:`~pytyche.contracts.CalibrationRecord`'s ``pit_counts``: the share of targets inside the ``level``
+    interval, ``"central"`` (PIT within ``[(1 - level) / 2, (1 + level) / 2]``), ``"upper"``
+    (the truth below the draws' ``level`` quantile: PIT <= level) or ``"lower"`` (PIT >=
+    1 - level). The interval's ends must fall on bin edges (multiples of ``1 / PIT_BINS``)."""
+    w = "pit_coverage"
+    c = np.asarray(pit_counts, dtype=np.float64)
+    if c.shape != (PIT_BINS,) or c.sum() <= 0:
+        raise invalid("pit_counts", w, f"{PIT_BINS} counts with a positive sum", pit_counts, show=False)
+    ends = {"central": ((1 - level) / 2, (1 + level) / 2), "upper": (0.0, level), "lower": (1 - level, 1.0)}
+    if side not in ends:
+        raise invalid("side", w, "'central', 'upper' or 'lower'", side)
+    lo, hi = (e * PIT_BINS for e in ends[side])
+    if not (0 < level < 1) or abs(lo - round(lo)) > 1e-9 or abs(hi - round(hi)) > 1e-9:
+        raise invalid("level", w, f"a level in (0, 1) whose interval ends are multiples of 1/{PIT_BINS}", level)
+    return float(c[int(round(lo)) : int(round(hi))].sum() / c.sum())
 
 
 def segment_masks(segments: Any, observed: Any, n: int) -> np.ndarray:
@@ -250,7 +293,9 @@ def coverage_records(
     list of CalibrationRecord
         Each carries the posterior's MCMC settings (``posterior.config``) and the fit-time
         observables of :class:`~pytyche.contracts.CalibrationRecord` (converters per arm,
-        posterior sd and |posterior mean| of the family's targets relative to the outcome's sd).
+        posterior sd and |posterior mean| of the family's targets relative to the outcome's sd),
+        and every level at once (:func:`pit_summary` of the raw draws: ``pit_counts``,
+        ``z_sq_mean``).
     """
     where = "coverage_records"
     levels = _check_levels(levels, where)
@@ -287,6 +332,7 @@ def coverage_records(
         draws, tv, ax = family_draws(posterior, truth, fam, segments=segments)
         cov, wid, nt = interval_coverage(draws, tv, levels, axis=ax, interval=interval_for(fam))
         sd_rel, signal = _draw_observables(draws, ax, y_sd)
+        pit_counts, z_sq_mean = pit_summary(draws, tv, axis=ax)  # of the raw draws, calibrated or not
         for q, c, w in zip(levels, cov, wid):
             out.append(
                 CalibrationRecord(
@@ -295,7 +341,7 @@ def coverage_records(
                     n_treatments=k, pooling=pooling, sample_size=n, template=template, task_id=task_id,
                     **mcmc, calibrated=calibrated, converters=converters,
                     min_converters=None if converters is None else min(converters),
-                    posterior_sd_rel=sd_rel, effect_to_noise=signal,
+                    posterior_sd_rel=sd_rel, effect_to_noise=signal, pit_counts=pit_counts, z_sq_mean=z_sq_mean,
                 )
             )
     return out

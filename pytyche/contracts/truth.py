@@ -186,6 +186,10 @@ class CalibrationBundle:
 QUANTITY_FAMILIES = ("cate", "gate", "ate", "conversion_effect", "severity_effect")
 
 
+#: equal bins of the probability integral transform in :attr:`CalibrationRecord.pit_counts`:
+#: 40 puts both ends of every default level's central interval (0.5 to 0.95) on a bin edge
+PIT_BINS = 40
+
 @dataclass(frozen=True)
 class CalibrationRecord:
     """One coverage measurement: (replication, round, quantity family, nominal level).
@@ -209,6 +213,20 @@ class CalibrationRecord:
         Mean posterior sd of the family's targets over the sd of the observed outcome.
     ``effect_to_noise``
         Mean absolute posterior-mean of the family's targets over the sd of the observed outcome.
+
+    Every level at once (the same on each level's record of a family), for corrections that need
+    fewer datasets than one coverage indicator per level and for one-sided coverage:
+
+    ``pit_counts``
+        How many targets' truths fall in each of :data:`PIT_BINS` equal bins of their probability
+        integral transform among the raw draws (the share of draws below the truth, ties counted
+        half): the rank statistic of simulation-based calibration, uniform when the posterior is
+        calibrated. Central coverage at the default levels and one-sided coverage at any multiple
+        of ``1 / PIT_BINS`` are sums of bins (:func:`pit_coverage`).
+    ``z_sq_mean``
+        Mean over the targets of the squared standardized error ``((truth - mean) / sd)^2`` of the
+        raw draws (targets with ``sd = 0`` left out; ``None`` when all are): about 1 when the
+        posterior's spread is right, its square root the factor an interval is too narrow by.
 
     Every field after ``task_id`` is optional: records written before they existed still load.
     """
@@ -236,6 +254,8 @@ class CalibrationRecord:
     min_converters: int | None = None
     posterior_sd_rel: float | None = None
     effect_to_noise: float | None = None
+    pit_counts: tuple[int, ...] | None = None
+    z_sq_mean: float | None = None
 
     def __post_init__(self) -> None:
         w = "CalibrationRecord"
@@ -262,20 +282,27 @@ class CalibrationRecord:
             if len(conv) != self.n_treatments or any(c < 0 for c in conv):
                 raise invalid("converters", w, f"None or {self.n_treatments} counts >= 0", self.converters)
             object.__setattr__(self, "converters", conv)
-        for name in ("posterior_sd_rel", "effect_to_noise"):
+        for name in ("posterior_sd_rel", "effect_to_noise", "z_sq_mean"):
             v = getattr(self, name)
             if v is not None and (not math.isfinite(float(v)) or float(v) < 0):
                 raise invalid(name, w, "None or a finite number >= 0", v)
+        if self.pit_counts is not None:
+            counts = tuple(int(c) for c in self.pit_counts)
+            if len(counts) != PIT_BINS or any(c < 0 for c in counts) or sum(counts) != self.n_targets:
+                raise invalid("pit_counts", w, f"None or {PIT_BINS} counts >= 0 summing to n_targets ({self.n_targets})", self.pit_counts, show=False)
+            object.__setattr__(self, "pit_counts", counts)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if out["converters"] is not None:
-            out["converters"] = list(out["converters"])
+        for name in ("converters", "pit_counts"):
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
 
 
 #: the CalibrationRecord fields older records may lack (filled with their defaults)
 OPTIONAL_RECORD_FIELDS = (
     "template", "task_id", "num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains",
-    "calibrated", "converters", "min_converters", "posterior_sd_rel", "effect_to_noise",
+    "calibrated", "converters", "min_converters", "posterior_sd_rel", "effect_to_noise", "pit_counts", "z_sq_mean",
 )
+
