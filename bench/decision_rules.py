@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sweeps.decision_rates import wilson_interval  # noqa: E402
 from sweeps.shards import read_records  # noqa: E402
 
-P_MIN = (0.95, 0.975, 0.99, 0.995)
+P_MIN = (0.95, 0.975, 0.9875, 0.99, 0.995)  # 0.9875: the default spent gate at 4 rounds
 SUSTAIN = (1, 2)
 
 

@@ -170,7 +170,8 @@ def attach_calibration(result: Any, calibration: Any) -> Any:
         warn_uncalibrated_once(
             calibration,
             "This posterior is explicitly uncalibrated (Calibration.skip()): its intervals are raw BCF "
-            "intervals, which tend to under-cover. Pass Calibration.from_sweep(...) to correct them.",
+            "intervals, whose coverage moves with the regime and the sample size. Pass "
+            "Calibration.from_sweep(...) to correct them where its evidence supports it.",
             stacklevel=3,
         )
     return result.apply_calibration(calibration)

@@ -30,7 +30,9 @@ class ClaimLevel(str, Enum):
 
     ``CALIBRATED``: an SBC-fitted :class:`~pytyche.calibrate.Calibration` was applied, so nominal
     levels are corrected toward their empirical coverage. ``UNCALIBRATED``: raw posterior intervals
-    (``Calibration.skip()`` or no calibration), which BCF tends to make too narrow.
+    (``Calibration.skip()`` or no calibration), whose coverage moves with the regime and the
+    sample size (too wide at small n at the default config, too narrow at toy MCMC settings and
+    for some outcomes at 20k; ``bench/RESULTS.md``).
     """
 
     CALIBRATED = "calibrated"
