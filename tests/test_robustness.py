@@ -216,7 +216,7 @@ def test_run_bcf_guard_raises_on_non_finite_draws(monkeypatch):
     sys.path.insert(0, os.path.dirname(__file__))
     from _config import TINY  # the suite's shared compiled shapes
 
-    with pytest.raises(FloatingPointError, match=r"non-finite posterior draws \(mu: \d+ of 800"):
+    with pytest.raises(FloatingPointError, match=r"run_bcf produced non-finite posterior draws \(mu: \d+ of 800"):
         sampler.run_bcf(x, arm, rng.normal(size=(1, 40)), outcome_types=["continuous"], n_arms=2, config=TINY)
 
 

@@ -20,6 +20,9 @@ draws:
 - draws on the host: ``D C n k K * 24``: the float32 copy, the float64 data-scale arrays and the
   float32 result.
 
+A batch of ``B`` datasets fitted by one program (`pytyche.bcf.batch.run_bcf_batch`) holds ``B``
+times every term (``batch=B``, with ``n`` the largest dataset's rows).
+
 It is an order-of-magnitude guard (it errs high by a small factor), not an allocator: the point
 is to refuse configurations that are off by orders of magnitude before they start. On a GPU the
 device terms are compared with the device's free memory (``memory_stats()``) and the host terms
@@ -61,7 +64,7 @@ class FitMemory:
         return self.device + self.host
 
 
-def estimate_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: int) -> FitMemory:
+def estimate_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: int, batch: int = 1) -> FitMemory:
     """Estimate the peak memory of a ``run_bcf`` call (see the module docstring for the terms).
 
     Parameters
@@ -76,6 +79,8 @@ def estimate_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms:
         Outcome components (1, or 2 for the joint hurdle).
     n_arms
         Arms ``K``, control included.
+    batch
+        Datasets fitted together by one program (every term is held once per dataset).
 
     Returns
     -------
@@ -92,7 +97,7 @@ def estimate_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms:
     per_draw = chains * k * n_arms
     device_draws = config.num_draws * per_draw * n_pad * 4
     host_draws = config.num_draws * per_draw * n * 24
-    return FitMemory(device=forests + indices + data + device_draws, host=host_draws)
+    return FitMemory(device=batch * (forests + indices + data + device_draws), host=batch * host_draws)
 
 
 def _host_available() -> int | None:
@@ -146,18 +151,23 @@ def _blame(config: GPUBCFConfig, estimate: FitMemory, measure: str, **shape: int
     return best
 
 
-def check_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: int, where: str) -> FitMemory:
+def check_fit_memory(
+    config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: int, where: str, batch: int = 1
+) -> FitMemory:
     """Refuse a fit whose estimated memory exceeds what is free, before allocating anything.
 
     Raises
     ------
     ValueError
-        Naming the config field to shrink (or ``x`` when the data itself is too large), the
-        estimate and the memory available.
+        Naming the config field to shrink (or ``x`` when the data itself is too large, or
+        ``datasets`` when one dataset fits but the batch of ``batch`` does not), the estimate
+        and the memory available.
     """
     shape = {"n": n, "p": p, "k": k, "n_arms": n_arms}
-    est = estimate_fit_memory(config, **shape)
     device, host = available_memory()
+    if batch > 1:
+        _check_batch_memory(config, shape, batch, device, host, where)
+    est = estimate_fit_memory(config, **shape)
     if device is None:  # the CPU: one pool for both
         checks = [("total", est.total, host, "host memory")]
     else:
@@ -175,3 +185,32 @@ def check_fit_memory(config: GPUBCFConfig, *, n: int, p: int, k: int, n_arms: in
             raise ValueError(f"The 'x' parameter of {where} must be {detail} (no config field is above its default: fit fewer rows).")
         raise invalid(name, where, f"{detail}", getattr(config, name))
     return est
+
+
+def _check_batch_memory(
+    config: GPUBCFConfig, shape: dict[str, int], batch: int, device: int | None, host: int | None, where: str
+) -> None:
+    """Refuse a batch of ``batch`` datasets whose estimate exceeds what is free while one dataset's does not.
+
+    When one dataset alone does not fit either, returns: `check_fit_memory` then blames a config field.
+    """
+    one = estimate_fit_memory(config, **shape)
+    if device is None:
+        limits = [(one.total, host, "host memory")]
+    else:
+        limits = [(one.device, device, "device memory"), (one.host, host, "host memory")]
+    if any(have is not None and need > have for need, have, _ in limits):
+        return
+    for need, have, label in limits:
+        if have is None or batch * need <= have:
+            continue
+        fits = max(1, have // max(need, 1))
+        raise invalid(
+            "datasets",
+            where,
+            f"at most {fits} datasets for the batch to fit in memory: with n={shape['n']} rows, "
+            f"p={shape['p']} covariates, k={shape['k']} component(s), K={shape['n_arms']} arms each needs "
+            f"an estimated {_gib(need)} of {label} and {_gib(have)} is free (split the batch)",
+            f"{batch} datasets",
+            show=False,
+        )

@@ -88,8 +88,7 @@ class BCFDraws:
 # compiled driver (jitted on first use, then kept, so its cache persists across calls)
 
 
-@lazy_jit(donate_argnums=0, static_argnames=('chunk',))
-def _run_chunk(
+def _chunk_steps(
     state: kernel.BCFKernelState,
     key: jax.Array,
     start: jax.Array,
@@ -98,7 +97,7 @@ def _run_chunk(
     *,
     chunk: int,
 ) -> tuple[kernel.BCFKernelState, tuple[jax.Array, jax.Array, jax.Array]]:
-    """Run ``count <= chunk`` kernel steps, optionally evaluating after each.
+    """Run ``count <= chunk`` kernel steps, optionally evaluating after each (pure; see `_run_chunk`).
 
     Iteration ``i`` (global index ``start + j``) uses ``fold_in(key, i)``, so
     the draws do not depend on how the iterations are chunked. ``count``,
@@ -135,14 +134,28 @@ def _run_chunk(
     return lax.fori_loop(0, count, body, (state, buf))
 
 
-def _check_finite_draws(**draws: np.ndarray) -> None:
+@lazy_jit(donate_argnums=0, static_argnames=('chunk',))
+def _run_chunk(
+    state: kernel.BCFKernelState,
+    key: jax.Array,
+    start: jax.Array,
+    count: jax.Array,
+    store: jax.Array,
+    *,
+    chunk: int,
+) -> tuple[kernel.BCFKernelState, tuple[jax.Array, jax.Array, jax.Array]]:
+    """`_chunk_steps`, compiled once per ``chunk`` (the state is donated)."""
+    return _chunk_steps(state, key, start, count, store, chunk=chunk)
+
+
+def _check_finite_draws(draws: dict[str, np.ndarray], where: str = _WHERE) -> None:
     """Never return a posterior with a non-finite value: raise naming the arrays that have one."""
     bad = {name: int(np.size(a) - np.count_nonzero(np.isfinite(a))) for name, a in draws.items()}
     bad = {name: count for name, count in bad.items() if count}
     if bad:
-        where = ', '.join(f'{name}: {count} of {draws[name].size}' for name, count in bad.items())
+        counts = ', '.join(f'{name}: {count} of {draws[name].size}' for name, count in bad.items())
         raise FloatingPointError(
-            f'{_WHERE} produced non-finite posterior draws ({where} values are NaN or inf), so no '
+            f'{where} produced non-finite posterior draws ({counts} values are NaN or inf), so no '
             'posterior is returned. The MCMC diverged or overflowed: check the outcome scale '
             f'(magnitudes up to {MAX_ABS_OUTCOME:g} are accepted; rescale towards O(1)) and the priors.'
         )
@@ -156,14 +169,25 @@ def _check_finite_draws(**draws: np.ndarray) -> None:
 _TAU_OWN_ROWS = True
 
 
+def _tau_bucket(arm: np.ndarray, n_arms: int, config: GPUBCFConfig) -> int | None:
+    """Rows of each own-row tau buffer: ``config.bucket_size`` of the largest treated arm's row count.
+
+    `None` when the tau forests span all rows (centred coding, or the all-rows path): then no
+    bucket beyond the row bucket shapes the program.
+    """
+    if not (_TAU_OWN_ROWS and config.tau_coding == 'contrast'):
+        return None
+    arm_rows = np.bincount(np.asarray(arm), minlength=n_arms)[1:]
+    return config.bucket_size(max(int(arm_rows.max(initial=0)), 1))
+
+
 def _init_kwargs(prep, types: tuple[str, ...], n_arms: int, config: GPUBCFConfig, arm: np.ndarray) -> dict:  # noqa: ANN001
     """`kernel.init`'s arguments for a prepared fit.
 
-    The own-row tau buffers hold ``config.bucket_size`` of the largest treated arm's row count,
-    so, like the row bucket, their shape depends on a bucket and not on the exact counts.
+    The own-row tau buffers hold `_tau_bucket` rows, so, like the row bucket, their shape depends
+    on a bucket and not on the exact counts.
     """
-    own_rows = _TAU_OWN_ROWS and config.tau_coding == 'contrast'
-    arm_rows = np.bincount(np.asarray(arm), minlength=n_arms)[1:]
+    tau_bucket = _tau_bucket(arm, n_arms, config)
     return dict(
         X=prep.X,
         y=prep.y,
@@ -185,9 +209,9 @@ def _init_kwargs(prep, types: tuple[str, ...], n_arms: int, config: GPUBCFConfig
         num_chains=config.num_chains,
         tau0_prior_sd=prep.tau0_prior_sd,
         tau_coding=config.tau_coding,
-        tau_own_rows=own_rows,
+        tau_own_rows=tau_bucket is not None,
         # centred coding (every forest on every row) takes no bucket: one program per shape
-        tau_bucket=config.bucket_size(max(int(arm_rows.max(initial=0)), 1)) if own_rows else None,
+        tau_bucket=tau_bucket,
     )
 
 
@@ -277,7 +301,6 @@ def run_bcf(
     )
     prep = _prepare(xa, arma, ya, miss, types, n_arms, mu_cov, config)
 
-    univariate = k == 1
     state = kernel.init(**_init_kwargs(prep, types, n_arms, config, arma))
 
     key = random.key(config.seed)
@@ -307,11 +330,32 @@ def run_bcf(
             tau_list.append(np.asarray(tau_d)[:count])
             sig_list.append(np.asarray(sig_d)[:count])
 
+    mu, tau, sigma = _data_scale_draws(
+        np.concatenate(mu_list, axis=0), np.concatenate(tau_list, axis=0), np.concatenate(sig_list, axis=0), prep, types, n
+    )
+    return BCFDraws(mu=mu, tau=tau, sigma=sigma, outcome_types=types, n_compilations=compilation_count() - before)
+
+
+def _data_scale_draws(
+    mu: np.ndarray,
+    tau: np.ndarray,
+    sigma: np.ndarray,
+    prep,  # noqa: ANN001
+    types: tuple[str, ...],
+    n: int,
+    where: str = _WHERE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept draws in data units at the ``n`` training rows: `BCFDraws`' ``mu``, ``tau``, ``sigma``.
+
+    Takes the stored draws stacked along a leading draw axis, internal units, padded rows
+    included: ``(draws, chains, [k,] n_pad)``, ``(draws, chains, K-1, [k,] n_pad)`` and
+    ``(draws, chains, k)``. Raises `FloatingPointError` (naming ``where``) on a non-finite value.
+    """
     # (draws, chains, [K-1,] [k,] n_pad) -> (chains, draws, [K-1,] k, n)
-    mu = np.moveaxis(np.concatenate(mu_list, axis=0), 0, 1)
-    tau = np.moveaxis(np.concatenate(tau_list, axis=0), 0, 1)
-    sigma = np.moveaxis(np.concatenate(sig_list, axis=0), 0, 1).astype(np.float64)
-    if univariate:
+    mu = np.moveaxis(mu, 0, 1)
+    tau = np.moveaxis(tau, 0, 1)
+    sigma = np.moveaxis(sigma, 0, 1).astype(np.float64)
+    if len(types) == 1:
         mu = mu[:, :, None, :]
         tau = tau[:, :, :, None, :]
     mu = mu[..., :n].astype(np.float64)
@@ -321,12 +365,9 @@ def run_bcf(
     sigma = sigma * prep.scale
     is_bin = np.array([t == 'binary' for t in types])
     sigma[..., is_bin] = 1.0
-    _check_finite_draws(mu=mu, tau=tau, sigma=sigma)
-
-    return BCFDraws(
-        mu=np.ascontiguousarray(mu, np.float32),
-        tau=np.ascontiguousarray(tau, np.float32),
-        sigma=np.ascontiguousarray(sigma, np.float32),
-        outcome_types=types,
-        n_compilations=compilation_count() - before,
+    _check_finite_draws({'mu': mu, 'tau': tau, 'sigma': sigma}, where)
+    return (
+        np.ascontiguousarray(mu, np.float32),
+        np.ascontiguousarray(tau, np.float32),
+        np.ascontiguousarray(sigma, np.float32),
     )
