@@ -79,6 +79,9 @@ _TOP_KEYS = (
 )
 _WHERE = "SweepSpec"
 
+#: the MODEL_VERSION current when task ids began to name the model: its tasks hash as before
+FINGERPRINTED_SINCE = 3
+
 
 #: ``_err(name, expected, got)``: the ValueError for a bad spec field (YAML fields, long values shown)
 _err = error_for(_WHERE, noun="field", width=120)
@@ -275,7 +278,11 @@ class Task:
         """What determines the task's result (hashed into :attr:`task_id`).
 
         A task without a population hashes exactly as before populations existed (no
-        ``population`` key), so existing sweeps keep their task ids and resume."""
+        ``population`` key), so existing sweeps keep their task ids and resume. The model the
+        task fits (:data:`~pytyche.bcf.fingerprint.MODEL_VERSION`) is part of it from the first
+        version after :data:`FINGERPRINTED_SINCE`, the version current when fingerprints were
+        introduced (whose tasks hash as before): a sweep resumed after a model change reruns
+        every task rather than mixing two models' records."""
         ident = {
             "template": self.template,
             "params": self.params_dict,
@@ -291,6 +298,10 @@ class Task:
         }
         if self.population:
             ident["population"] = self.population_dict
+        from pytyche.bcf.fingerprint import MODEL_VERSION
+
+        if MODEL_VERSION != FINGERPRINTED_SINCE:
+            ident["model_version"] = MODEL_VERSION
         return ident
 
     def cell_identity(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pytyche._validation import InstanceOf, invalid, validate, wrong_type
+from pytyche.bcf.fingerprint import MODEL_HISTORY, MODEL_VERSION
 from pytyche.calibrate.correction import (
     CHECKED_MCMC_FIELDS,
     LayeredCalibrationCorrection,
@@ -428,11 +429,24 @@ class Calibration:
                 got_v = config.get(k, want) if isinstance(config, Mapping) else getattr(config, k, want)
                 if got_v != want:
                     out.append((k, want, got_v))
+        version = self.model_version
+        if version is not None and version != MODEL_VERSION:  # an artifact of another model
+            out.append(("model_version", version, MODEL_VERSION))
         return out
 
+    @property
+    def model_version(self) -> int | None:
+        """The :data:`~pytyche.bcf.fingerprint.MODEL_VERSION` the artifact's records came from
+        (``None``: records that predate model versions, or no artifact). A posterior of another
+        model is outside the artifact's regime."""
+        return None if self.correction is None else self.correction.model_version
+
     def mismatches(self, observed: Any, pooling: str | None = None, config: Any = None) -> list[str]:
-        """Names of the regime dimensions that differ: ``metric``, ``n_treatments``, ``pooling``
-        and the MCMC settings ``num_trees_mu``, ``num_trees_tau``, ``num_draws``, ``num_chains``.
+        """Names of the regime dimensions that differ: ``metric``, ``n_treatments``, ``pooling``,
+        the MCMC settings ``num_trees_mu``, ``num_trees_tau``, ``num_draws``, ``num_chains``, and
+        ``model_version`` for an artifact fitted on another model
+        (:mod:`pytyche.bcf.fingerprint`; artifacts that predate model versions carry none and
+        are not checked on it).
 
         ``observed`` may be a posterior, whose pooling and config are then checked too.
         ``pooling=None`` / ``config=None`` (with observed data) leave those unchecked; the MCMC
@@ -444,6 +458,9 @@ class Calibration:
     def mismatch_message(self, observed: Any, pooling: str | None = None, config: Any = None) -> str:
         """One sentence per mismatched dimension (empty when it applies)."""
         return "; ".join(
+            f"model_version: calibration fitted on model version {want} ({MODEL_HISTORY.get(want, 'unknown')}), "
+            f"this pytyche fits model version {got}: refit the artifact on the current model"
+            if d == "model_version" else
             f"{d}: calibration fitted on {want!r}, {'data' if d in ('metric', 'metric_family', 'n_treatments') else 'posterior'} has {got!r}"
             for d, want, got in self._details(observed, pooling, config)
         )

@@ -378,6 +378,7 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
     }
     for name in MCMC_FIELDS:
         out[name] = _ints(cols.get(name), n)
+    out["model_version"] = _ints(cols.get("model_version"), n)
     if n:
         bad = ~np.isin(out["family"], QUANTITY_FAMILIES)
         if bad.any():
@@ -389,6 +390,18 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
         if np.any(out["n_targets"] < 1):
             raise invalid("records", where, "records with n_targets >= 1", "a record with n_targets < 1", show=False)
     return out
+
+
+def _records_model_version(versions: np.ndarray, where: str) -> int | None:
+    """The one model version of a regime's records, or ``None`` when none carries one."""
+    known = versions[~np.isnan(versions)]
+    if known.size == 0:
+        return None
+    found = sorted({int(v) for v in known})
+    if len(found) > 1 or known.size < versions.size:
+        got = ", ".join(str(v) for v in found) + (" and records with none" if known.size < versions.size else "")
+        raise invalid("records", where, "records of one model (one model_version): an artifact describes one model", f"versions {got}", show=False)
+    return found[0]
 
 
 def _ints(values: Any, n: int) -> np.ndarray:
@@ -528,6 +541,9 @@ class LayeredCalibrationCorrection:
         continuous metric serves every continuous metric (an operator's ``order_value`` as
         well as the fit sweep's ``session_minutes``); ``None`` (older artifacts): the metric's
         name must match.
+    model_version
+        The :data:`~pytyche.bcf.fingerprint.MODEL_VERSION` of the fits behind the records (read
+        from them); ``None`` for artifacts fitted from records that predate model versions.
     """
 
     metric: str
@@ -542,6 +558,7 @@ class LayeredCalibrationCorrection:
     beyond_data: str = "nearest"
     metric_family: str | None = None
     min_units_by_family: Mapping[str, int] | None = field(default=None, hash=False)
+    model_version: int | None = None
 
     def __post_init__(self) -> None:
         where = "LayeredCalibrationCorrection"
@@ -685,6 +702,7 @@ class LayeredCalibrationCorrection:
                 f"{n_all} records of regimes {present}", show=False,
             )
         cols = {k: v[regime] for k, v in cols.items()}
+        model_version = _records_model_version(cols["model_version"], where)
         probe = cls(metric, n_treatments, pooling, band_edges=tuple(band_edges))
         by_family = None if min_units is not None else {
             f: derived_min_units(f, cols) for f in QUANTITY_FAMILIES if (cols["family"] == f).any()}
@@ -710,7 +728,7 @@ class LayeredCalibrationCorrection:
         return cls(
             metric, n_treatments, pooling, probe.band_edges, DEFAULT_MIN_UNITS if min_units is None else min_units,
             tuple(layers), tuple(pooled), prov, mcmc=mcmc, beyond_data=beyond_data, metric_family=metric_family,
-            min_units_by_family=by_family,
+            min_units_by_family=by_family, model_version=model_version,
         )
 
     @classmethod
@@ -889,6 +907,8 @@ class LayeredCalibrationCorrection:
             "min_units": self.min_units,
             # optional: written only when derived, so an older artifact round-trips unchanged
             **({"min_units_by_family": dict(self.min_units_by_family)} if self.min_units_by_family is not None else {}),
+            # optional: written only when known, so an older artifact round-trips unchanged
+            **({"model_version": self.model_version} if self.model_version is not None else {}),
             "layers": [c.to_dict() for c in self.layers],
             "family_curves": [c.to_dict() for c in self.family_curves],
             "mcmc": None if self.mcmc is None else dict(self.mcmc),
@@ -1014,11 +1034,14 @@ def _artifact_from_dict(cls: type, d: Any, source: str) -> Any:
     beyond_data = "pooled" if legacy else _field(d, "beyond_data", "beyond_data", source)
     metric_family = d.get("metric_family")  # optional: absent in artifacts fitted before it existed
     min_units_by_family = d.get("min_units_by_family")  # optional, likewise
+    model_version = d.get("model_version")  # optional: absent in artifacts fitted before model versions
+    if model_version is not None and (isinstance(model_version, bool) or not isinstance(model_version, int) or model_version < 1):
+        raise _bad_field(source, "model_version", "an int >= 1 (a MODEL_VERSION)", model_version)
     try:
         out = cls(
             metric=metric, n_treatments=n_treatments, pooling=pooling, band_edges=band_edges,
             min_units=min_units, provenance=provenance, mcmc=mcmc, beyond_data=beyond_data,
-            metric_family=metric_family, min_units_by_family=min_units_by_family, **curves,
+            metric_family=metric_family, min_units_by_family=min_units_by_family, model_version=model_version, **curves,
         )
     except (TypeError, ValueError) as err:
         # the constructor's message names the field (its parameter) and the value

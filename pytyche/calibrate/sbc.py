@@ -37,6 +37,7 @@ import numpy as np
 
 from pytyche._arms import one_hot
 from pytyche._validation import check_float, check_int, invalid, wrong_type
+from pytyche.bcf.fingerprint import MODEL_VERSION
 from pytyche.calibrate.calibration import Calibration, posterior_pooling
 from pytyche.calibrate.correction import DEFAULT_LEVELS, mcmc_of
 from pytyche.contracts.enums import Decision
@@ -342,6 +343,7 @@ def coverage_records(
                     **mcmc, calibrated=calibrated, converters=converters,
                     min_converters=None if converters is None else min(converters),
                     posterior_sd_rel=sd_rel, effect_to_noise=signal, pit_counts=pit_counts, z_sq_mean=z_sq_mean,
+                    model_version=MODEL_VERSION,
                 )
             )
     return out

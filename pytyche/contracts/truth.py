@@ -228,6 +228,10 @@ class CalibrationRecord:
         raw draws (targets with ``sd = 0`` left out; ``None`` when all are): about 1 when the
         posterior's spread is right, its square root the factor an interval is too narrow by.
 
+    ``model_version``
+        The :data:`~pytyche.bcf.fingerprint.MODEL_VERSION` of the fit (``None`` on records that
+        predate model versions): an artifact is fitted from records of one model.
+
     Every field after ``task_id`` is optional: records written before they existed still load.
     """
 
@@ -256,6 +260,7 @@ class CalibrationRecord:
     effect_to_noise: float | None = None
     pit_counts: tuple[int, ...] | None = None
     z_sq_mean: float | None = None
+    model_version: int | None = None
 
     def __post_init__(self) -> None:
         w = "CalibrationRecord"
@@ -271,7 +276,7 @@ class CalibrationRecord:
             raise invalid("mean_width", w, "a finite number >= 0", self.mean_width)
         if self.pooling not in ("joint", "independent", "none"):
             raise invalid("pooling", w, "'joint', 'independent' or 'none'", self.pooling)
-        for name in ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains", "min_converters"):
+        for name in ("num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains", "min_converters", "model_version"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
                 raise invalid(name, w, "None or an int >= 0", v)
@@ -304,5 +309,6 @@ class CalibrationRecord:
 OPTIONAL_RECORD_FIELDS = (
     "template", "task_id", "num_trees_mu", "num_trees_tau", "num_burnin", "num_draws", "num_chains",
     "calibrated", "converters", "min_converters", "posterior_sd_rel", "effect_to_noise", "pit_counts", "z_sq_mean",
+    "model_version",
 )
 
