@@ -42,7 +42,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import random
-from tqdm.auto import tqdm
 
 from pytyche._compilation import compilation_count
 from pytyche._validation import Interval, check, invalid, wrong_type
@@ -52,7 +51,7 @@ from pytyche.bcf._jit import lazy_jit
 from pytyche.bcf._priors import _prepare
 from pytyche.bcf.config import MAX_SEED, GPUBCFConfig
 from pytyche.bcf.memory import check_fit_memory
-from pytyche.bcf.sampler import BCFDraws, _chunk_steps, _data_scale_draws, _init_kwargs, _tau_bucket
+from pytyche.bcf.sampler import BCFDraws, _chunk_steps, _data_scale_draws, _init_kwargs, _sample_chunks, _tau_bucket
 
 __all__ = ['BCFData', 'BatchKey', 'batch_key', 'run_bcf_batch']
 
@@ -295,9 +294,9 @@ def run_bcf_batch(
     # each dataset's initial state exactly as `run_bcf` builds it, then stacked
     state = _stack(tuple(kernel.init(**_init_kwargs(prep, types, n_arms, config, c[1])) for prep, c in zip(preps, checked)))
     rng = random.wrap_key_data(jnp.stack([random.key_data(random.key(s)) for s in seed_list]))
-    pending = _run_all(state, rng, config, progress)
+    pending = _sample_chunks(_run_batch_chunk, state, rng, config, progress, 'BCF MCMC (batch)')
 
-    host = [[(count, np.asarray(a)) for count, a in part] for part in pending]  # one transfer per chunk
+    host = [[(count, np.asarray(out[j])) for count, out in pending] for j in range(3)]  # one transfer per chunk
     out = []
     for i, (prep, c) in enumerate(zip(preps, checked)):
         mu, tau, sigma = (np.concatenate([a[i, :count] for count, a in part], axis=0) for part in host)
@@ -306,27 +305,3 @@ def run_bcf_batch(
     return [BCFDraws(mu=m, tau=t, sigma=s, outcome_types=types, n_compilations=n_compilations) for m, t, s in out]
 
 
-def _run_all(
-    state: kernel.BCFKernelState, rng: jax.Array, config: GPUBCFConfig, progress: bool
-) -> tuple[list, list, list]:
-    """Burn in and sample every dataset; ``(count, draws)`` of each sampling chunk, per output."""
-    total = config.num_burnin + config.num_draws
-    chunk = config.chunk_size
-    pending: tuple[list, list, list] = ([], [], [])
-    done = 0
-    with tqdm(total=total, disable=not progress, desc='BCF MCMC (batch)', unit='it') as bar:
-        while done < total:
-            in_burnin = done < config.num_burnin
-            stop = config.num_burnin if in_burnin else total
-            count = min(chunk, stop - done)
-            state, out = _run_batch_chunk(
-                state, rng, np.int32(done), np.int32(count), np.bool_(not in_burnin), chunk=chunk
-            )
-            if not in_burnin:
-                for part, arr in zip(pending, out):
-                    part.append((count, arr))
-            done += count
-            if progress:
-                jax.block_until_ready(state.resid)
-                bar.update(count)
-    return pending

@@ -134,18 +134,8 @@ def _chunk_steps(
     return lax.fori_loop(0, count, body, (state, buf))
 
 
-@lazy_jit(donate_argnums=0, static_argnames=('chunk',))
-def _run_chunk(
-    state: kernel.BCFKernelState,
-    key: jax.Array,
-    start: jax.Array,
-    count: jax.Array,
-    store: jax.Array,
-    *,
-    chunk: int,
-) -> tuple[kernel.BCFKernelState, tuple[jax.Array, jax.Array, jax.Array]]:
-    """`_chunk_steps`, compiled once per ``chunk`` (the state is donated)."""
-    return _chunk_steps(state, key, start, count, store, chunk=chunk)
+#: `_chunk_steps`, compiled once per ``chunk`` (the state is donated)
+_run_chunk = lazy_jit(_chunk_steps, donate_argnums=0, static_argnames=('chunk',))
 
 
 def _check_finite_draws(draws: dict[str, np.ndarray], where: str = _WHERE) -> None:
@@ -303,37 +293,38 @@ def run_bcf(
 
     state = kernel.init(**_init_kwargs(prep, types, n_arms, config, arma))
 
-    key = random.key(config.seed)
+    pending = _sample_chunks(_run_chunk, state, random.key(config.seed), config, progress)
+    mu, tau, sigma = (np.concatenate([np.asarray(out[j])[:count] for count, out in pending], axis=0) for j in range(3))
+    mu, tau, sigma = _data_scale_draws(mu, tau, sigma, prep, types, n)
+    return BCFDraws(mu=mu, tau=tau, sigma=sigma, outcome_types=types, n_compilations=compilation_count() - before)
+
+
+def _sample_chunks(
+    run_chunk, state: kernel.BCFKernelState, key: jax.Array, config: GPUBCFConfig, progress: bool, desc: str = 'BCF MCMC'  # noqa: ANN001
+) -> list[tuple[int, tuple[jax.Array, jax.Array, jax.Array]]]:
+    """Burn in, then sample, in chunks of ``config.chunk_size`` iterations.
+
+    ``run_chunk(state, key, start, count, store, chunk=...)`` is `_run_chunk` (or the batched
+    twin in `pytyche.bcf.batch`); returns ``(count, (mu, tau, sigma))`` of each sampling chunk,
+    still on the device, the first ``count`` entries along the chunk axis being kept draws.
+    """
     total = config.num_burnin + config.num_draws
-    mu_list: list[np.ndarray] = []
-    tau_list: list[np.ndarray] = []
-    sig_list: list[np.ndarray] = []
     chunk = config.chunk_size
-    with tqdm(total=total, disable=not progress, desc='BCF MCMC', unit='it') as bar:
-        pending = []
-        done = 0
+    pending = []
+    done = 0
+    with tqdm(total=total, disable=not progress, desc=desc, unit='it') as bar:
         while done < total:
             in_burnin = done < config.num_burnin
             stop = config.num_burnin if in_burnin else total
             count = min(chunk, stop - done)
-            state, out = _run_chunk(
-                state, key, np.int32(done), np.int32(count), np.bool_(not in_burnin), chunk=chunk
-            )
+            state, out = run_chunk(state, key, np.int32(done), np.int32(count), np.bool_(not in_burnin), chunk=chunk)
             if not in_burnin:
                 pending.append((count, out))
             done += count
             if progress:
                 jax.block_until_ready(state.resid)
                 bar.update(count)
-        for count, (mu_d, tau_d, sig_d) in pending:
-            mu_list.append(np.asarray(mu_d)[:count])
-            tau_list.append(np.asarray(tau_d)[:count])
-            sig_list.append(np.asarray(sig_d)[:count])
-
-    mu, tau, sigma = _data_scale_draws(
-        np.concatenate(mu_list, axis=0), np.concatenate(tau_list, axis=0), np.concatenate(sig_list, axis=0), prep, types, n
-    )
-    return BCFDraws(mu=mu, tau=tau, sigma=sigma, outcome_types=types, n_compilations=compilation_count() - before)
+    return pending
 
 
 def _data_scale_draws(
