@@ -35,7 +35,7 @@ from pytyche.experiment import (
     cold_start_plan,
     sequential_experiment,
 )
-from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, reindex, round_of_rows
+from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, design_propensities, reindex, round_design, round_of_rows
 from pytyche.experiment.engine import OPTIMIZED_MAX, cell_weights
 
 from _config import TINY  # noqa: E402  (shared with the viz and sweep tests)
@@ -239,7 +239,6 @@ def test_the_fit_sees_design_propensities_not_the_routing_cell():
     reads as an effect; seen on a null DGP with the lift at +1.7 [0.7, 2.5] where the arms' means
     differed by 0.07)."""
     from pytyche.bcf.preprocess import design_from_observed
-    from pytyche.experiment.cumulative import design_propensities
 
     gen = make_generator("null_effect", seed=3)
     plans = [cold_start_plan(gen.treatments, 0, 400)]
@@ -257,6 +256,34 @@ def test_the_fit_sees_design_propensities_not_the_routing_cell():
     assert design_from_observed(cum).mu_covariates is not None
     with pytest.raises(ValueError, match="one plan per round"):
         _build_cumulative([r0, r1], control="control", plans=plans[:1])
+    # the rounds' design frames, computed once, give the same cumulative data as the plans
+    designs = [round_design(r, p) for r, p in zip([r0, r1], plans)]
+    cum2, pos2 = _build_cumulative([r0, r1], control="control", designs=designs)
+    np.testing.assert_array_equal(cum2.propensity(), cum.propensity())
+    np.testing.assert_array_equal(design_propensities([r0, r1], None, pos2, cum2.variant_names, designs=designs),
+                                  design_propensities([r0, r1], plans, pos, cum.variant_names))
+    with pytest.raises(ValueError, match="'designs' parameter"):
+        _build_cumulative([r0, r1], control="control", plans=plans, designs=designs)
+    with pytest.raises(ValueError, match="one design per round"):
+        _build_cumulative([r0, r1], control="control", designs=designs[:1])
+
+
+def test_each_round_design_is_computed_once(monkeypatch):
+    """A round's design propensities depend on its own plan and visitors only: the runner computes
+    them once, when the round runs, and reuses them for the fit's covariate and the policy value
+    of every later round (not once per consumer and again every round)."""
+    import pytyche.experiment.sequential as seq
+
+    calls = []
+    real = seq.round_design
+    monkeypatch.setattr(seq, "round_design", lambda obs, plan: calls.append(plan.round_idx) or real(obs, plan))
+    gen = make_generator("null_effect", seed=5)
+    exp = _exp(gen, FixedSchedule(300, 3), list(gen.treatments), seed=0)
+    results = list(exp)
+    assert calls == [0, 1, 2]
+    last = results[-1]
+    rebuilt, _ = _build_cumulative(exp._round_data, control="control", plans=[e.round.plan for e in results])
+    np.testing.assert_array_equal(last.observed.propensity(), rebuilt.propensity())
 
 # ---- end to end: three rounds on clustered_realistic ----------------------------------------
 

@@ -22,7 +22,7 @@ from pytyche._validation import violated
 from pytyche.contracts.observed import ObservedExperimentData, VariantData, propensity_columns
 from pytyche.contracts.truth import CalibrationTruth
 
-__all__ = ["_build_cumulative", "cumulative_order", "design_propensities", "reindex", "cumulative_truth", "cumulative_cells", "round_of_rows"]
+__all__ = ["_build_cumulative", "cumulative_order", "round_design", "design_in_order", "design_propensities", "reindex", "cumulative_truth", "cumulative_cells", "round_of_rows"]
 
 
 def cumulative_order(rounds: Sequence[ObservedExperimentData], control: str | None = None) -> tuple[str, ...]:
@@ -58,12 +58,14 @@ def _full_probs(obs: ObservedExperimentData, order: tuple[str, ...]) -> np.ndarr
     return full
 
 
-def _round_design(obs: ObservedExperimentData, plan: Any, order: tuple[str, ...]) -> np.ndarray:
-    """``(n_round, K_cum)`` design propensities of one round's visitors (round variant-major).
+def round_design(obs: ObservedExperimentData, plan: Any) -> pd.DataFrame:
+    """Design propensities of one round's visitors: a ``(n_round, arms)`` frame over ``plan.treatments``.
 
     ``sum_c w_c * pi_c(a | x)`` over the plan's cells: the probability that the round's
     randomisation (a cell drawn with the plan's weight, then the cell's policy) delivers arm ``a``
-    to a visitor with features ``x``. Arms the plan does not hold get 0.
+    to a visitor with features ``x``. Rows are the round's visitors (round variant-major). A round's
+    design depends on its own plan and visitors only, so it is computed once, when the round runs,
+    and mapped onto each later cumulative arm order by :func:`design_in_order`.
     """
     universe = tuple(plan.treatments)
     visitors = obs.visitors()
@@ -74,33 +76,40 @@ def _round_design(obs: ObservedExperimentData, plan: Any, order: tuple[str, ...]
     for c, w in zip(plan.cells, weights):
         _, probs = c.policy.assign(visitors, universe, rng)
         mix += w * np.asarray(probs, dtype=np.float64)
-    cols = [universe.index(t) if t in universe else -1 for t in order]
-    return np.stack([mix[:, j] if j >= 0 else np.zeros(obs.n_visitors) for j in cols], axis=1)
+    return pd.DataFrame(mix, columns=list(universe))
+
+
+def design_in_order(design: pd.DataFrame, order: Sequence[str]) -> np.ndarray:
+    """``(n_round, len(order))`` columns of a :func:`round_design` frame; arms its plan lacked get 0."""
+    return design.reindex(columns=list(order), fill_value=0.0).to_numpy(dtype=np.float64)
 
 
 def design_propensities(
     rounds: Sequence[Any],
-    plans: Sequence[Any],
+    plans: Sequence[Any] | None,
     positions: Sequence[np.ndarray],
     order: Sequence[str],
+    designs: Sequence[pd.DataFrame] | None = None,
 ) -> np.ndarray:
     """``(N, K)`` design propensities of the cumulative visitors over the cumulative arms ``order``.
 
     Round ``r``'s visitors get ``sum_c w_c * pi_c(a | x)`` from ``plans[r]`` (its cells' weights and
-    policies), placed at ``positions[r]``.
+    policies), placed at ``positions[r]``. Pass ``designs`` (the rounds' :func:`round_design`
+    frames) instead of ``plans`` when they are already computed.
     """
-    order = tuple(order)
+    if designs is None:
+        if plans is None:
+            raise violated("'plans' parameter", "design_propensities", "be given when 'designs' is not. Got None instead.")
+        designs = [round_design(obs, plan) for obs, plan in zip(rounds, plans)]
     n_total = int(sum(p.shape[0] for p in positions))
-    out = np.zeros((n_total, len(order)))
-    for obs, plan, pos in zip(rounds, plans, positions):
-        out[pos] = _round_design(obs, plan, order)
-    return out
+    return reindex([design_in_order(d, order) for d in designs], positions, n_total)
 
 
 def _build_cumulative(
     rounds: Sequence[ObservedExperimentData],
     control: str | None = None,
     plans: Sequence[Any] | None = None,
+    designs: Sequence[pd.DataFrame] | None = None,
 ) -> tuple[ObservedExperimentData, list[np.ndarray]]:
     """Concatenate rounds into one variant-major :class:`ObservedExperimentData`.
 
@@ -116,6 +125,9 @@ def _build_cumulative(
         not the probabilities of the cell that routed each visitor: the cell is drawn at random,
         so it says nothing about the visitor, and a fit that conditions on it compares each cell
         only with itself (a holdout cell's controls never inform the treated cell's contrast).
+    designs
+        The rounds' :func:`round_design` frames, when the caller already has them (the sequential
+        runner computes each round's once); takes the place of ``plans``.
 
     Returns
     -------
@@ -138,10 +150,16 @@ def _build_cumulative(
         )
     first = rounds[0]
     prop_cols = propensity_columns(k)
+    if plans is not None and designs is not None:
+        raise violated("'designs' parameter", "_build_cumulative", "be None when 'plans' is given (pass one of them).")
     if plans is not None:
         if len(plans) != len(rounds):
             raise violated("'plans' parameter", "_build_cumulative", f"hold one plan per round ({len(rounds)}). Got {len(plans)} instead.")
-        probs = [_round_design(r, plan, order) for r, plan in zip(rounds, plans)]
+        designs = [round_design(r, plan) for r, plan in zip(rounds, plans)]
+    if designs is not None:
+        if len(designs) != len(rounds):
+            raise violated("'designs' parameter", "_build_cumulative", f"hold one design per round ({len(rounds)}). Got {len(designs)} instead.")
+        probs = [design_in_order(d, order) for d in designs]
     elif any(r.has_propensity for r in rounds):
         probs = [_full_probs(r, order) for r in rounds]
     else:

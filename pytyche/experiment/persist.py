@@ -70,7 +70,7 @@ from pytyche.contracts.observed import ObservedExperimentData, VariantData, Visi
 from pytyche.contracts.results import AnalysisResult, DecisionThresholds, DiscoveredSegment, PolicyTreeResult, RecommendationSummary
 from pytyche.contracts.rules import AllOf, rule_from_dict
 from pytyche.contracts.truth import CalibrationTruth
-from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
+from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, round_design
 from pytyche.experiment.graduation import ExpectedLossRule, ShipSignal
 from pytyche.experiment.plan_io import SplitTree, cell_from_dict, cell_to_dict, plan_from_dict, plan_to_dict, tree_to_dict
 from pytyche.experiment.policies import TreePolicy
@@ -666,7 +666,7 @@ def load_experiment(
     round_data: list[ObservedExperimentData] = []
     truths: list[CalibrationTruth] = []
     history: list[Experiment] = []
-    plans: list[Any] = []
+    designs: list[pd.DataFrame] = []  # each round's design propensities, computed once
     try:
         for meta in hist["rounds"]:
             r = int(meta["round_idx"])
@@ -681,8 +681,8 @@ def load_experiment(
                 truth = _truth_from(rd.parquet(meta["truth"]["file"]), meta["truth"]["treatments"], meta["truth"]["hurdle"])
                 truths.append(truth)
             plan = plan_from_dict(meta["plan"], policies)
-            plans.append(plan)
-            cumulative, positions = _build_cumulative(round_data, control=treatments[0], plans=plans)
+            designs.append(round_design(obs, plan))
+            cumulative, positions = _build_cumulative(round_data, control=treatments[0], designs=designs)
             cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truths else None
             next_plan = plan_from_dict(meta["next_plan"], policies)
             posterior = None
@@ -736,6 +736,7 @@ def load_experiment(
 
     exp._round_data = round_data
     exp._round_truths = truths
+    exp._round_designs = designs
     exp._cumulative = history[-1].observed if history else None
     exp._next_plan = history[-1].next_plan if history else None
     exp._history = history

@@ -33,11 +33,11 @@ from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
 from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD, DecisionThresholds, credible_segments
 from pytyche.contracts.truth import CalibrationTruth
 from pytyche.experiment.cells import Cell, validate_cells
-from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth
+from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, design_propensities, round_design
 from pytyche.experiment.engine import cold_start_plan, recommend
 from pytyche.experiment.graduation import ExpectedLossRule, GraduationCandidate, GraduationRule, sustain
 from pytyche.experiment.plan import NextRoundPlan
-from pytyche.experiment.policy_value import DEFAULT_FOLDS, PolicyTreeLearner, design_propensities, estimate_policy_value
+from pytyche.experiment.policy_value import DEFAULT_FOLDS, PolicyTreeLearner, estimate_policy_value
 from pytyche.experiment.rounds import Experiment, Round, compare_to_truth, recommended_arms, score_cells
 from pytyche.experiment.summary import render_summary
 from pytyche.experiment.srm import SampleRatioMismatchWarning, srm_check, warn_srm
@@ -46,6 +46,7 @@ from pytyche.experiment.spending import DEFAULT_SHIP_SPENDING, ShipSpending
 from pytyche.experiment.spending import ship_spending as ship_spending_of
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from pytyche.bcf.config import GPUBCFConfig
     from pytyche.calibrate import Calibration
 
@@ -283,6 +284,7 @@ class SequentialExperiment:
         self._history: list[Experiment] = []
         self._round_data: list[ObservedExperimentData] = []
         self._round_truths: list[CalibrationTruth] = []
+        self._round_designs: list[pd.DataFrame] = []  # each round's design propensities, computed once
         self._cumulative: ObservedExperimentData | None = None
         self._next_plan: NextRoundPlan | None = None
 
@@ -453,9 +455,10 @@ class SequentialExperiment:
         # 1. data
         observed, truth = self._validate_round(round_idx, plan, self._generator(round_idx, plan))
         rounds = [*self._round_data, observed]
-        plans = [e.round.plan for e in self._history] + [plan]
-        # the fit's propensity covariate is each round's design propensity (cells mixed by weight)
-        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0], plans=plans)
+        # the fit's propensity covariate is each round's design propensity (cells mixed by weight);
+        # past rounds' designs are kept, so each round's policies run once
+        designs = [*self._round_designs, round_design(observed, plan)]
+        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0], designs=designs)
         if cumulative.control != self._treatments[0]:
             raise violated(
                 "cumulative data", _WHERE,
@@ -506,7 +509,7 @@ class SequentialExperiment:
         rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
         policy_value = None
         if cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
-            design = design_propensities(rounds, plans, positions, cumulative.variant_names)
+            design = design_propensities(rounds, None, positions, cumulative.variant_names, designs=designs)
             learner = PolicyTreeLearner(
                 max_depth=self._max_segment_depth, min_segment_share=self._min_segment_share,
                 allowed=tuple(t in next_plan.active_treatments for t in cumulative.variant_names),
@@ -538,6 +541,7 @@ class SequentialExperiment:
         # 6. commit (nothing above mutated self)
         self._round_data = rounds
         self._round_truths = truths
+        self._round_designs = designs
         self._cumulative = cumulative
         self._next_plan = next_plan
         self._history = [*self._history, experiment]
