@@ -25,6 +25,9 @@ _TEMPLATES: dict[str, str] = {
     "rare_segment": "dgps.templates.rare_segment",
     "interaction": "dgps.templates.interaction",
     "sparse_signal": "dgps.templates.sparse_signal",
+    "structured_revenue": "dgps.templates.structured_revenue",
+    "structured_conversion": "dgps.templates.structured_conversion",
+    "structured_continuous": "dgps.templates.structured_continuous",
 }
 
 #: Which templates calibration artifacts are *fitted* on and which are *held out* to validate them.
@@ -32,34 +35,47 @@ _TEMPLATES: dict[str, str] = {
 #: ``provenance["validation"]`` is measured only on "validate" templates of its regime. The
 #: "benchmark" templates (null and many-arm stress cases) feed neither.
 #:
-#: ===================  ==========  =======  ============================================
-#: template             family      K        role
-#: ===================  ==========  =======  ============================================
-#: clustered_realistic  hurdle      3        fit (revenue_per_visitor, K = 3)
-#: harmful_arm          hurdle      3        fit (revenue_per_visitor, K = 3)
-#: rare_segment         hurdle      3        validate (revenue_per_visitor, K = 3)
-#: drifting             hurdle      2        fit (revenue_per_visitor, K = 2)
-#: smooth_numeric       hurdle      2        fit (revenue_per_visitor, K = 2)
-#: opposing             hurdle      2        validate (revenue_per_visitor, K = 2)
-#: binary_conversion    binary      2        fit (conversion_rate, K = 2)
-#: interaction          binary      2        validate (conversion_rate, K = 2)
-#: continuous_metric    continuous  2        fit (continuous, K = 2)
-#: sparse_signal        continuous  2        validate (continuous, K = 2)
-#: null_effect          hurdle      2+       benchmark (decision honesty on null data)
-#: many_arms            hurdle      5        benchmark (regret with many arms)
-#: multi_arm_conversion binary      3+       benchmark (A/B/N conversion; no K >= 3 artifact yet)
-#: ===================  ==========  =======  ============================================
+#: Each regime's fit population spans the effect structures that move coverage (no effect, uniform
+#: and harmful shifts, sparse segments, broad smooth effects, effects crossing zero, opposing
+#: conversion and basket effects) through the ``structured_*`` templates (``dgps.structured``),
+#: and each regime keeps two hand-built held-out templates (issue 24). The artifacts shipped
+#: before these roles (``*_v1``) were fitted on ``drifting``, ``harmful_arm``,
+#: ``binary_conversion`` and ``continuous_metric``, which are held out from the refit on.
+#:
+#: =====================  ==========  =======  ============================================
+#: template               family      K        role
+#: =====================  ==========  =======  ============================================
+#: structured_revenue     hurdle      2, 3     fit (revenue_per_visitor, K = 2 and K = 3)
+#: clustered_realistic    hurdle      3        fit (revenue_per_visitor, K = 3)
+#: rare_segment           hurdle      3        validate (revenue_per_visitor, K = 3)
+#: harmful_arm            hurdle      3        validate (revenue_per_visitor, K = 3)
+#: smooth_numeric         hurdle      2        fit (revenue_per_visitor, K = 2)
+#: opposing               hurdle      2        validate (revenue_per_visitor, K = 2)
+#: drifting               hurdle      2        validate (revenue_per_visitor, K = 2)
+#: structured_conversion  binary      2        fit (conversion_rate, K = 2)
+#: interaction            binary      2        validate (conversion_rate, K = 2)
+#: binary_conversion      binary      2        validate (conversion_rate, K = 2)
+#: structured_continuous  continuous  2        fit (continuous, K = 2)
+#: sparse_signal          continuous  2        validate (continuous, K = 2)
+#: continuous_metric      continuous  2        validate (continuous, K = 2)
+#: null_effect            hurdle      2+       benchmark (decision honesty on null data)
+#: many_arms              hurdle      5        benchmark (regret with many arms)
+#: multi_arm_conversion   binary      3+       benchmark (A/B/N conversion; no K >= 3 artifact yet)
+#: =====================  ==========  =======  ============================================
 TEMPLATE_ROLES: dict[str, str] = {
+    "structured_revenue": "fit",
+    "structured_conversion": "fit",
+    "structured_continuous": "fit",
     "clustered_realistic": "fit",
-    "harmful_arm": "fit",
-    "drifting": "fit",
     "smooth_numeric": "fit",
-    "binary_conversion": "fit",
-    "continuous_metric": "fit",
     "rare_segment": "validate",
+    "harmful_arm": "validate",
     "opposing": "validate",
+    "drifting": "validate",
     "interaction": "validate",
+    "binary_conversion": "validate",
     "sparse_signal": "validate",
+    "continuous_metric": "validate",
     "null_effect": "benchmark",
     "many_arms": "benchmark",
     "multi_arm_conversion": "benchmark",

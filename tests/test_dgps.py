@@ -33,6 +33,9 @@ TEMPLATES = [
     "rare_segment",
     "smooth_numeric",
     "sparse_signal",
+    "structured_continuous",
+    "structured_conversion",
+    "structured_revenue",
 ]
 
 
@@ -235,8 +238,49 @@ def test_every_template_has_a_role_and_fit_and_validation_are_disjoint_per_regim
         return gen.template.family, len(gen.treatments)
 
     assert {regime(t) for t in fit} == {regime(t) for t in val}
+    # issue 24: two held-out templates per regime (one cannot tell a template's quirk from a transfer failure)
+    held = [regime(t) for t in val]
+    assert all(held.count(r) >= 2 for r in set(held)), held
     with pytest.raises(ValueError, match="'role' parameter"):
         templates_for("train")
+
+
+@pytest.mark.parametrize("name", ["structured_revenue", "structured_conversion", "structured_continuous"])
+def test_structured_templates_plant_the_documented_structures(name):
+    """Each structure's truth is the shape its table (dgps/structured.py) states, for both arms at
+    K = 3, and effect_scale 0 is no effect at all whatever the structure."""
+    from dgps.structured import STRUCTURES
+
+    seen_sign = {}
+    for structure in STRUCTURES:
+        gen = make_generator(name, structure=structure, second_structure="harmful", effect_scale=1.0, n_arms=3)
+        assert gen.treatments == ("control", "treatment", "treatment_b")
+        v, _, s = gen.population(20_000)
+        eff = s.expected()[:, 1] - s.expected()[:, 0]
+        seen_sign[structure] = (np.mean(eff > 0), np.mean(eff < 0))
+        assert np.all(s.expected()[:, 2] < s.expected()[:, 0])  # the second arm is harmful everywhere
+        if structure == "sparse":
+            seg = v["x1"].to_numpy() > 1.0
+            assert np.all(eff[seg] > 0) and np.all(eff[~seg] == 0) and 0.13 < seg.mean() < 0.19
+        if structure == "crossing":
+            bronze = (v["tier"] == "bronze").to_numpy()
+            assert np.all(eff[bronze] < 0) and np.all(eff[~bronze] > 0)
+        flat = make_generator(name, structure=structure, effect_scale=0.0)
+        _, _, s0 = flat.population(2_000)
+        np.testing.assert_array_equal(s0.expected()[:, 1], s0.expected()[:, 0])
+    assert seen_sign["none"] == (0.0, 0.0)
+    assert seen_sign["uniform"][0] == 1.0 and seen_sign["harmful"][1] == 1.0
+    assert 0.6 < seen_sign["smooth"][0] < 0.8  # 0.3 + 0.7 tanh(x2) > 0 where x2 > -0.45
+    if name == "structured_revenue":  # conversion falls everywhere, baskets rise: RPV moves both ways
+        gen = make_generator(name, structure="opposing", effect_scale=2.0)
+        v, _, s = gen.population(20_000)
+        assert np.all(s.p[:, 1] < s.p[:, 0]) and np.all(s.m[:, 1] > s.m[:, 0])
+        up = s.expected()[:, 1] > s.expected()[:, 0]
+        assert 0.45 < up.mean() < 0.75
+    with pytest.raises(ValueError, match="structure"):
+        make_generator(name, structure="bumpy")
+    with pytest.raises(ValueError, match="n_arms"):
+        make_generator(name, n_arms=4)
 
 
 def test_new_templates_truth_matches_their_documentation():

@@ -71,7 +71,7 @@ def test_truth_is_a_function_of_the_observed_features(name):
 
 
 #: templates with continuous irrelevant features (``noise_j``), so exact duplicates are rare by construction
-_CONTINUOUS_FEATURE_TEMPLATES = {"interaction", "opposing", "rare_segment", "smooth_numeric", "sparse_signal"}
+_CONTINUOUS_FEATURE_TEMPLATES = {"interaction", "opposing", "rare_segment", "smooth_numeric", "sparse_signal", "structured_continuous", "structured_conversion", "structured_revenue"}
 
 
 @pytest.mark.parametrize("name", ["clustered_realistic", "binary_conversion", "drifting", "harmful_arm"])
