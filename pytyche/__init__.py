@@ -53,6 +53,7 @@ _LAZY: dict[str, str] = {
     "NextRoundPlan": "pytyche.experiment",
     "ExpectedLossRule": "pytyche.experiment",
     "ShipSpending": "pytyche.experiment",
+    "SavedModelWarning": "pytyche.experiment",
     # submodules
     "viz": "pytyche.viz",
 }

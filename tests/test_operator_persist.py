@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pytyche.bcf.fingerprint import model_fingerprint
+
 from dgps import make_generator
 from pytyche.contracts import ObservedExperimentData, VariantData, VisitorSchema
 from pytyche.experiment import FixedSchedule, SampleRatioMismatchWarning, SequentialExperiment, sequential_experiment
@@ -309,14 +311,17 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     (snap / "config.json").write_text(json.dumps(cfg))
     hist = json.loads((snap / "history.json").read_text())
     for r in hist["rounds"]:
-        del r["analysis"]["policy_tree"]["stability_method"]
+        del r["analysis"]["policy_tree"]["stability_method"], r["model"]
     (snap / "history.json").write_text(json.dumps(hist))
     manifest = json.loads((snap / "manifest.json").read_text())
     for name in ("config.json", "history.json"):
         manifest["files"][name] = file_sha256(snap / name)
     (snap / "manifest.json").write_text(json.dumps(manifest))
 
-    loaded = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    # and before model fingerprints: loading says its rounds' model is unrecorded
+    with pytest.warns(persist.SavedModelWarning, match="model version unrecorded.*fits model version 3"):
+        loaded = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert loaded.round_models == [None] * len(loaded.history)
     assert loaded.stability_method == "means" == persist.LEGACY_STABILITY_METHOD
     assert loaded.history[0].policy_tree.stability_method == "means"
     assert ", means score" in loaded.summary
@@ -325,3 +330,24 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     # nor did it spend the SHIP gate's error: every round decides at p_positive_min
     assert loaded.ship_spending.method == "none" == persist.LEGACY_SHIP_SPENDING
     assert nxt.analysis.thresholds.p_positive_min == 0.95
+    assert loaded.round_models[-1] == model_fingerprint(TINY)  # the new round: the current model
+
+
+def test_a_save_says_which_model_fitted_each_round(run, monkeypatch):
+    """Each saved round records its model fingerprint; loading under the same model is silent, and
+    loading after a model change keeps the saved rounds' model and warns, naming both versions."""
+    import warnings
+
+    from pytyche.bcf import fingerprint
+
+    path = _copy(run, "models")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", persist.SavedModelWarning)
+        loaded = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert loaded.round_models == [model_fingerprint(TINY)] * len(loaded.history)
+    assert loaded.round_models[0]["version"] == fingerprint.MODEL_VERSION
+    monkeypatch.setattr(fingerprint, "MODEL_VERSION", fingerprint.MODEL_VERSION + 1)
+    monkeypatch.setitem(fingerprint.MODEL_HISTORY, fingerprint.MODEL_VERSION, "a later model")
+    with pytest.warns(persist.SavedModelWarning, match=r"model version 3 .*fits model version 4 \(a later model\)"):
+        later = SequentialExperiment.load(path, generator=WithIds(seed=3))
+    assert [m["version"] for m in later.round_models] == [3] * len(later.history)

@@ -22,6 +22,7 @@ from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthCompari
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule, Schedule
 from pytyche.experiment.policy_value import PolicyValue
 from pytyche.experiment.sequential import Generator, SequentialExperiment, UncalibratedWarning, sequential_experiment
+from pytyche.experiment.persist import SavedModelWarning
 from pytyche.experiment.spending import ShipSpending
 from pytyche.experiment.srm import SampleRatioMismatchWarning, SRMResult
 
@@ -48,6 +49,7 @@ __all__ = [
     "SequentialExperiment",
     "ShipSignal",
     "ShipSpending",
+    "SavedModelWarning",
     "ThompsonPolicy",
     "TreePolicy",
     "TruthComparison",

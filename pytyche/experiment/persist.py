@@ -45,6 +45,14 @@ The SHIP spending. ``config.json`` records the experiment's ``ship_spending`` me
 (:mod:`pytyche.experiment.spending`). Saves from before spending record none: they ran every
 round's SHIP gate at ``p_positive_min`` and load with ``"none"``, so a continued old experiment
 decides the way it always did.
+
+The model. Each saved round records the model that fitted it
+(:func:`~pytyche.bcf.fingerprint.model_fingerprint`: the model version and its options), and its
+resolved calibration travels whole with it. A loaded experiment lists them in
+``SequentialExperiment.round_models``; when they are not the model this pytyche fits (or a save
+predates fingerprints) loading warns with :class:`SavedModelWarning`, naming both. The restored
+rounds keep their posteriors, corrections and decisions; rounds run after loading use the current
+model.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ import math
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +92,7 @@ from pytyche.experiment.srm import SRMResult
 if TYPE_CHECKING:  # pragma: no cover
     from pytyche.experiment.sequential import SequentialExperiment
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SaveFormatError", "save_experiment", "load_experiment"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SaveFormatError", "SavedModelWarning", "save_experiment", "load_experiment", "warn_other_model"]
 
 FORMAT = "pytyche.sequential_experiment"
 FORMAT_VERSION = 1
@@ -91,6 +100,32 @@ FORMAT_VERSION = 1
 LEGACY_STABILITY_METHOD = "means"
 CURRENT = "CURRENT"
 _SCHEDULES = {"geometric": GeometricSchedule, "fixed": FixedSchedule, "explicit": ExplicitSchedule}
+
+
+class SavedModelWarning(UserWarning):
+    """A loaded experiment's rounds were fitted by another model than this pytyche fits."""
+
+
+def warn_other_model(models: Sequence[Mapping[str, Any] | None], root: Any) -> None:
+    """Warn when saved rounds' models (their fingerprints; ``None``: unrecorded) are not the current one.
+
+    The restored rounds keep their posteriors, intervals, corrections and decisions: they describe
+    the model that fitted them. Rounds run after loading fit with the current model.
+    """
+    from pytyche.bcf.fingerprint import MODEL_HISTORY, MODEL_VERSION
+
+    versions = sorted({"unrecorded" if m is None else str(m.get("version")) for m in models})
+    if not models or versions == [str(MODEL_VERSION)]:
+        return
+    warnings.warn(
+        f"The save at {str(root)!r} holds rounds fitted by model version {', '.join(versions)} "
+        "('unrecorded': saved before model fingerprints, versions 1 to 3 by date); this pytyche fits "
+        f"model version {MODEL_VERSION} ({MODEL_HISTORY[MODEL_VERSION]}). The restored rounds' intervals, "
+        "corrections and decisions describe the model that fitted them; rounds run from here on fit "
+        f"with version {MODEL_VERSION} (SequentialExperiment.round_models lists each round's).",
+        SavedModelWarning,
+        stacklevel=4,  # warn_other_model <- load_experiment <- SequentialExperiment.load <- the caller
+    )
 
 
 class SaveFormatError(ValueError):
@@ -507,6 +542,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
                 },
                 "cate_summary": summary_rel,
                 "posterior": post,
+                "model": exp._round_models[r] if r < len(exp._round_models) else None,
             })
         wr.json("history.json", {"rounds": rounds_meta})
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "pytyche_version": __version__,
@@ -667,6 +703,7 @@ def load_experiment(
     truths: list[CalibrationTruth] = []
     history: list[Experiment] = []
     designs: list[pd.DataFrame] = []  # each round's design propensities, computed once
+    models: list[dict[str, Any] | None] = []  # each round's model fingerprint (None: saved before them)
     try:
         for meta in hist["rounds"]:
             r = int(meta["round_idx"])
@@ -682,6 +719,7 @@ def load_experiment(
                 truths.append(truth)
             plan = plan_from_dict(meta["plan"], policies)
             designs.append(round_design(obs, plan))
+            models.append(meta.get("model"))
             cumulative, positions = _build_cumulative(round_data, control=treatments[0], designs=designs)
             cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truths else None
             next_plan = plan_from_dict(meta["next_plan"], policies)
@@ -737,6 +775,8 @@ def load_experiment(
     exp._round_data = round_data
     exp._round_truths = truths
     exp._round_designs = designs
+    exp._round_models = models
+    warn_other_model(models, root)
     exp._cumulative = history[-1].observed if history else None
     exp._next_plan = history[-1].next_plan if history else None
     exp._history = history

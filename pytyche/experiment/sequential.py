@@ -32,6 +32,7 @@ from pytyche.calibrate.warnings import UncalibratedWarning, warn_uncalibrated_on
 from pytyche.contracts.observed import CELL_COLUMN, ObservedExperimentData
 from pytyche.contracts.results import CREDIBLE_STABILITY, DEFAULT_STABILITY_METHOD, DecisionThresholds, credible_segments
 from pytyche.contracts.truth import CalibrationTruth
+from pytyche.bcf.fingerprint import model_fingerprint
 from pytyche.experiment.cells import Cell, validate_cells
 from pytyche.experiment.cumulative import _build_cumulative, cumulative_truth, design_propensities, round_design
 from pytyche.experiment.engine import cold_start_plan, recommend
@@ -285,6 +286,7 @@ class SequentialExperiment:
         self._round_data: list[ObservedExperimentData] = []
         self._round_truths: list[CalibrationTruth] = []
         self._round_designs: list[pd.DataFrame] = []  # each round's design propensities, computed once
+        self._round_models: list[dict[str, Any] | None] = []  # each round's model_fingerprint (None: unrecorded)
         self._cumulative: ObservedExperimentData | None = None
         self._next_plan: NextRoundPlan | None = None
 
@@ -542,6 +544,7 @@ class SequentialExperiment:
         self._round_data = rounds
         self._round_truths = truths
         self._round_designs = designs
+        self._round_models = [*self._round_models, model_fingerprint(posterior.config)]
         self._cumulative = cumulative
         self._next_plan = next_plan
         self._history = [*self._history, experiment]
@@ -650,6 +653,18 @@ class SequentialExperiment:
     def history(self) -> list[Experiment]:
         """Completed rounds, oldest first (a defensive copy)."""
         return list(self._history)
+
+    @property
+    def round_models(self) -> list[dict[str, Any] | None]:
+        """The model each completed round was fitted with, oldest first: its
+        :func:`~pytyche.bcf.fingerprint.model_fingerprint` (model version and options).
+
+        Rounds run in this process carry the current model. A loaded experiment keeps each saved
+        round's own (``None`` for rounds saved before fingerprints, on 2026-12-06: model versions
+        1 to 3), so an experiment saved under an older model says so after an upgrade; its
+        later rounds carry the model that fitted them.
+        """
+        return [None if m is None else dict(m) for m in self._round_models]
 
     @property
     def latest(self) -> Experiment | None:
