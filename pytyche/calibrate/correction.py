@@ -34,6 +34,16 @@ reading raw quantiles at ``q'``) works for any ``q'`` (also ``q' > 1 - 1/S``, be
 reach) and for every family and interval the posterior computes. Under the Gaussian
 ``r``-model ``w = r`` for every level; the identity curve gives ``w = 1``.
 
+Forms
+-----
+The curve above is *isotonic*: fitted per nominal level from the coverage indicators. For the
+families with few targets per dataset (``ate``, ``gate``) :meth:`LayeredCalibrationCorrection.fit`
+uses the *scale* form instead when the records carry ``z_sq_mean``
+(:mod:`pytyche.calibrate.scale_form`, :data:`DEFAULT_FORMS`): one ``r = sqrt(mean z^2)`` per
+layer, every level at once, the straight line ``z(R(p)) = z(p) / r`` (multiplier ``r`` at every
+level). It needs about 245 datasets for +-3 pp at 90% where indicators need 385. The forms used
+are recorded in ``provenance["forms"]``; a scale curve stores its ``r`` (``LayerCurve.scale``).
+
 Layers and fallbacks
 --------------------
 A layer is ``(family, band)`` with bands cut at ``band_edges`` (default ``[0, 1k), [1k, 2k),
@@ -89,6 +99,7 @@ from scipy.special import ndtr, ndtri
 from pytyche._files import atomic_write_text
 from pytyche._validation import check_choice, check_float, check_int, check_str, invalid, wrong_type
 from pytyche.contracts.enums import MetricFamily
+from pytyche.calibrate.scale_form import fit_scale, scale_coverage, scale_min_units
 from pytyche.contracts.truth import OPTIONAL_RECORD_FIELDS, QUANTITY_FAMILIES, CalibrationRecord
 
 __all__ = [
@@ -102,6 +113,8 @@ __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_MIN_UNITS",
     "FAMILY_TOLERANCE",
+    "CURVE_FORMS",
+    "DEFAULT_FORMS",
     "derived_min_units",
     "FORMAT",
     "LayerCurve",
@@ -125,6 +138,13 @@ DEFAULT_MIN_UNITS = 10
 FAMILY_TOLERANCE: dict[str, float] = {"cate": 0.02, "conversion_effect": 0.02, "severity_effect": 0.02, "ate": 0.03, "gate": 0.03}
 #: the levels whose across-unit spread sets the derived minimum
 TOLERANCE_LEVELS = (0.8, 0.9)
+#: the forms a family's curves can take (``LayeredCalibrationCorrection.fit``'s ``forms``)
+CURVE_FORMS = ("isotonic", "scale")
+#: the default form per family when the records carry ``z_sq_mean``: the scale form for the
+#: families with few targets per dataset (every level at once, fewer units for the same
+#: precision); isotonic for the per-visitor families, whose thousands of targets per dataset
+#: make the per-level curve precise and whose shape need not be a straight line in z space
+DEFAULT_FORMS: dict[str, str] = {"ate": "scale", "gate": "scale"}
 #: artifact format tag written to the JSON
 FORMAT = "pytyche.calibration/2"
 #: older format tags still read (as legacy artifacts: MCMC settings unknown)
@@ -240,6 +260,10 @@ class LayerCurve:
         Total ``n_targets`` behind each nominal level.
     n_records, n_units
         Records in the layer and distinct (template, task, replication, round) units among them.
+    scale
+        ``None`` for the isotonic form. For the scale form (:mod:`pytyche.calibrate.scale_form`)
+        the fitted ``r``: ``empirical`` is then ``2 Phi(z(p) / r) - 1`` and the multiplier is ``r``
+        at every level.
     """
 
     family: str
@@ -250,6 +274,7 @@ class LayerCurve:
     weight: tuple[float, ...]
     n_records: int
     n_units: int
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         where = "LayerCurve"
@@ -270,6 +295,8 @@ class LayerCurve:
             object.__setattr__(self, k, v)
         check_int(self.n_records, "n_records", where, low=1)
         check_int(self.n_units, "n_units", where, low=1)
+        if self.scale is not None:
+            object.__setattr__(self, "scale", check_float(self.scale, "scale", where, low=0.0, low_open=True))
 
     # z-space knots with flat runs merged so the map is strictly increasing (invertible)
     def _knots(self) -> tuple[np.ndarray, np.ndarray]:
@@ -314,6 +341,7 @@ class LayerCurve:
             "weight": list(self.weight),
             "n_records": self.n_records,
             "n_units": self.n_units,
+            **({} if self.scale is None else {"scale": self.scale}),
         }
 
     @classmethod
@@ -327,6 +355,7 @@ class LayerCurve:
             weight=tuple(d["weight"]),
             n_records=int(d["n_records"]),
             n_units=int(d["n_units"]),
+            scale=None if d.get("scale") is None else float(d["scale"]),
         )
 
 
@@ -379,6 +408,8 @@ def records_frame(records: Any) -> dict[str, np.ndarray]:
     for name in MCMC_FIELDS:
         out[name] = _ints(cols.get(name), n)
     out["model_version"] = _ints(cols.get("model_version"), n)
+    # every level at once (the scale form): each record's mean squared standardized error
+    out["z_sq_mean"] = _floats(cols.get("z_sq_mean"), n)
     if n:
         bad = ~np.isin(out["family"], QUANTITY_FAMILIES)
         if bad.any():
@@ -402,6 +433,17 @@ def _records_model_version(versions: np.ndarray, where: str) -> int | None:
         got = ", ".join(str(v) for v in found) + (" and records with none" if known.size < versions.size else "")
         raise invalid("records", where, "records of one model (one model_version): an artifact describes one model", f"versions {got}", show=False)
     return found[0]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _floats(values: Any, n: int) -> np.ndarray:
+    """Optional float column as float64 with NaN for missing (None/NaN) entries."""
+    if values is None:
+        return np.full(n, np.nan)
+    return np.array([np.nan if _missing(v) else float(v) for v in values], dtype=np.float64)
 
 
 def _ints(values: Any, n: int) -> np.ndarray:
@@ -468,12 +510,46 @@ def _fit_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask:
     )
 
 
-def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: float = 1.959963984540054) -> int:
-    """Units a ``family`` curve needs to meet :data:`FAMILY_TOLERANCE` at 95%:
-    ``ceil((z * s / tol)^2)``, ``s`` the across-unit sd of the coverage at
+def _unit_keys(cols: dict[str, np.ndarray], mask: np.ndarray) -> list[tuple[str, str, str, str]]:
+    return list(zip(cols["template"][mask], cols["task_id"][mask], cols["replication"][mask], cols["round_idx"][mask]))
+
+
+def _per_unit(cols: dict[str, np.ndarray], mask: np.ndarray, name: str) -> dict[tuple[str, str, str, str], Any]:
+    """One value of ``name`` per unit: a unit's records of one family repeat it at every level."""
+    out: dict[tuple[str, str, str, str], Any] = {}
+    for key, value in zip(_unit_keys(cols, mask), cols[name][mask]):
+        out.setdefault(key, value)
+    return out
+
+
+def has_z_sq(cols: dict[str, np.ndarray], mask: np.ndarray) -> bool:
+    """Whether every record under ``mask`` carries ``z_sq_mean`` (the scale form can be fitted)."""
+    return bool(mask.any()) and bool(np.all(np.isfinite(cols["z_sq_mean"][mask])))
+
+
+def _fit_scale_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask: np.ndarray) -> LayerCurve:
+    """The scale form: ``r`` from the units' mean squared standardized errors (each weighted by
+    its targets), and the curve it implies at the recorded levels."""
+    iso = _fit_curve(family, band, cols, mask)  # raw means, weights and unit counts, as recorded
+    z_sq = _per_unit(cols, mask, "z_sq_mean")
+    n_targets = _per_unit(cols, mask, "n_targets")
+    r = fit_scale(list(z_sq.values()), [n_targets[k] for k in z_sq])
+    empirical = np.maximum.accumulate(np.clip(scale_coverage(iso.nominal, r), 0.0, 1.0))
+    return LayerCurve(family, band, iso.nominal, tuple(float(v) for v in empirical), iso.raw, iso.weight, iso.n_records, iso.n_units, scale=r)
+
+
+def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: float = 1.959963984540054, *, form: str = "isotonic") -> int:
+    """Units a ``family`` curve needs to meet :data:`FAMILY_TOLERANCE` at 95%.
+
+    Isotonic form: ``ceil((z * s / tol)^2)``, ``s`` the across-unit sd of the coverage at
     :data:`TOLERANCE_LEVELS` (the larger; the binomial bound ``sqrt(q (1 - q))`` when fewer than
-    two units measure a level)."""
+    two units measure a level). Scale form: from the units' mean squared standardized errors
+    (:func:`~pytyche.calibrate.scale_form.scale_min_units`).
+    """
     fam = cols["family"] == family
+    if form == "scale":
+        z_sq = np.array(list(_per_unit(cols, fam, "z_sq_mean").values()), dtype=np.float64)
+        return scale_min_units(z_sq, FAMILY_TOLERANCE[family], TOLERANCE_LEVELS, confidence_z)
     spreads = []
     for q in TOLERANCE_LEVELS:
         m = fam & np.isclose(cols["nominal"], q)
@@ -490,6 +566,27 @@ def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: fl
         spreads.append(float(per_unit.std(ddof=1)) if per_unit.size >= 2 else math.sqrt(q * (1 - q)))
     s = max(spreads) if spreads else math.sqrt(0.9 * 0.1)
     return max(2, math.ceil((confidence_z * s / FAMILY_TOLERANCE[family]) ** 2))
+
+
+def _choose_forms(forms: Mapping[str, str] | None, cols: dict[str, np.ndarray], present: list[str], where: str) -> dict[str, str]:
+    """The curve form of each present family (``fit``'s ``forms``; see there)."""
+    if forms is not None and not isinstance(forms, Mapping):
+        raise wrong_type("forms", where, "None or a mapping family -> 'isotonic' / 'scale'", forms)
+    out = {}
+    for fam in present:
+        fmask = cols["family"] == fam
+        if forms is None:
+            form = DEFAULT_FORMS.get(fam, "isotonic")
+            out[fam] = form if form == "isotonic" or has_z_sq(cols, fmask) else "isotonic"
+            continue
+        form = check_choice(forms.get(fam, "isotonic"), f"forms[{fam!r}]", where, CURVE_FORMS)
+        if form == "scale" and not has_z_sq(cols, fmask):
+            raise invalid(f"forms[{fam!r}]", where, "'isotonic' for a family whose records lack z_sq_mean (the scale form reads it)", form)
+        out[fam] = form
+    unknown = sorted(set(forms or {}) - set(QUANTITY_FAMILIES))
+    if unknown:
+        raise invalid("forms", where, f"a mapping over the families {QUANTITY_FAMILIES}", unknown)
+    return out
 
 
 def _jsonable(value: Any, name: str, where: str) -> Any:
@@ -614,8 +711,9 @@ class LayeredCalibrationCorrection:
         mcmc: Any = None,
         beyond_data: str = "nearest",
         metric_family: str | None = None,
+        forms: Mapping[str, str] | None = None,
     ) -> "LayeredCalibrationCorrection":
-        """Fit the per-layer isotonic R(p) curves from coverage records.
+        """Fit the per-layer R(p) curves from coverage records.
 
         Parameters
         ----------
@@ -646,6 +744,12 @@ class LayeredCalibrationCorrection:
             ``"binary"``, ``"continuous"`` or ``"hurdle"``: the artifact then applies to every
             metric of that outcome family (the records are still those of ``metric``); ``None``:
             only to ``metric``.
+        forms
+            The curve form per family: ``"isotonic"`` (the R(p) isotonic fit per level) or
+            ``"scale"`` (one scale per layer from the records' ``z_sq_mean``, every level at once:
+            :mod:`pytyche.calibrate.scale_form`). ``None`` (default): :data:`DEFAULT_FORMS` where
+            every record of the family carries ``z_sq_mean``, else isotonic. The forms used are
+            recorded in ``provenance["forms"]``.
 
         Records of calibrated intervals (``calibrated=True``, from a validation sweep) never
         feed a correction; they are left out and counted in the provenance.
@@ -703,19 +807,20 @@ class LayeredCalibrationCorrection:
             )
         cols = {k: v[regime] for k, v in cols.items()}
         model_version = _records_model_version(cols["model_version"], where)
+        present = [f for f in QUANTITY_FAMILIES if (cols["family"] == f).any()]
+        used_forms = _choose_forms(forms, cols, present, where)
         probe = cls(metric, n_treatments, pooling, band_edges=tuple(band_edges))
         by_family = None if min_units is not None else {
-            f: derived_min_units(f, cols) for f in QUANTITY_FAMILIES if (cols["family"] == f).any()}
+            f: derived_min_units(f, cols, form=used_forms[f]) for f in present}
         bands = np.array([probe.band_index(int(n)) for n in cols["sample_size"]])
         layers, pooled, counts = [], [], {}
-        for fam in QUANTITY_FAMILIES:
+        for fam in present:
             fmask = cols["family"] == fam
-            if not fmask.any():
-                continue
+            fit_one = _fit_scale_curve if used_forms[fam] == "scale" else _fit_curve
             counts[fam] = int(fmask.sum())
-            pooled.append(_fit_curve(fam, None, cols, fmask))
+            pooled.append(fit_one(fam, None, cols, fmask))
             for b in sorted(set(bands[fmask].tolist())):
-                layers.append(_fit_curve(fam, int(b), cols, fmask & (bands == b)))
+                layers.append(fit_one(fam, int(b), cols, fmask & (bands == b)))
         prov: dict[str, Any] = {
             "code_version": _code_version(),
             "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -723,6 +828,7 @@ class LayeredCalibrationCorrection:
                 "total": int(regime.sum()), "other_regimes": int(n_all - regime.sum() - n_calibrated),
                 **({"calibrated_left_out": n_calibrated} if n_calibrated else {}), **counts,
             },
+            "forms": used_forms,
         }
         prov.update(dict(provenance or {}))
         return cls(
@@ -1002,8 +1108,11 @@ def _curve_from_dict(c: Any, field: str, source: str) -> LayerCurve:
         band = _int_field(band, f"{field}.band", source)
     values = {k: _numbers_field(_field(c, k, f"{field}.{k}", source), f"{field}.{k}", source) for k in ("nominal", "empirical", "raw", "weight")}
     counts = {k: _int_field(_field(c, k, f"{field}.{k}", source), f"{field}.{k}", source) for k in ("n_records", "n_units")}
+    scale = c.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+        raise _bad_field(source, f"{field}.scale", "a positive number or absent", scale)
     try:
-        return LayerCurve(family=family, band=band, **values, **counts)
+        return LayerCurve(family=family, band=band, **values, **counts, scale=None if scale is None else float(scale))
     except (TypeError, ValueError) as err:
         raise _Malformed(f"The '{field}' field of the {source} is not a valid layer curve: {err}") from None
 
