@@ -45,6 +45,9 @@ The SHIP spending. ``config.json`` records the experiment's ``ship_spending`` me
 (:mod:`pytyche.experiment.spending`). Saves from before spending record none: they ran every
 round's SHIP gate at ``p_positive_min`` and load with ``"none"``, so a continued old experiment
 decides the way it always did.
+
+The skipped analysis steps. ``config.json`` records ``skip_analysis`` (a list of
+:data:`~pytyche.experiment.sequential.ANALYSIS_STEPS`); a save without the key skipped none.
 """
 
 from __future__ import annotations
@@ -452,6 +455,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             "bcf_config": None if exp._bcf_config is None else dataclasses.asdict(exp._bcf_config),
             "stability_method": exp._stability_method,
             "ship_spending": exp._ship_spending.method,
+            "skip_analysis": list(exp._skip_analysis),
         })
         rounds_meta = []
         for r, (obs, e) in enumerate(zip(exp._round_data, history)):
@@ -658,6 +662,7 @@ def load_experiment(
             bcf_config=bcf_config,
             stability_method=stability_method,
             ship_spending=spending,
+            skip_analysis=tuple(cfg.get("skip_analysis", ())),  # absent: a save from before the key
         )
     except (KeyError, TypeError) as exc:
         raise SaveFormatError(f"The save at {str(root)!r} is corrupt: the file 'config.json' lacks or mistypes {exc}.") from None
