@@ -97,7 +97,9 @@ def test_an_abandoned_prepared_round_changes_nothing_and_finish_checks_what_it_i
     assert len(exp.history) == 1 and exp.cumulative_data.n_visitors == 250
 
 
-def test_skip_analysis_skips_the_bootstrap_and_the_policy_value():
+def test_skip_analysis_skips_the_bootstrap_and_the_policy_value(tmp_path):
+    from pytyche.experiment import SequentialExperiment
+
     skipped = _exp(31, skip_analysis=["policy_value", "stability"])
     assert skipped.skip_analysis == ("stability", "policy_value")
     rnd = skipped.advance()
@@ -106,6 +108,9 @@ def test_skip_analysis_skips_the_bootstrap_and_the_policy_value():
     assert np.array_equal(rnd.posterior.outcome_samples, full.posterior.outcome_samples)
     assert [s.rule for s in rnd.segments] == [s.rule for s in full.segments]  # GATE records keep the tree
     assert all(np.isnan(s.stability_score) for s in rnd.segments)
+    skipped.save(tmp_path / "save")  # a save records the steps it skips
+    loaded = SequentialExperiment.load(tmp_path / "save", make_generator("clustered_realistic", seed=31, conversion_scale=8.0))
+    assert loaded.skip_analysis == ("stability", "policy_value")
     with pytest.raises(ValueError, match="'skip_analysis' parameter"):
         _exp(31, skip_analysis=["stabilty"])
     with pytest.raises(TypeError, match="'skip_analysis' parameter"):
