@@ -10,6 +10,10 @@ Create workers with :func:`create_worker`; it applies the sweep spec's actor lay
 
     worker = create_worker(spec.actors)          # num_gpus, num_cpus, memory fraction, restarts
     ref = worker.run.remote(task)                # -> TaskResult
+    ref = worker.run_batch.remote(tasks)         # -> [MemberOutcome], the tasks in lockstep
+
+A spec's ``batch_size`` > 1 sends groups of tasks to :meth:`SweepWorker.run_batch`
+(:mod:`sweeps.lockstep`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pytyche._compilation import backend_compiles, install_compile_counter
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sweeps.lockstep import MemberOutcome
     from sweeps.spec import ActorSpec, Task
     from sweeps.task import TaskResult
 
@@ -62,7 +67,8 @@ class SweepWorker:
     Parameters
     ----------
     runner
-        ``runner(task) -> TaskResult``; default :func:`sweeps.task.run_task`.
+        ``runner(task) -> TaskResult``; default :func:`sweeps.task.run_task` (whose groups
+        :meth:`run_batch` runs in lockstep).
 
     Notes
     -----
@@ -71,6 +77,7 @@ class SweepWorker:
     """
 
     def __init__(self, runner: Callable[["Task"], "TaskResult"] | None = None) -> None:
+        self._lockstep = runner is None
         if runner is None:
             from sweeps.task import run_task
 
@@ -87,6 +94,29 @@ class SweepWorker:
         result = self._runner(task)
         self._tasks_done += 1
         return replace(result, compiles=compile_count() - before, worker=self.name())
+
+    def run_batch(self, tasks: "list[Task]") -> "list[MemberOutcome]":
+        """Run a group of tasks together and return one outcome per task, in order.
+
+        With the default runner the group runs in lockstep, one batched fit per round
+        (:func:`sweeps.lockstep.run_lockstep`); a custom runner runs the tasks one after another
+        (:func:`sweeps.lockstep.run_group`). A task's error ends only that task. The group's
+        compile count is stamped on its first result (0 on the others), so the counts still sum
+        to the process's compilations.
+        """
+        from sweeps.lockstep import run_group, run_lockstep
+
+        before = compile_count()
+        outcomes = run_lockstep(tasks) if self._lockstep else run_group(tasks, self._runner)
+        compiles = compile_count() - before
+        self._tasks_done += len(tasks)
+        out = []
+        for o in outcomes:
+            if o.result is not None:
+                o = replace(o, result=replace(o.result, compiles=compiles, worker=self.name()))
+                compiles = 0
+            out.append(o)
+        return out
 
     def compile_count(self) -> int:
         """XLA backend compilations in this worker's process so far."""

@@ -222,16 +222,24 @@ def execute_tasks(
     max_tasks: int | None = None,
     progress: Any = None,
     on_finished: Callable[["FinishedTask", _Tally], None] | None = None,
+    batch_size: int = 1,
 ) -> _Tally:
     """Run ``tasks`` on ``pool`` and write each finished one's shard; return the tally.
 
     Stops early (without waiting for running tasks) once ``max_tasks`` tasks have finished.
     A result for a task whose shard already exists is dropped, so every task's rows are written
-    exactly once.
+    exactly once. With ``batch_size`` > 1 the tasks go to the actors in groups of up to that many
+    replications of one grid cell (:func:`sweeps.lockstep.group_tasks`), each advanced in
+    lockstep; every task still finishes (and is written) on its own.
     """
     tally = _Tally()
     written = finished_ids(out)
-    pool.submit_all(tasks)
+    if batch_size > 1:
+        from sweeps.lockstep import group_tasks
+
+        pool.submit_groups(group_tasks(list(tasks), batch_size))
+    else:
+        pool.submit_all(tasks)
     while pool.has_next():
         if max_tasks is not None and tally.completed >= max_tasks:
             break
@@ -350,7 +358,12 @@ def run_sweep(
             if after_connect is not None:
                 after_connect()
             check_resources(spec, fixed=started and address is None)
-            size = min(spec.actors.count, len(todo) if max_tasks is None else min(len(todo), max_tasks))
+            units = len(todo)
+            if spec.batch_size > 1:
+                from sweeps.lockstep import group_tasks
+
+                units = len(group_tasks(todo, spec.batch_size))
+            size = min(spec.actors.count, units if max_tasks is None else min(units, max_tasks))
             pool = make_pool(spec, runner, size)
             if progress:
                 from tqdm.auto import tqdm
@@ -379,7 +392,9 @@ def run_sweep(
                     except Exception as err:  # tracking must not stop the sweep; retried at the end
                         logger.warning("MLflow child run of cell %s not logged yet: %s", finished.task.cell_id, err)
 
-            tally = execute_tasks(todo, pool, out_dir, max_tasks=max_tasks, progress=bar, on_finished=on_finished)
+            tally = execute_tasks(
+                todo, pool, out_dir, max_tasks=max_tasks, progress=bar, on_finished=on_finished, batch_size=spec.batch_size
+            )
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

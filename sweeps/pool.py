@@ -19,6 +19,11 @@ Failure handling, per outcome of a task's call:
 - the task raised (``RayTaskError``: a bug or bad input, which would fail again): returned as a
   failed :class:`FinishedTask` at once, not retried.
 
+Groups (:meth:`WorkerPool.submit_groups`, a spec's ``batch_size`` > 1): a group of tasks is one
+call, ``run_batch(tasks)`` (:meth:`sweeps.actor.SweepWorker.run_batch`), which answers one outcome
+per task; each becomes its own :class:`FinishedTask`, failed or not. An actor death requeues the
+whole group (its attempts counted once per call); a group call that raised fails each of its tasks.
+
 Every task yields exactly one :class:`FinishedTask`.
 """
 
@@ -73,11 +78,19 @@ class FinishedTask:
         return self.error is None
 
 
+#: what one call runs: a task (``run``), or a group of tasks (``run_batch``)
+_Unit = Any
+
+
 @dataclass
 class _Call:
-    task: "Task"
+    unit: _Unit
     attempts: int
     worker_index: int
+
+    @property
+    def tasks(self) -> tuple["Task", ...]:
+        return self.unit if isinstance(self.unit, tuple) else (self.unit,)
 
 
 class WorkerPool:
@@ -114,7 +127,8 @@ class WorkerPool:
         self._max_attempts = max_attempts
         self._workers: list[Any] = [make_worker(i) for i in range(size)]
         self._idle: collections.deque[int] = collections.deque(range(size))
-        self._queue: collections.deque[tuple["Task", int]] = collections.deque()
+        self._queue: collections.deque[tuple[_Unit, int]] = collections.deque()
+        self._ready: collections.deque[FinishedTask] = collections.deque()  # a group's outcomes not yet returned
         self._in_flight: dict[Any, _Call] = {}
         self._probes: dict[Any, tuple[int, float]] = {}  # probe ref -> (slot, unavailable since)
         self._unavailable_timeout = float(unavailable_timeout)
@@ -132,17 +146,34 @@ class WorkerPool:
             self._queue.append((task, 0))
         self._dispatch()
 
+    def submit_groups(self, groups: Iterable[tuple["Task", ...]]) -> None:
+        """Queue groups of tasks; each runs as one ``run_batch`` call on one actor (a group of
+        one task runs as :meth:`submit` runs it)."""
+        for group in groups:
+            group = tuple(group)
+            self._queue.append((group if len(group) > 1 else group[0], 0))
+        self._dispatch()
+
     def _dispatch(self) -> None:
         while self._idle and self._queue:
             index = self._idle.popleft()
-            task, attempts = self._queue.popleft()
-            ref = self._workers[index].run.remote(task)
-            self._in_flight[ref] = _Call(task, attempts + 1, index)
+            unit, attempts = self._queue.popleft()
+            if isinstance(unit, tuple):
+                ref = self._workers[index].run_batch.remote(list(unit))
+            else:
+                ref = self._workers[index].run.remote(unit)
+            self._in_flight[ref] = _Call(unit, attempts + 1, index)
+
+    def _finish_all(self, call: _Call, error: str) -> FinishedTask:
+        """Every task of ``call`` failed with ``error``: queue their outcomes, return the first."""
+        for task in call.tasks:
+            self._ready.append(FinishedTask(task, None, error, call.attempts, call.worker_index))
+        return self._ready.popleft()
 
     # ---- results ----------------------------------------------------------------------------
     def has_next(self) -> bool:
         """Whether any task is queued or running."""
-        return bool(self._in_flight or self._queue)
+        return bool(self._in_flight or self._queue or self._ready)
 
     def _probe(self, index: int, since: float) -> None:
         """Hold slot ``index`` back until its actor answers a cheap call."""
@@ -185,6 +216,8 @@ class WorkerPool:
         import ray
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
+        if self._ready:
+            return self._ready.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._dispatch()
@@ -206,7 +239,7 @@ class WorkerPool:
                 result = ray.get(ref)
             except RayTaskError as err:  # the runner raised: deterministic, do not retry
                 self._idle.append(call.worker_index)
-                return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
+                return self._finish_all(call, _error_text(err))
             except RayActorError as err:  # the actor died or is unreachable
                 if isinstance(err, ActorDiedError):
                     self._replace(call.worker_index)
@@ -226,14 +259,23 @@ class WorkerPool:
                     return failed
                 continue
             self._idle.append(call.worker_index)
-            return FinishedTask(call.task, result, None, call.attempts, call.worker_index)
+            if not isinstance(call.unit, tuple):
+                return FinishedTask(call.unit, result, None, call.attempts, call.worker_index)
+            by_id = {o.task_id: o for o in result}
+            for task in call.unit:  # one outcome per task of the group
+                o = by_id.get(task.task_id)
+                if o is None:
+                    self._ready.append(FinishedTask(task, None, "the group returned no outcome for this task", call.attempts, call.worker_index))
+                else:
+                    self._ready.append(FinishedTask(task, o.result, o.error, call.attempts, call.worker_index))
+            return self._ready.popleft()
 
     def _retry_or_fail(self, call: _Call, err: BaseException) -> FinishedTask | None:
         """After a system failure: requeue the task (first in line), or give it up once its attempts are spent."""
         if call.attempts >= self._max_attempts:
-            return FinishedTask(call.task, None, _error_text(err), call.attempts, call.worker_index)
+            return self._finish_all(call, _error_text(err))
         self._resubmitted += 1
-        self._queue.appendleft((call.task, call.attempts))
+        self._queue.appendleft((call.unit, call.attempts))
         return None
 
     def _replace(self, index: int) -> None:
@@ -267,14 +309,16 @@ class WorkerPool:
         return self._resubmitted
 
     def pending(self) -> int:
-        """Tasks queued or running."""
-        return len(self._queue) + len(self._in_flight)
+        """Tasks queued, running, or finished in a group and not yet returned."""
+        size = lambda unit: len(unit) if isinstance(unit, tuple) else 1  # noqa: E731
+        return sum(size(u) for u, _ in self._queue) + sum(len(c.tasks) for c in self._in_flight.values()) + len(self._ready)
 
     def shutdown(self) -> None:
         """Kill every actor (queued tasks are dropped, running ones abandoned)."""
         import ray
 
         self._queue.clear()
+        self._ready.clear()
         self._in_flight.clear()
         self._probes.clear()
         for w in self._workers:

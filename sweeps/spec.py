@@ -18,13 +18,18 @@ A spec is validated once, when it is loaded, and every error names the field tha
     #   min_control_weight, min_explore_weight, max_segment_depth, min_segment_share,
     #   stability_method (means | posterior), ship_spending (bonferroni | none),
     #   thresholds: {min_effect: 0.02, ...} (DecisionThresholds fields; the graduation rule's,
-    #   spent over the rounds by ship_spending, and what decision rows are read with)
+    #   spent over the rounds by ship_spending, and what decision rows are read with),
+    #   skip_analysis: [stability, policy_value] (analysis steps the records do not read; a
+    #   coverage sweep's. stability: NaN segment scores, so no credible-segment or segment
+    #   graduation claims; GATE records still get the policy tree)
     calibration: false                      # false/null: uncalibrated (default); or an artifact
     levels: [0.5, 0.8, 0.9, 0.95]           # nominal levels whose coverage is recorded
     families: [cate, ate]                   # quantity families recorded
     actors: {count: 2, num_gpus: 0, num_cpus: 1, memory_fraction: null,   # num_gpus 0.5: 2 per GPU
              max_restarts: 3, max_task_retries: 2, max_attempts: 3, env: {}}
     output_dir: sweep_output/tiny_sweep     # relative to the working dir; default sweep_output/<name>
+    batch_size: 1                           # replications an actor advances in lockstep, one
+    #   batched fit per round (sweeps.lockstep); not part of task ids: it does not change results
 
 A template parameter or a schedule argument may instead be a distribution drawn per replication
 (a DGP population, see :mod:`sweeps.population`), e.g. ``effect_scale: {uniform: [0, 1.5]}`` or
@@ -75,7 +80,7 @@ __all__ = [
 _TOP_KEYS = (
     "name", "templates", "replications", "seed", "seeds", "schedule", "treatments", "bcf",
     "bcf_grid", "experiment", "calibration", "levels", "families", "actors", "output_dir",
-    "description",
+    "description", "batch_size",
 )
 _WHERE = "SweepSpec"
 
@@ -356,6 +361,7 @@ class SweepSpec:
     actors: ActorSpec = ActorSpec()
     output_dir: str = ""
     description: str = ""
+    batch_size: int = 1
 
     @property
     def bcf_dict(self) -> dict[str, Any]:
@@ -382,6 +388,7 @@ class SweepSpec:
             "families": list(self.families),
             "actors": self.actors.to_dict(),
             "output_dir": self.output_dir,
+            "batch_size": self.batch_size,
         }
 
     def to_yaml(self) -> str:

@@ -49,6 +49,7 @@ EXPERIMENT_KEYS = (
     "stability_method",
     "thresholds",
     "ship_spending",
+    "skip_analysis",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -127,7 +128,11 @@ def _check_template_params(name: str, params: Mapping[str, Any], grid: Mapping[s
 
 
 def _parse_experiment(value: Any) -> dict[str, Any]:
-    """The ``experiment`` section: known keys, a valid ``stability_method``, ``ship_spending`` and ``thresholds``.
+    """The ``experiment`` section: known keys, a valid ``stability_method``, ``ship_spending``,
+    ``skip_analysis`` and ``thresholds``.
+
+    ``skip_analysis`` is kept in :data:`~pytyche.experiment.ANALYSIS_STEPS` order, and an empty
+    list is dropped (the default must not change task ids).
 
     ``thresholds`` values are stored as floats (so ``0`` and ``0.0`` give one task id) and an
     empty ``thresholds`` mapping is dropped (it changes nothing, so it must not change the ids).
@@ -146,6 +151,16 @@ def _parse_experiment(value: Any) -> dict[str, Any]:
 
         if experiment["ship_spending"] not in SHIP_SPENDING_METHODS:
             raise _err("experiment.ship_spending", f"one of {', '.join(repr(m) for m in SHIP_SPENDING_METHODS)}", experiment["ship_spending"])
+    if "skip_analysis" in experiment:
+        from pytyche.experiment.sequential import ANALYSIS_STEPS
+
+        skip = experiment["skip_analysis"]
+        if not isinstance(skip, list) or not all(isinstance(v, str) and v in ANALYSIS_STEPS for v in skip):
+            raise _err("experiment.skip_analysis", f"a list of analysis steps to skip, each one of {', '.join(ANALYSIS_STEPS)}", skip)
+        if skip:  # in ANALYSIS_STEPS order, once each, so one choice gives one task id
+            experiment["skip_analysis"] = [a for a in ANALYSIS_STEPS if a in skip]
+        else:  # skipping nothing is the default: it must not change the ids
+            del experiment["skip_analysis"]
     if "thresholds" in experiment:
         th = _mapping(experiment["thresholds"], "experiment.thresholds", optional=False)
         unknown = set(th) - set(THRESHOLDS_CONSTRAINTS)
@@ -365,6 +380,9 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
     levels = _parse_levels(raw.get("levels", [0.5, 0.8, 0.9, 0.95]))
     families = _parse_families(raw.get("families", ["cate", "ate"]))
     actors = _parse_actors(raw.get("actors"))
+    batch_size = raw.get("batch_size", 1)
+    if not _is_int(batch_size) or batch_size < 1:
+        raise _err("batch_size", "an int >= 1 (replications an actor advances together, one batched fit per round)", batch_size)
     output_dir = raw.get("output_dir")
     if output_dir is None:
         output_dir = os.path.join("sweep_output", name)
@@ -376,7 +394,7 @@ def parse_spec(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
         name=name, templates=templates, seeds=seeds, schedule=schedule, bcf=_freeze(bcf),
         bcf_grid=_freeze(bcf_grid), treatments=treatments, experiment=_freeze(experiment),
         calibration=calibration, levels=levels, families=families, actors=actors,
-        output_dir=output_dir, description=description,
+        output_dir=output_dir, description=description, batch_size=int(batch_size),
     )
     expand_tasks(spec)  # repeated cells are an error
     return spec

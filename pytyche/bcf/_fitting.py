@@ -152,13 +152,14 @@ def sigma_draws(sigma: np.ndarray, component: int) -> np.ndarray:
     return np.ascontiguousarray(sigma[:, :, component].reshape(-1), dtype=np.float32)
 
 
-def attach_calibration(result: Any, calibration: Any) -> Any:
+def attach_calibration(result: Any, calibration: Any, *, stacklevel: int = 3) -> Any:
     """Check the posterior is finite (:func:`check_finite_posterior`), then attach ``calibration``;
     an explicit ``Calibration.skip()`` labels the result and warns once.
 
     The warning fires on the first fit with a given skip object (docs/concepts.md, *Claim level*: "uncalibrated
     posteriors are explicitly labeled in result objects and the library emits a warning on first
-    fit"); ``calibration=None`` attaches nothing and stays silent at this level.
+    fit"); ``calibration=None`` attaches nothing and stays silent at this level. ``stacklevel``
+    counts frames from this function's caller (3: the caller of the ``fit_*`` that called it).
     """
     check_finite_posterior(result)
     if calibration is None:
@@ -172,7 +173,7 @@ def attach_calibration(result: Any, calibration: Any) -> Any:
             "This posterior is explicitly uncalibrated (Calibration.skip()): its intervals are raw BCF "
             "intervals, whose coverage moves with the regime and the sample size. Pass "
             "Calibration.from_sweep(...) to correct them where its evidence supports it.",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return result.apply_calibration(calibration)
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from scipy.special import ndtr
-
-from pytyche._validation import invalid
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, fit_fields
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import BinaryBCFResult
-from pytyche.bcf.stash import ObservedCopy, stash_observed
+from pytyche.bcf.stash import ObservedCopy
+from pytyche.contracts.enums import MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
 
 __all__ = ["fit_binary_bcf"]
@@ -60,35 +55,9 @@ def fit_binary_bcf(
     >>> posterior.cate_mean().shape  # doctest: +SKIP
     (n, 1)
     """
-    where = "fit_binary_bcf"
-    observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
-    y = np.asarray(observed.outcome)
-    if not np.all((y == 0) | (y == 1)):
-        bad = np.unique(y[(y != 0) & (y != 1)])[:5].tolist()
-        raise invalid(
-            "observed",
-            where,
-            f"a binary outcome (every value of column {observed.schema.outcome!r} 0 or 1)",
-            f"values such as {bad}",
-            show=False,
-        )
-    stash = stash_observed(observed, observed_copy, where=where)
-    from pytyche.bcf.sampler import run_bcf
+    from pytyche.bcf.request import request_for
 
-    with Timer() as timer:
-        design = design_from_observed(observed)
-        draws = run_bcf(
-            design.x,
-            design.arm,
-            y[None, :],
-            outcome_types=("binary",),
-            n_arms=design.n_arms,
-            config=cfg,
-            mu_covariates=design.mu_covariates,
-            progress=progress,
-        )
-        prob = arm_surfaces(draws.mu, draws.tau, 0)
-        ndtr(prob, out=prob)  # P(y = 1) = Phi(latent), in place
-    fields = fit_fields(observed, stash, cfg, timer, draws.n_compilations, observed_copy)
-    result = BinaryBCFResult(**fields, outcome_samples=prob, sigma_samples=None)
-    return attach_calibration(result, calibration)
+    return request_for(
+        MetricFamily.BINARY, observed, config=config, observed_copy=observed_copy, progress=progress,
+        calibration=calibration, overrides=config_overrides,
+    )._run(stacklevel=5)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from pytyche.bcf._fitting import Timer, arm_surfaces, attach_calibration, check_common, fit_fields, sigma_draws
 from pytyche.bcf.config import GPUBCFConfig
-from pytyche.bcf.preprocess import design_from_observed
 from pytyche.bcf.results import ContinuousBCFResult
-from pytyche.bcf.stash import ObservedCopy, stash_observed
+from pytyche.bcf.stash import ObservedCopy
+from pytyche.contracts.enums import MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
 
 __all__ = ["fit_continuous_bcf"]
@@ -72,25 +69,9 @@ def fit_continuous_bcf(
     >>> posterior = fit_continuous_bcf(observed, num_draws=500)  # doctest: +SKIP
     >>> lo, hi = posterior.ate_interval(0.9)  # doctest: +SKIP
     """
-    where = "fit_continuous_bcf"
-    observed, cfg, progress = check_common(observed, observed_copy, progress, calibration, config, config_overrides, where)
-    stash = stash_observed(observed, observed_copy, where=where)
-    from pytyche.bcf.sampler import run_bcf
+    from pytyche.bcf.request import request_for
 
-    with Timer() as timer:
-        design = design_from_observed(observed)
-        y = np.asarray(observed.outcome, dtype=np.float64)[None, :]
-        draws = run_bcf(
-            design.x,
-            design.arm,
-            y,
-            outcome_types=("continuous",),
-            n_arms=design.n_arms,
-            config=cfg,
-            mu_covariates=design.mu_covariates,
-            progress=progress,
-        )
-        outcome = arm_surfaces(draws.mu, draws.tau, 0)
-    fields = fit_fields(observed, stash, cfg, timer, draws.n_compilations, observed_copy)
-    result = ContinuousBCFResult(**fields, outcome_samples=outcome, sigma_samples=sigma_draws(draws.sigma, 0))
-    return attach_calibration(result, calibration)
+    return request_for(
+        MetricFamily.CONTINUOUS, observed, config=config, observed_copy=observed_copy, progress=progress,
+        calibration=calibration, overrides=config_overrides,
+    )._run(stacklevel=5)

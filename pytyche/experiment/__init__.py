@@ -21,12 +21,20 @@ from pytyche.experiment.policies import BaselinePolicy, Policy, ThompsonPolicy, 
 from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthComparison
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule, Schedule
 from pytyche.experiment.policy_value import PolicyValue
-from pytyche.experiment.sequential import Generator, SequentialExperiment, UncalibratedWarning, sequential_experiment
+from pytyche.experiment.sequential import (
+    ANALYSIS_STEPS,
+    Generator,
+    PreparedRound,
+    SequentialExperiment,
+    UncalibratedWarning,
+    sequential_experiment,
+)
 from pytyche.experiment.persist import SavedModelWarning
 from pytyche.experiment.spending import ShipSpending
 from pytyche.experiment.srm import SampleRatioMismatchWarning, SRMResult
 
 __all__ = [
+    "ANALYSIS_STEPS",
     "BaselinePolicy",
     "Cell",
     "CellScore",
@@ -42,6 +50,7 @@ __all__ = [
     "PlanAssignment",
     "Policy",
     "PolicyValue",
+    "PreparedRound",
     "Round",
     "SRMResult",
     "SampleRatioMismatchWarning",

@@ -53,6 +53,9 @@ resolved calibration travels whole with it. A loaded experiment lists them in
 predates fingerprints) loading warns with :class:`SavedModelWarning`, naming both. The restored
 rounds keep their posteriors, corrections and decisions; rounds run after loading use the current
 model.
+
+The skipped analysis steps. ``config.json`` records ``skip_analysis`` (a list of
+:data:`~pytyche.experiment.sequential.ANALYSIS_STEPS`); a save without the key skipped none.
 """
 
 from __future__ import annotations
@@ -487,6 +490,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             "bcf_config": None if exp._bcf_config is None else dataclasses.asdict(exp._bcf_config),
             "stability_method": exp._stability_method,
             "ship_spending": exp._ship_spending.method,
+            "skip_analysis": list(exp._skip_analysis),
         })
         rounds_meta = []
         for r, (obs, e) in enumerate(zip(exp._round_data, history)):
@@ -694,6 +698,7 @@ def load_experiment(
             bcf_config=bcf_config,
             stability_method=stability_method,
             ship_spending=spending,
+            skip_analysis=tuple(cfg.get("skip_analysis", ())),  # absent: a save from before the key
         )
     except (KeyError, TypeError) as exc:
         raise SaveFormatError(f"The save at {str(root)!r} is corrupt: the file 'config.json' lacks or mistypes {exc}.") from None

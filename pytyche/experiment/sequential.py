@@ -21,6 +21,7 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,10 +50,13 @@ from pytyche.experiment.spending import ship_spending as ship_spending_of
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from pytyche.bcf.config import GPUBCFConfig
+    from pytyche.bcf.request import FitRequest
     from pytyche.calibrate import Calibration
 
 __all__ = [
+    "ANALYSIS_STEPS",
     "Generator",
+    "PreparedRound",
     "SEQUENTIAL_CONSTRAINTS",
     "SampleRatioMismatchWarning",
     "SequentialExperiment",
@@ -91,6 +95,74 @@ _SCOPE = """
     propensities are known and recorded. Heavily-confounded observational inference is out of
     scope for this API; for that setting, consider econml or DoubleML.
 """
+
+
+#: the analysis steps a :class:`SequentialExperiment` can skip (``skip_analysis``): ``"stability"``,
+#: the policy tree's bootstrap stability scores (every score NaN), and ``"policy_value"``, the
+#: off-policy value of the recommended policy (``Experiment.policy_value`` None)
+ANALYSIS_STEPS = ("stability", "policy_value")
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedRound:
+    """A round's data and its fit's inputs, between :meth:`SequentialExperiment.prepare_round`
+    and :meth:`SequentialExperiment.finish_round`.
+
+    Attributes
+    ----------
+    round_idx
+        The round (the experiment's next).
+    plan
+        The round's plan (the engine's, or the override's).
+    overridden
+        Whether the plan is an operator override.
+    observed
+        The round's own data, as the generator returned it (validated).
+    truth
+        The round's ground truth (sim mode), else ``None``.
+    cumulative
+        Every round's data so far, this one included (variant-major): what the round fits.
+    cumulative_truth
+        The truth aligned to ``cumulative`` (sim mode), else ``None``.
+    positions
+        Each round's rows in ``cumulative`` (``_build_cumulative``'s position map).
+    fit_seed
+        The round's fit seed (derived from the experiment's seed).
+    request
+        The fit, not run: a :class:`~pytyche.bcf.request.FitRequest` (its ``data``, ``config``
+        with ``seed=fit_seed``, ``batch_key()``); ``request.fit()`` runs it alone, and
+        :func:`~pytyche.bcf.request.fit_batch` beside other rounds' requests.
+    """
+
+    round_idx: int
+    plan: NextRoundPlan
+    overridden: bool
+    observed: ObservedExperimentData
+    truth: CalibrationTruth | None
+    cumulative: ObservedExperimentData
+    cumulative_truth: CalibrationTruth | None
+    positions: tuple[np.ndarray, ...]
+    fit_seed: int
+    request: "FitRequest"
+    _owner: Any = field(repr=False)
+    _rounds: tuple[ObservedExperimentData, ...] = field(repr=False)
+    _truths: tuple[CalibrationTruth, ...] = field(repr=False)
+    _designs: tuple[Any, ...] = field(repr=False)
+
+    def fit(self) -> Any:
+        """The round's posterior, fitted alone (``request.fit()``): what :meth:`SequentialExperiment.advance` fits."""
+        return self.request.fit()
+
+
+def _check_skip(skip: Any, where: str) -> tuple[str, ...]:
+    """``skip_analysis`` as a tuple in :data:`ANALYSIS_STEPS` order."""
+    expected = f"a sequence of analysis steps, each one of {list(ANALYSIS_STEPS)}"
+    if isinstance(skip, (str, bytes)) or not isinstance(skip, (Sequence, set, frozenset)):
+        raise wrong_type("skip_analysis", where, expected, skip)
+    unknown = [v for v in skip if v not in ANALYSIS_STEPS]
+    if unknown:
+        raise invalid("skip_analysis", where, expected, list(skip))
+    return tuple(a for a in ANALYSIS_STEPS if a in skip)
 
 
 def _derive_seed(seed: int, round_idx: int, stream: int) -> int:
@@ -175,6 +247,14 @@ class SequentialExperiment:
         :class:`~pytyche.experiment.ExpectedLossRule`; :class:`DecisionThresholds` defaults for
         another rule); each round's analysis and SHIP signals use the spent ones
         (``experiment.analysis.thresholds``).
+    skip_analysis
+        Extension beyond the seed signature: analysis steps each round skips, a subset of
+        :data:`ANALYSIS_STEPS` (default none). ``"stability"``: the policy tree is fitted
+        without its bootstrap, so every segment's stability score is NaN (no segment is
+        credible, the engine reads the evidence at stability 0.5, the default graduation rule
+        never fires on a segment). ``"policy_value"``: no off-policy value of the recommended
+        policy (``experiment.policy_value`` is ``None``). For runs whose records do not read
+        them (coverage sweeps); both change what a round reports, and ``"stability"`` the plans.
 
     Raises
     ------
@@ -215,6 +295,7 @@ class SequentialExperiment:
         bcf_config: "GPUBCFConfig | None" = None,
         stability_method: str = DEFAULT_STABILITY_METHOD,
         ship_spending: "ShipSpending | str" = DEFAULT_SHIP_SPENDING,
+        skip_analysis: Sequence[str] = (),
     ) -> None:
         w = _WHERE
         if not callable(generator):
@@ -281,6 +362,7 @@ class SequentialExperiment:
         self._bcf_config = bcf_config
         self._stability_method = stability_method
         self._ship_spending = spending
+        self._skip_analysis = _check_skip(skip_analysis, w)
         # ---- state (replaced only at the end of a successful round) ----------------------
         self._history: list[Experiment] = []
         self._round_data: list[ObservedExperimentData] = []
@@ -303,6 +385,7 @@ class SequentialExperiment:
     stability_method = _read_only(
         "_stability_method", 'How segment stability is scored each round (``"posterior"`` or ``"means"``).'
     )
+    skip_analysis = _read_only("_skip_analysis", "The analysis steps each round skips (a tuple of ANALYSIS_STEPS names).")
     graduation_rule = _read_only("_graduation_rule", "The rule that fires SHIP signals for graduation.")
     cumulative_data = _read_only(
         "_cumulative", "The cumulative data (variant-major) of every completed round, or ``None``."
@@ -390,13 +473,14 @@ class SequentialExperiment:
                 raise broken(f"name every observed variant. Missing {missing}.", "truth")
         return observed, truth
 
-    def _fit(self, cumulative: ObservedExperimentData, fit_seed: int) -> Any:
-        from pytyche.bcf.dispatch import fit
+    def _request(self, cumulative: ObservedExperimentData, fit_seed: int) -> "FitRequest":
+        """The round's fit, not run: what ``pt.fit(cumulative, config=bcf_config, seed=fit_seed)`` runs."""
+        from pytyche.bcf.request import fit_request
 
         kwargs: dict[str, Any] = {"progress": self._progress, "seed": fit_seed}
         if self._bcf_config is not None:
             kwargs["config"] = self._bcf_config
-        return fit(cumulative, **kwargs)
+        return fit_request(cumulative, **kwargs)
 
     def advance(self, cells: list[Cell] | None = None) -> Experiment:
         """Run one round and return its :class:`~pytyche.experiment.Experiment` snapshot.
@@ -442,49 +526,159 @@ class SequentialExperiment:
         return thresholds, rule
 
     def _run_round(self, cells: list[Cell] | None) -> Experiment:
-        """One round (called by :meth:`advance` and ``__next__``; see :meth:`advance`)."""
+        """One round (called by :meth:`advance` and ``__next__``): prepare, fit, finish."""
+        # frames of a warning: _prepare/_finish <- _run_round <- advance/__next__ <- the caller
+        prepared = self._prepare(cells, stacklevel=4)
+        return self._finish(prepared, prepared.fit(), stacklevel=4)
+
+    def prepare_round(self, cells: list[Cell] | None = None) -> "PreparedRound":
+        """The first step of a round: its data and its fit's inputs, without fitting or changing state.
+
+        Sizes the round from the schedule, hands the plan to the generator, validates what it
+        returns, builds the cumulative data (and, in sim mode, the cumulative truth) and the
+        fit's :class:`~pytyche.bcf.request.FitRequest` (the fit ``pt.fit`` runs, seeded with the
+        round's fit seed). A round is then :meth:`advance` split in three:
+
+        1. ``prepared = exp.prepare_round(cells)``;
+        2. the fit: ``posterior = prepared.fit()`` (what :meth:`advance` does), or batched beside
+           other experiments' rounds with :func:`pytyche.bcf.request.fit_batch` on the rounds'
+           ``request`` (bitwise the same posteriors on the CPU);
+        3. ``experiment = exp.finish_round(prepared, posterior)``.
+
+        Nothing of the experiment changes here: a prepared round that is never finished leaves
+        the experiment as it was (the generator has been called, though; a generator that keeps
+        state of its own advances). The one side effect is the experiment's once-only
+        :class:`UncalibratedWarning`.
+
+        Parameters
+        ----------
+        cells
+            As for :meth:`advance`.
+
+        Returns
+        -------
+        PreparedRound
+
+        Raises
+        ------
+        StopIteration
+            When the schedule is exhausted.
+        ValueError, TypeError
+            As :meth:`advance` for the round's data; the fit's own refusals too (e.g.
+            :class:`pytyche.InsufficientDataError` for a hurdle arm without converters).
+        """
+        # frames of the warning: _prepare <- prepare_round <- the caller
+        return self._prepare(cells, stacklevel=3)
+
+    def finish_round(self, prepared: "PreparedRound", posterior: Any) -> Experiment:
+        """The last step of a round: calibrate, analyze, plan, check, and commit the round.
+
+        Applies the calibration to ``posterior``, analyzes it (policy tree, recommendations),
+        scores the round's cells, fires the graduation signals, asks the engine for the next
+        plan, checks sample ratio mismatch, estimates the recommended policy's value, compares
+        to the truth (sim mode), and appends the round to :attr:`history`. A failure leaves the
+        experiment unchanged, as :meth:`advance` does.
+
+        Parameters
+        ----------
+        prepared
+            This experiment's :meth:`prepare_round` for its next round.
+        posterior
+            The posterior of ``prepared.request``: ``prepared.fit()``, or its entry of a
+            :func:`~pytyche.bcf.request.fit_batch`.
+
+        Returns
+        -------
+        Experiment
+            The round's snapshot, as :meth:`advance` returns it.
+
+        Raises
+        ------
+        TypeError
+            When ``prepared`` is not a :class:`PreparedRound`.
+        ValueError
+            When ``prepared`` belongs to another experiment or another round (a round was
+            finished since it was prepared), or ``posterior`` is not a posterior of its
+            cumulative data.
+        """
+        # frames of the SRM warning: _finish <- finish_round <- the caller
+        return self._finish(prepared, posterior, stacklevel=3)
+
+    def _prepare(self, cells: list[Cell] | None, *, stacklevel: int) -> "PreparedRound":
         round_idx = len(self._history)
         if is_exhausted(self._schedule, round_idx):
             raise StopIteration
         override = None if cells is None else validate_cells(cells, "cells", f"{_WHERE}.advance")
         if self._calibration is None or getattr(self._calibration, "skipped", False):
             # None and an explicit Calibration.skip() both run uncalibrated: warn once per instance
-            # frames: warn_uncalibrated_once <- _run_round <- advance/__next__ <- the caller
-            warn_uncalibrated_once(self, stacklevel=3)
+            warn_uncalibrated_once(self, stacklevel=stacklevel)
         n_visitors = check_int(self._schedule.size(round_idx), "schedule.size(round_idx)", _WHERE, low=1)
         plan, overridden = self._plan_for(round_idx, n_visitors, override)
 
-        # 1. data
         observed, truth = self._validate_round(round_idx, plan, self._generator(round_idx, plan))
-        rounds = [*self._round_data, observed]
+        rounds = (*self._round_data, observed)
         # the fit's propensity covariate is each round's design propensity (cells mixed by weight);
         # past rounds' designs are kept, so each round's policies run once
-        designs = [*self._round_designs, round_design(observed, plan)]
-        cumulative, positions = _build_cumulative(rounds, control=self._treatments[0], designs=designs)
+        designs = (*self._round_designs, round_design(observed, plan))
+        cumulative, positions = _build_cumulative(list(rounds), control=self._treatments[0], designs=list(designs))
         if cumulative.control != self._treatments[0]:
             raise violated(
                 "cumulative data", _WHERE,
                 f"contain the control {self._treatments[0]!r} (treatments[0]) to estimate effects against. "
                 f"Got variants {list(cumulative.variant_names)}.",
             )
-        truths = [*self._round_truths, truth] if truth is not None else []
-        cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truth is not None else None
-
-        # 2. fit, calibrate, analyze
+        truths = (*self._round_truths, truth) if truth is not None else ()
+        cum_truth = cumulative_truth(list(truths), positions, cumulative.variant_names) if truth is not None else None
         fit_seed = _derive_seed(self._seed, round_idx, 0)
-        posterior = self._fit(cumulative, fit_seed)
+        request = self._request(cumulative, fit_seed)
+        return PreparedRound(
+            round_idx=round_idx, plan=plan, overridden=overridden, observed=observed, truth=truth,
+            cumulative=cumulative, cumulative_truth=cum_truth, positions=tuple(positions), fit_seed=fit_seed,
+            request=request, _owner=self, _rounds=rounds, _truths=truths, _designs=designs,
+        )
+
+    def _finish(self, prepared: "PreparedRound", posterior: Any, *, stacklevel: int) -> Experiment:
+        w = f"{_WHERE}.finish_round"
+        if not isinstance(prepared, PreparedRound):
+            raise wrong_type("prepared", w, "a PreparedRound (from prepare_round)", prepared)
+        if prepared._owner is not self:
+            raise invalid("prepared", w, "a round prepared by this experiment", "a round prepared by another experiment", show=False)
+        round_idx = len(self._history)
+        if prepared.round_idx != round_idx:
+            raise invalid(
+                "prepared", w, f"a round prepared for this experiment's next round ({round_idx})",
+                f"a round prepared for round {prepared.round_idx}", show=False,
+            )
+        cumulative = prepared.cumulative
+        got = getattr(posterior, "observed", None)
+        if (
+            not isinstance(got, ObservedExperimentData) or got.n_visitors != cumulative.n_visitors
+            or tuple(getattr(posterior, "treatments", ())) != tuple(cumulative.variant_names)
+        ):
+            raise invalid(
+                "posterior", w,
+                f"a posterior of the prepared round's cumulative data ({cumulative.n_visitors} visitors, "
+                f"treatments {list(cumulative.variant_names)})",
+                posterior if got is None else f"a posterior of {got.n_visitors} visitors, treatments {list(posterior.treatments)}",
+                show=got is None,
+            )
+        plan, observed, positions = prepared.plan, prepared.observed, prepared.positions
+        cum_truth = prepared.cumulative_truth
+
+        # calibrate, analyze
         if self._calibration is not None:
             posterior = posterior.apply_calibration(self._calibration)
         thresholds, rule = self._round_rule(round_idx)
         analysis = posterior.analyze(
             max_depth=self._max_segment_depth,
             min_segment_share=self._min_segment_share,
+            **({"n_bootstrap": 0} if "stability" in self._skip_analysis else {}),  # 0: no bootstrap, NaN scores
             bootstrap_seed=_derive_seed(self._seed, round_idx, 1),
             stability_method=self._stability_method,
             thresholds=thresholds,
         )
 
-        # 3. score cells, graduation signals, next plan
+        # score cells, graduation signals, next plan
         cell_scores = score_cells(observed, plan)
         prev_signals = self._history[-1].ship_signals if self._history else ()
         signals = sustain(
@@ -506,24 +700,25 @@ class SequentialExperiment:
             ship_signals=signals,
         )
 
-        # 4. checks: sample ratio mismatch of this round, off-policy value of the recommendation
+        # checks: sample ratio mismatch of this round, off-policy value of the recommendation
         srm = srm_check(observed, plan)
         rec = recommended_arms(posterior, analysis.policy_tree, next_plan.active_treatments)
         policy_value = None
-        if cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
-            design = design_propensities(rounds, None, positions, cumulative.variant_names, designs=designs)
+        if "policy_value" not in self._skip_analysis and cumulative.n_visitors >= 2 * DEFAULT_FOLDS:
+            designs = list(prepared._designs)
+            design = design_propensities(list(prepared._rounds), None, list(positions), cumulative.variant_names, designs=designs)
             learner = PolicyTreeLearner(
                 max_depth=self._max_segment_depth, min_segment_share=self._min_segment_share,
                 allowed=tuple(t in next_plan.active_treatments for t in cumulative.variant_names),
             )
             policy_value = estimate_policy_value(cumulative, rec, design, seed=_derive_seed(self._seed, round_idx, 2), learner=learner)
 
-        # 5. sim mode: truth comparison
+        # sim mode: truth comparison
         comparison = None
         if cum_truth is not None:
             comparison = compare_to_truth(posterior, cum_truth, rec)
 
-        rnd = Round(round_idx, plan, observed, truth, positions[-1], overridden)
+        rnd = Round(round_idx, plan, observed, prepared.truth, positions[-1], prepared.overridden)
         experiment = Experiment(
             round=rnd,
             observed=posterior.observed,
@@ -534,22 +729,21 @@ class SequentialExperiment:
             truth_comparison=comparison,
             cumulative_truth=cum_truth,
             ship_signals=signals,
-            fit_seed=fit_seed,
+            fit_seed=prepared.fit_seed,
             positions=tuple(positions),
             srm=srm,
             policy_value=policy_value,
         )
 
-        # 6. commit (nothing above mutated self)
-        self._round_data = rounds
-        self._round_truths = truths
-        self._round_designs = designs
+        # commit (nothing above mutated self)
+        self._round_data = list(prepared._rounds)
+        self._round_truths = list(prepared._truths)
+        self._round_designs = list(prepared._designs)
         self._round_models = [*self._round_models, model_fingerprint(posterior.config)]
         self._cumulative = cumulative
         self._next_plan = next_plan
         self._history = [*self._history, experiment]
-        # frames: warn_srm <- _run_round <- advance/__next__ <- the caller
-        warn_srm(srm, round_idx, stacklevel=3)
+        warn_srm(srm, round_idx, stacklevel=stacklevel)
         return experiment
 
     def run_to_completion(self) -> "SequentialExperiment":

@@ -13,6 +13,7 @@ from pytyche.bcf._fitting import HURDLE_FIT_CONSTRAINTS, attach_calibration, che
 from pytyche.bcf.config import GPUBCFConfig
 from pytyche.bcf.results import HurdleBCFResult
 from pytyche.bcf.stash import ObservedCopy, stash_observed
+from pytyche.contracts.enums import MetricFamily
 from pytyche.contracts.observed import ObservedExperimentData
 
 __all__ = ["fit_hurdle_bcf"]
@@ -68,17 +69,21 @@ def fit_hurdle_bcf(
     >>> posterior.decomposition.p_samples.shape  # doctest: +SKIP
     (n, S, K)
     """
+    if pooling == "joint":  # one MCMC: the request's fit (pytyche.bcf.request), as a batch runs it
+        from pytyche.bcf.request import request_for
+
+        return request_for(
+            MetricFamily.HURDLE, observed, config=config, observed_copy=observed_copy, progress=progress,
+            calibration=calibration, overrides=config_overrides, pooling=pooling,
+        )._run(stacklevel=5)
     where = "fit_hurdle_bcf"
     observed, cfg, progress = check_common(
         observed, observed_copy, progress, calibration, config, config_overrides, where, table=HURDLE_FIT_CONSTRAINTS, pooling=pooling
     )
     check_hurdle_outcome(observed, where)
     stash = stash_observed(observed, observed_copy, where=where)
-    from pytyche.bcf.hurdle.model import fit_hurdle, joint_channels
+    from pytyche.bcf.hurdle.compose import independent_channels
+    from pytyche.bcf.hurdle.model import fit_hurdle
 
-    if pooling == "joint":
-        channels = joint_channels
-    else:
-        from pytyche.bcf.hurdle.compose import independent_channels as channels
-    result = fit_hurdle(observed, stash, cfg, progress, observed_copy, pooling, channels)
+    result = fit_hurdle(observed, stash, cfg, progress, observed_copy, pooling, independent_channels)
     return attach_calibration(result, calibration)

@@ -14,6 +14,7 @@ leaf, so the two channels share structure (:mod:`pytyche.bcf.kernel`). Per draw 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtr
@@ -24,7 +25,13 @@ from pytyche.bcf.preprocess import BCFDesign, design_from_observed
 from pytyche.bcf.results import HurdleBCFResult, build_decomposition
 from pytyche.contracts.observed import ObservedExperimentData
 
-__all__ = ["Channels", "fit_hurdle", "hurdle_arrays", "joint_channels", "severity_mean"]
+if TYPE_CHECKING:  # pragma: no cover
+    from pytyche.bcf.sampler import BCFDraws
+
+__all__ = [
+    "Channels", "fit_hurdle", "hurdle_arrays", "hurdle_surfaces", "joint_arrays", "joint_channels", "joint_draws_channels",
+    "severity_mean",
+]
 
 
 def hurdle_arrays(observed: ObservedExperimentData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,11 +74,29 @@ def fit_hurdle(
     with Timer() as timer:
         design = design_from_observed(observed)
         latent, log_surface, sigma, n_compilations = channels(design, *hurdle_arrays(observed), config, progress)
-    p = ndtr(latent, out=latent)
-    sev = severity_mean(log_surface, sigma)
+    p, sev = hurdle_surfaces(latent, log_surface, sigma)
     decomposition, rpv = build_decomposition(p, sev)
     fields = fit_fields(observed, stash, config, timer, n_compilations, observed_copy)
     return HurdleBCFResult(**fields, outcome_samples=rpv, sigma_samples=sigma, decomposition=decomposition, pooling=pooling)
+
+
+def hurdle_surfaces(latent: np.ndarray, log_surface: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Conversion probabilities ``Phi(latent)`` and log-normal mean severities, both ``(n, S, K)``, in place."""
+    p = ndtr(latent, out=latent)
+    return p, severity_mean(log_surface, sigma)
+
+
+def joint_arrays(conv: np.ndarray, log_sev: np.ndarray, converted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The joint fit's ``(2, n)`` outcome ``(conversion, log-severity)`` and its missing mask
+    (severity missing at non-converters), from :func:`hurdle_arrays`."""
+    return np.stack([conv, log_sev]), np.stack([np.zeros_like(converted), ~converted])
+
+
+def joint_draws_channels(draws: "BCFDraws") -> Channels:
+    """The joint fit's channels from its bivariate draws: latent and log-severity surfaces, the
+    severity error sd, the compilations."""
+    sigma = sigma_draws(draws.sigma, 1)
+    return arm_surfaces(draws.mu, draws.tau, 0), arm_surfaces(draws.mu, draws.tau, 1), sigma, draws.n_compilations
 
 
 def joint_channels(
@@ -80,8 +105,7 @@ def joint_channels(
     """The shared-topology fit (``pooling="joint"``): one bivariate MCMC, severity missing at non-converters."""
     from pytyche.bcf.sampler import run_bcf
 
-    y = np.stack([conv, log_sev])
-    missing = np.stack([np.zeros_like(converted), ~converted])
+    y, missing = joint_arrays(conv, log_sev, converted)
     draws = run_bcf(
         design.x,
         design.arm,
@@ -93,5 +117,4 @@ def joint_channels(
         mu_covariates=design.mu_covariates,
         progress=progress,
     )
-    sigma = sigma_draws(draws.sigma, 1)
-    return arm_surfaces(draws.mu, draws.tau, 0), arm_surfaces(draws.mu, draws.tau, 1), sigma, draws.n_compilations
+    return joint_draws_channels(draws)
