@@ -11,6 +11,10 @@ round's ``right`` column (the arm's true effect over the cumulative visitors is 
 
 Traffic allocation in later rounds depends on the analysis, not on the SHIP rule, so re-reading
 the rule on recorded rounds gives the rule's rates exactly for the recorded runs.
+
+The spending schedules (``pytyche/experiment/spending.py``) are re-read the same way: each
+round's gate is the schedule's ``p_positive_min`` at that round (``--sizes``: the run's round
+sizes, default 4 x 3000), printed per method with its per-round gates.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pytyche.contracts.results import DecisionThresholds  # noqa: E402
+from pytyche.experiment.spending import SHIP_SPENDING_METHODS, ShipSpending  # noqa: E402
 from sweeps.decision_rates import wilson_interval  # noqa: E402
 from sweeps.shards import read_records  # noqa: E402
 
@@ -39,9 +45,11 @@ def population_rows(outs: list[str]) -> pd.DataFrame:
     return rows[rows["decision"] == "ship_population"].copy()
 
 
-def fires(rows: pd.DataFrame, p_min: float, sustain: int, p_better_min: float = 0.80, tolerance: float = 0.005) -> pd.Series:
-    """Whether the rule fires on each row (sustained over the arm's previous rounds)."""
-    once = (rows["p_positive"] > p_min) & (rows["p_better"] > p_better_min) & (rows["expected_loss"] < tolerance)
+def fires(rows: pd.DataFrame, p_min: float | dict[int, float], sustain: int, p_better_min: float = 0.80, tolerance: float = 0.005) -> pd.Series:
+    """Whether the rule fires on each row (sustained over the arm's previous rounds); ``p_min``
+    is one gate, or a gate per round index (a spending schedule)."""
+    gate = rows["round_idx"].astype(int).map(p_min) if isinstance(p_min, dict) else p_min
+    once = (rows["p_positive"] > gate) & (rows["p_better"] > p_better_min) & (rows["expected_loss"] < tolerance)
     if sustain == 1:
         return once
     keyed = rows.assign(_once=once).sort_values(["task_id", "treatment", "round_idx"])
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outs", nargs="+")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[3000] * 4)
     args = ap.parse_args(argv)
     rows = population_rows(args.outs)
     n_rounds = int(rows["round_idx"].max()) + 1
@@ -86,13 +95,24 @@ def main(argv: list[str] | None = None) -> int:
             for rounds in range(1, n_rounds + 1):
                 table.append({"template": template, "p_positive_min": p_min, "sustain": sustain, "rounds": rounds,
                               "runs": int(g["task_id"].nunique()), **rates(g, f, rounds)})
+    schedules = []
+    for method in SHIP_SPENDING_METHODS:
+        gates = {r: ShipSpending(method).thresholds(DecisionThresholds(), r, len(args.sizes), args.sizes).p_positive_min
+                 for r in range(len(args.sizes))}
+        for template, g in rows.groupby("template"):
+            schedules.append({"template": template, "spending": method, "gates": [round(gates[r], 5) for r in sorted(gates)],
+                              "runs": int(g["task_id"].nunique()), **rates(g, fires(g, gates, 1))})
+    sched = pd.DataFrame(schedules)
     df = pd.DataFrame(table)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(sched.drop(columns=["false_ship_ci", "power_ci"]).to_string(index=False))
+        print()
         print(df[df["rounds"] == n_rounds].drop(columns=["false_ship_ci", "power_ci"]).to_string(index=False))
         print()
         print(df[(df["sustain"] == 1) & (df["p_positive_min"] == 0.95)][["template", "rounds", "false_ship", "false_ship_k", "false_ship_n", "power"]].to_string(index=False))
     if args.json:
-        Path(args.json).write_text(json.dumps(json.loads(df.to_json(orient="records")), indent=1))
+        Path(args.json).write_text(json.dumps({"rules": json.loads(df.to_json(orient="records")),
+                                               "spending": json.loads(sched.to_json(orient="records"))}, indent=1))
     return 0
 
 

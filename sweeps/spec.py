@@ -16,7 +16,7 @@ A spec is validated once, when it is loaded, and every error names the field tha
     bcf_grid: {num_trees_tau: [10, 20]}     # optional: BCF settings swept as grid cells
     experiment: {max_segment_depth: 2}      # optional keyword arguments of SequentialExperiment:
     #   min_control_weight, min_explore_weight, max_segment_depth, min_segment_share,
-    #   stability_method (means | posterior), ship_spending (bonferroni | none),
+    #   stability_method (means | posterior), ship_spending (bonferroni | obrien_fleming | none),
     #   thresholds: {min_effect: 0.02, ...} (DecisionThresholds fields; the graduation rule's,
     #   spent over the rounds by ship_spending, and what decision rows are read with),
     #   skip_analysis: [stability, policy_value] (analysis steps the records do not read; a

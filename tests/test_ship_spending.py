@@ -51,6 +51,7 @@ def test_equal_shares_over_a_finite_schedule_and_summable_shares_over_an_open_on
     "call, name",
     [
         (lambda: ShipSpending("pocock"), "'method' parameter of ShipSpending"),
+        (lambda: ShipSpending("obrien_fleming").share(0, 3, [1, 0, 1]), "'sizes' parameter of ShipSpending.share"),
         (lambda: ShipSpending().share(4, 4), "'round_idx' parameter of ShipSpending.share"),
         (lambda: ShipSpending().share(-1, 4), "'round_idx' parameter of ShipSpending.share"),
         (lambda: ShipSpending().share(0, 0), "'n_rounds' parameter of ShipSpending.share"),
@@ -79,6 +80,31 @@ def _whole_run_false_ship(method: str, n_runs: int, n_rounds: int, seed: int) ->
     return float(fired.mean())
 
 
+def test_obrien_fleming_gates_spend_little_early_and_follow_the_schedule_s_sizes():
+    """O'Brien-Fleming at 4 equal rounds: gates Phi(C / sqrt(t_r)) with C = 1.738 (the 95%
+    quantile of the Brownian motion's maximum over t = 1/4, 1/2, 3/4, 1; Jennison & Turnbull's
+    tables give 1.73 for one-sided 0.05 at 4 looks), so about 0.9998, 0.993, 0.978 and 0.959.
+    Unequal sizes move the gates with the information fractions; an open-ended schedule spends
+    as the Bonferroni series does."""
+    from pytyche.experiment.spending import obrien_fleming_constant
+
+    of = ShipSpending("obrien_fleming")
+    c = obrien_fleming_constant((0.25, 0.5, 0.75, 1.0), 0.05)
+    assert abs(c - 1.73) < 0.02
+    gates = [of.thresholds(DecisionThresholds(), r, 4).p_positive_min for r in range(4)]
+    np.testing.assert_allclose(gates, ndtr(c / np.sqrt([0.25, 0.5, 0.75, 1.0])))
+    assert all(a > b for a, b in zip(gates, gates[1:])) and 0.95 < gates[-1] < 0.97 and gates[0] > 0.999
+    assert gates == [of.thresholds(DecisionThresholds(), r, 4, [3000] * 4).p_positive_min for r in range(4)]
+    # a doubling schedule: the first round holds 1/15 of the visitors, so its gate is stricter still
+    doubling = [of.thresholds(DecisionThresholds(), r, 4, [1000, 2000, 4000, 8000]).p_positive_min for r in range(4)]
+    assert doubling[0] > gates[0] and doubling[-1] == pytest.approx(ndtr(obrien_fleming_constant((1 / 15, 3 / 15, 7 / 15, 1.0), 0.05)))
+    assert of.share(3, None) == ShipSpending().share(3, None)
+    with pytest.raises(ValueError, match="'sizes' parameter of ShipSpending.share"):
+        of.share(0, 4, [100, 100])
+    with pytest.raises(ValueError, match="'fractions' parameter of obrien_fleming_constant"):
+        obrien_fleming_constant((0.5, 0.25, 1.0), 0.05)
+
+
 def test_spending_holds_a_null_run_to_five_percent_where_the_single_look_gate_does_not():
     """4 looks, 4,000 simulated runs each way (fixed seed). The single-look gate's whole-run rate
     is about 12.6% for four equally spaced looks at a one-sided 5% (Armitage et al. 1969; 12.7%
@@ -90,6 +116,10 @@ def test_spending_holds_a_null_run_to_five_percent_where_the_single_look_gate_do
     assert single > 0.08
     assert spent <= 0.05
     assert spent < single
+    # O'Brien-Fleming spends all of alpha, not a union bound's share: about 5%, within 3 sd
+    # (1.0 pp) of it, and more than Bonferroni's 3.7% on the same runs
+    of = _whole_run_false_ship("obrien_fleming", 4000, 4, seed=11)
+    assert abs(of - 0.05) < 0.0103 and of > spent
 
 
 @pytest.fixture(scope="module")

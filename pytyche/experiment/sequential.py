@@ -520,7 +520,9 @@ class SequentialExperiment:
         share of the run's error) and the rule that fires its SHIP signals at them."""
         rule = self._graduation_rule
         base = rule.thresholds if isinstance(rule, ExpectedLossRule) else DecisionThresholds()
-        thresholds = self._ship_spending.thresholds(base, round_idx, self._schedule.n_rounds)
+        n_rounds = self._schedule.n_rounds
+        sizes = None if n_rounds is None else [int(self._schedule.size(r)) for r in range(n_rounds)]
+        thresholds = self._ship_spending.thresholds(base, round_idx, n_rounds, sizes)
         if isinstance(rule, ExpectedLossRule) and thresholds != base:
             rule = ExpectedLossRule(thresholds, rule.stability_threshold, rule.include_population)
         return thresholds, rule

@@ -14,6 +14,15 @@ anywhere in the run to ``alpha``.
 (``share = 1 / R``; at 4 rounds the gate is ``p_positive > 0.9875``, i.e. the one-sided 98.75%
 bound above 0). An open-ended schedule spends ``6 / (pi^2 (r + 1)^2)`` at round ``r`` (0-based),
 which sums to 1 over all rounds: 61% of ``alpha`` at the first look, 15% at the second, and so on.
+``"obrien_fleming"`` spends little early and most at the end (O'Brien & Fleming 1979, as group
+sequential trials do). With ``t_r = N_r / N_R`` the cumulative share of a finite schedule's
+visitors at round ``r``, the gate is ``p_positive > Phi(C / sqrt(t_r))``, where ``C`` solves
+``P(max_r W(t_r) > C) = alpha`` for a standard Brownian motion ``W``: the exact chance that a
+calibrated null arm crosses the boundary at some look (cumulative-data looks are the Brownian
+motion's values; :func:`obrien_fleming_constant`). At 4 equal rounds and ``alpha = 0.05`` the
+gates are about 0.9998, 0.993, 0.978 and 0.958: the last look nearly the single-look gate, the
+first nearly closed. An open-ended schedule has no final size, so it spends as ``"bonferroni"``
+does there.
 ``"none"`` applies ``p_positive_min`` at every round, the rule before spending (each look
 controlled, the run not).
 
@@ -25,16 +34,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
 
 from pytyche._validation import check_int, invalid
 from pytyche.contracts.results import DecisionThresholds
 
-__all__ = ["DEFAULT_SHIP_SPENDING", "SHIP_SPENDING_METHODS", "ShipSpending", "ship_spending"]
+__all__ = ["DEFAULT_SHIP_SPENDING", "SHIP_SPENDING_METHODS", "ShipSpending", "obrien_fleming_constant", "ship_spending"]
 
 #: the spending methods :class:`ShipSpending` knows
-SHIP_SPENDING_METHODS = ("bonferroni", "none")
+SHIP_SPENDING_METHODS = ("bonferroni", "obrien_fleming", "none")
+
+#: Monte Carlo paths behind :func:`obrien_fleming_constant` (the run's error it gives is within
+#: about 0.0004 of ``alpha``; a fixed seed makes every threshold reproducible)
+_OF_PATHS = 400_000
+
+
+@lru_cache(maxsize=64)
+def obrien_fleming_constant(fractions: tuple[float, ...], alpha: float) -> float:
+    """``C`` with ``P(max_r W(t_r) > C) = alpha`` for a standard Brownian motion ``W`` at the
+    cumulative information fractions ``t_r`` (increasing, the last 1): the (1 - alpha) quantile
+    of the maximum over the looks, by Monte Carlo over :data:`_OF_PATHS` paths (seed 0)."""
+    t = np.asarray(fractions, dtype=np.float64)
+    if t.ndim != 1 or t.size < 1 or np.any(np.diff(t) <= 0) or t[0] <= 0 or abs(t[-1] - 1.0) > 1e-12:
+        raise invalid("fractions", "obrien_fleming_constant", "increasing information fractions in (0, 1], the last 1", list(fractions))
+    if not 0.0 < alpha < 1.0:
+        raise invalid("alpha", "obrien_fleming_constant", "a run error in (0, 1)", alpha)
+    rng = np.random.default_rng(0)
+    steps = rng.standard_normal((_OF_PATHS, t.size)) * np.sqrt(np.diff(np.r_[0.0, t]))
+    return float(np.quantile(np.cumsum(steps, axis=1).max(axis=1), 1.0 - alpha))
 
 #: the default method of a :class:`~pytyche.experiment.SequentialExperiment`
 DEFAULT_SHIP_SPENDING = "bonferroni"
@@ -50,7 +83,7 @@ class ShipSpending:
     Parameters
     ----------
     method
-        ``"bonferroni"`` (default) or ``"none"``.
+        ``"bonferroni"`` (default), ``"obrien_fleming"`` or ``"none"``.
     """
 
     method: str = DEFAULT_SHIP_SPENDING
@@ -59,9 +92,15 @@ class ShipSpending:
         if self.method not in SHIP_SPENDING_METHODS:
             raise invalid("method", "ShipSpending", "one of " + ", ".join(repr(m) for m in SHIP_SPENDING_METHODS), self.method)
 
-    def share(self, round_idx: int, n_rounds: int | None) -> float:
-        """The share of the run's error the SHIP gate spends at ``round_idx`` (0-based) of a
-        schedule of ``n_rounds`` rounds (``None``: open-ended)."""
+    def share(self, round_idx: int, n_rounds: int | None, sizes: Sequence[int] | None = None, alpha: float = 0.05) -> float:
+        """The share of the run's error ``alpha`` the SHIP gate spends at ``round_idx``
+        (0-based) of a schedule of ``n_rounds`` rounds (``None``: open-ended): the look's gate is
+        ``p_positive > 1 - alpha * share``.
+
+        ``sizes`` (the finite schedule's round sizes; default equal) and ``alpha`` matter to
+        ``"obrien_fleming"`` only, whose looks' nominal shares are not a split of ``alpha`` (their
+        joint crossing probability is ``alpha``).
+        """
         where = "ShipSpending.share"
         round_idx = check_int(round_idx, "round_idx", where, low=0)
         if self.method == "none":
@@ -71,17 +110,26 @@ class ShipSpending:
         n_rounds = check_int(n_rounds, "n_rounds", where, low=1)
         if round_idx >= n_rounds:
             raise invalid("round_idx", where, f"a round of the {n_rounds}-round schedule (0 to {n_rounds - 1})", round_idx)
-        return 1.0 / n_rounds
+        if self.method == "bonferroni":
+            return 1.0 / n_rounds
+        sizes = [1] * n_rounds if sizes is None else [check_int(v, "sizes", where, low=1) for v in sizes]
+        if len(sizes) != n_rounds:
+            raise invalid("sizes", where, f"one size per round of the {n_rounds}-round schedule", list(sizes))
+        cum = np.cumsum(sizes, dtype=np.float64)
+        fractions = tuple(float(v) for v in cum / cum[-1])
+        c = obrien_fleming_constant(fractions, float(alpha))
+        return float(1.0 - ndtr(c / math.sqrt(fractions[round_idx]))) / alpha
 
-    def thresholds(self, base: DecisionThresholds, round_idx: int, n_rounds: int | None) -> DecisionThresholds:
+    def thresholds(self, base: DecisionThresholds, round_idx: int, n_rounds: int | None, sizes: Sequence[int] | None = None) -> DecisionThresholds:
         """``base`` with the SHIP gate of round ``round_idx``:
-        ``p_positive_min = 1 - (1 - base.p_positive_min) * share(round_idx, n_rounds)``."""
+        ``p_positive_min = 1 - (1 - base.p_positive_min) * share(round_idx, n_rounds, sizes)``."""
         if not isinstance(base, DecisionThresholds):
             raise invalid("base", "ShipSpending.thresholds", "a DecisionThresholds", base)
-        share = self.share(round_idx, n_rounds)
+        alpha = 1.0 - base.p_positive_min
+        share = self.share(round_idx, n_rounds, sizes, alpha=alpha) if alpha > 0 else 1.0
         if share == 1.0:
             return base
-        return dataclasses.replace(base, p_positive_min=1.0 - (1.0 - base.p_positive_min) * share)
+        return dataclasses.replace(base, p_positive_min=1.0 - alpha * share)
 
 
 def ship_spending(value: Any, where: str) -> ShipSpending:
