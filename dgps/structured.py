@@ -34,7 +34,7 @@ import pandas as pd
 from dgps.base import FeatureTemplate, integer, param, real
 from pytyche._validation import Options
 
-__all__ = ["STRUCTURES", "TIERS", "StructuredTemplate", "draw_structured_features", "shapes"]
+__all__ = ["STRUCTURES", "TIERS", "StructuredTemplate", "base_conversion", "draw_structured_features", "shapes", "tier_values"]
 
 #: the effect structures, in the order of the table above
 STRUCTURES: tuple[str, ...] = ("none", "uniform", "harmful", "sparse", "smooth", "crossing", "opposing")
@@ -51,6 +51,23 @@ def draw_structured_features(rng: np.random.Generator, n: int) -> pd.DataFrame:
     x = np.round(rng.standard_normal((n, 3)), 2)
     tier = np.asarray(TIERS, dtype=object)[rng.choice(len(TIERS), size=n, p=_TIER_SHARES)]
     return pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "tier": tier})
+
+
+def tier_values(visitors: pd.DataFrame, table: dict[str, float]) -> np.ndarray:
+    """``table[tier]`` per visitor."""
+    return np.array([table[v] for v in visitors["tier"].to_numpy()], dtype=np.float64)
+
+
+#: the control conversion's multiplier by tier (revenue and conversion templates)
+TIER_CONVERSION = {"bronze": 0.8, "silver": 1.0, "gold": 1.4}
+
+
+def base_conversion(visitors: pd.DataFrame, rate: float) -> np.ndarray:
+    """The control conversion of the revenue and conversion templates:
+    ``rate * (1 + 0.4 tanh(x1 + 0.5 x3)) * t``, ``t`` 0.8 / 1.0 / 1.4 by tier."""
+    x1 = visitors["x1"].to_numpy(dtype=np.float64)
+    x3 = visitors["x3"].to_numpy(dtype=np.float64)
+    return rate * (1.0 + 0.4 * np.tanh(x1 + 0.5 * x3)) * tier_values(visitors, TIER_CONVERSION)
 
 
 def shapes(structure: str, visitors: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

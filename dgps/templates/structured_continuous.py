@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dgps.base import ContinuousTemplate, feature_template, param, POSITIVE, real, Surface
-from dgps.structured import StructuredTemplate
+from dgps.structured import StructuredTemplate, tier_values
 
 _TIER_OFFSET = {"bronze": 0.0, "silver": 0.5, "gold": 1.0}
 
@@ -42,8 +42,7 @@ class StructuredContinuous(StructuredTemplate, ContinuousTemplate):
         s = self.effect_scale
         x1 = visitors["x1"].to_numpy(dtype=np.float64)
         x2 = visitors["x2"].to_numpy(dtype=np.float64)
-        off = np.array([_TIER_OFFSET[v] for v in visitors["tier"].to_numpy()])
-        mu0 = 5.0 + 1.5 * x1 + 0.5 * x2**2 + off
+        mu0 = 5.0 + 1.5 * x1 + 0.5 * x2**2 + tier_values(visitors, _TIER_OFFSET)
         mu = [mu0] + [mu0 + 0.5 * s * h * self.outcome_sd for h, _ in self.arm_shapes(visitors)]
         return Surface(mean=np.column_stack(mu))
 

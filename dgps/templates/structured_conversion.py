@@ -24,9 +24,7 @@ import numpy as np
 import pandas as pd
 
 from dgps.base import ConversionTemplate, feature_template, param, POSITIVE, Surface
-from dgps.structured import StructuredTemplate
-
-_TIER_CONVERSION = {"bronze": 0.8, "silver": 1.0, "gold": 1.4}
+from dgps.structured import base_conversion, StructuredTemplate
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,8 @@ class StructuredConversion(StructuredTemplate, ConversionTemplate):
     name = "structured_conversion"
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
-        s = self.effect_scale
-        x1 = visitors["x1"].to_numpy(dtype=np.float64)
-        x3 = visitors["x3"].to_numpy(dtype=np.float64)
-        t = np.array([_TIER_CONVERSION[v] for v in visitors["tier"].to_numpy()])
-        p0 = 0.10 * self.conversion_scale * (1.0 + 0.4 * np.tanh(x1 + 0.5 * x3)) * t
-        p = [p0] + [p0 * (1.0 + 0.3 * s * h) for h, _ in self.arm_shapes(visitors)]
+        p0 = base_conversion(visitors, 0.10 * self.conversion_scale)
+        p = [p0] + [p0 * (1.0 + 0.3 * self.effect_scale * h) for h, _ in self.arm_shapes(visitors)]
         return Surface(p=np.clip(np.column_stack(p), 0.0, 0.95))
 
 

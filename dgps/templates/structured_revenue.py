@@ -27,9 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dgps.base import feature_template, RevenueTemplate, Surface
-from dgps.structured import StructuredTemplate
-
-_TIER_CONVERSION = {"bronze": 0.8, "silver": 1.0, "gold": 1.4}
+from dgps.structured import base_conversion, StructuredTemplate
 
 
 @dataclass(frozen=True)
@@ -40,13 +38,9 @@ class StructuredRevenue(StructuredTemplate, RevenueTemplate):
 
     def surface(self, visitors: pd.DataFrame, clusters: np.ndarray, round_idx: int) -> Surface:
         s = self.effect_scale
-        x1 = visitors["x1"].to_numpy(dtype=np.float64)
         x2 = visitors["x2"].to_numpy(dtype=np.float64)
-        x3 = visitors["x3"].to_numpy(dtype=np.float64)
-        tier = visitors["tier"].to_numpy()
-        t = np.array([_TIER_CONVERSION[v] for v in tier])
-        p0 = 0.05 * self.conversion_scale * (1.0 + 0.4 * np.tanh(x1 + 0.5 * x3)) * t
-        m0 = 30.0 * np.exp(0.25 * x2) * np.where(tier == "gold", 1.5, 1.0)
+        p0 = base_conversion(visitors, 0.05 * self.conversion_scale)
+        m0 = 30.0 * np.exp(0.25 * x2) * np.where(visitors["tier"].to_numpy() == "gold", 1.5, 1.0)
         p = [p0] + [p0 * (1.0 + 0.3 * s * h) for h, _ in self.arm_shapes(visitors)]
         m = [m0] + [m0 * (1.0 + 0.2 * s * g) for _, g in self.arm_shapes(visitors)]
         return Surface(p=np.clip(np.column_stack(p), 0.0, 0.95), m=np.column_stack(m))
