@@ -141,7 +141,8 @@ def child(spec: dict) -> dict:
 def run_cell(spec: dict, timeout: float) -> dict:
     """Run one cell in a fresh interpreter (persistent JAX cache off) and return its record."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
-    env.update(PYTYCHE_JAX_CACHE="off", PYTHONPATH=str(ROOT))
+    # ROOT first, and whatever the caller had after it (the device machine's wheels in /tmp/site)
+    env.update(PYTYCHE_JAX_CACHE="off", PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     t0 = time.perf_counter()
     try:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# GPU check for issue 16 item 5 (hurdle K=3 at 100k and 1M rows, continuous BCF at 1M, sweep with
-# 1 vs 2 fractional actors on one GPU); under 8 minutes on one H200. See bench/device_check.py.
+# GPU check: hurdle K=3 at 1M rows and continuous BCF at 1M (issue 16 item 5), batched fits and a
+# lockstep sweep, batch_size 1 vs 8 on one GPU actor (issue 23 item 4), then, on the time left, a
+# sweep with 1 vs 2 fractional actors; each section in its own process under its own time budget,
+# all under 8 minutes on one H100. See bench/device_check.py.
 #
 #   bash bench/device_check.sh            # on the GPU machine: results in $OUT/device_check.json
 #   bash bench/device_check.sh --smoke    # tiny sizes on CPU, checks the script end to end
