@@ -20,6 +20,12 @@ Candidates (all isotonic in the nominal level, per quantity family):
 - ``e2n``: ``dataset``, fitted separately within each tercile of the fit datasets'
   ``effect_to_noise`` (mean |posterior mean| of the family's targets over the outcome's sd, known
   at fit time), and applied by the held-out dataset's own ``effect_to_noise``.
+- ``sd_rel``, ``converters``, ``n``: the same by terciles of ``posterior_sd_rel`` (posterior
+  spread relative to the outcome scale), ``min_converters`` (converters of the sparsest arm) and
+  the sample size: the observables a fit knows about itself (issue 24, item 1).
+
+Each form is judged on the held-out datasets' mean coverage and on the worst held-out template
+(the template whose mean is farthest from nominal): ``worst_template`` and ``worst_pp``.
 
 Usage::
 
@@ -73,6 +79,20 @@ def isotonic_inverse(per: pd.DataFrame) -> "callable":
     return lambda q: float(curve.nominal_for(q))
 
 
+#: the conditional forms: the fit-time observable each one splits the fit datasets by
+CONDITIONAL = {"e2n": "effect_to_noise", "sd_rel": "posterior_sd_rel", "converters": "min_converters", "n": "sample_size"}
+
+
+def by_tercile(fit: pd.DataFrame, column: str) -> "callable":
+    """``value -> R^{-1}``: the dataset-weighted curve of the fit datasets in the tercile of
+    ``column`` that ``value`` falls in (terciles of the fit datasets' values)."""
+    per_task = fit.groupby("task_id")[column].first().dropna()
+    edges = np.quantile(per_task, [1 / 3, 2 / 3])
+    bins = np.digitize(per_task, edges)
+    curves = {b: isotonic_inverse(fit[fit.task_id.isin(per_task.index[bins == b])]) for b in range(3) if (bins == b).any()}
+    return lambda value: curves[min(curves, key=lambda b: abs(b - int(np.digitize(value, edges))))]
+
+
 def study(fit_dir: str, val_dir: str) -> pd.DataFrame:
     fit_rec = read_records(fit_dir)
     fit_rec = fit_rec[fit_rec["kind"] == "calibration"] if "kind" in fit_rec else fit_rec
@@ -87,23 +107,20 @@ def study(fit_dir: str, val_dir: str) -> pd.DataFrame:
         if f.empty or v.empty:
             continue
         pooled = isotonic_inverse(f)
-        e2n = f.groupby("task_id")["effect_to_noise"].first()
-        edges = np.quantile(e2n, [1 / 3, 2 / 3])
-        bins = np.digitize(e2n, edges)
-        by_bin = {b: isotonic_inverse(f[f.task_id.isin(e2n.index[bins == b])]) for b in range(3)}
+        conditional = {form: by_tercile(f, col) for form, col in CONDITIONAL.items() if col in f and f[col].notna().any()}
         for task, cur in v.groupby("task_id"):
             n = int(cur["sample_size"].max())
-            b = int(np.digitize(cur["effect_to_noise"].iloc[0], edges))
             for q in LEVELS_SCORED:
                 measured = cal_val[(cal_val.family == fam) & (cal_val.task_id == task) & np.isclose(cal_val.nominal, q)]
                 levels = {
                     "raw": q,
                     "shipped": shipped.nominal_for(q, fam, n),
                     "dataset": pooled(q),
-                    "e2n": by_bin[b](q),
+                    **{form: pick(cur[CONDITIONAL[form]].iloc[0])(q) for form, pick in conditional.items()
+                       if pd.notna(cur[CONDITIONAL[form]].iloc[0])},
                 }
                 for form, p in levels.items():
-                    rows.append({"family": fam, "nominal": q, "task_id": task, "form": form, "level_used": p,
+                    rows.append({"family": fam, "nominal": q, "task_id": task, "template": cur["template"].iloc[0], "form": form, "level_used": p,
                                  "coverage": raw_coverage_at(cur[["nominal", "coverage"]], p),
                                  "measured": float(measured["coverage"].iloc[0]) if form == "shipped" and len(measured) else np.nan})
     return pd.DataFrame(rows)
@@ -113,9 +130,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (fam, q, form), g in rows.groupby(["family", "nominal", "form"], sort=False):
         mean, _, lo, hi = t_interval(g["coverage"])
+        per_template = g.groupby("template")["coverage"].mean()
+        worst = (per_template - q).abs().idxmax()
         out.append({"family": fam, "nominal": q, "form": form, "mean": mean, "lo": lo, "hi": hi,
-                    "miss_pp": 100 * (mean - q), "level_used": g["level_used"].mean(),
-                    "measured": g["measured"].mean(), "n": len(g)})
+                    "miss_pp": 100 * (mean - q), "worst_template": worst, "worst_pp": 100 * (per_template[worst] - q),
+                    "level_used": g["level_used"].mean(), "measured": g["measured"].mean(), "n": len(g)})
     return pd.DataFrame(out)
 
 
