@@ -14,7 +14,8 @@ the rule on recorded rounds gives the rule's rates exactly for the recorded runs
 
 The spending schedules (``pytyche/experiment/spending.py``) are re-read the same way: each
 round's gate is the schedule's ``p_positive_min`` at that round (``--sizes``: the run's round
-sizes, default 4 x 3000), printed per method with its per-round gates.
+sizes, read from the rows' cumulative ``sample_size``; every task must share them), printed per
+method with its per-round gates.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def population_rows(outs: list[str]) -> pd.DataFrame:
     frames = [read_records(o, kinds={"decision"}) for o in outs]
     rows = pd.concat([f for f in frames if len(f)], ignore_index=True)
     return rows[rows["decision"] == "ship_population"].copy()
+
+
+def round_sizes(rows: pd.DataFrame) -> list[int]:
+    """The schedule's round sizes, from each task's cumulative ``sample_size`` per round; every
+    task must have run the same schedule (a spending schedule's gates depend on it)."""
+    cum = rows.groupby(["task_id", "round_idx"])["sample_size"].first().unstack("round_idx")
+    schedules = {tuple(int(v) for v in r.dropna()) for _, r in cum.iterrows()}
+    longest = max(schedules, key=len)
+    if any(s != longest[: len(s)] for s in schedules):
+        raise SystemExit(f"the sweeps' tasks ran different schedules {sorted(schedules)}: re-read them separately")
+    return [int(v) for v in np.diff([0, *longest])]
 
 
 def fires(rows: pd.DataFrame, p_min: float | dict[int, float], sustain: int, p_better_min: float = 0.80, tolerance: float = 0.005) -> pd.Series:
@@ -84,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outs", nargs="+")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[3000] * 4)
     args = ap.parse_args(argv)
     rows = population_rows(args.outs)
     n_rounds = int(rows["round_idx"].max()) + 1
+    sizes = round_sizes(rows)
     table = []
     for template, g in rows.groupby("template"):
         for p_min, sustain in itertools.product(P_MIN, SUSTAIN):
@@ -97,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                               "runs": int(g["task_id"].nunique()), **rates(g, f, rounds)})
     schedules = []
     for method in SHIP_SPENDING_METHODS:
-        gates = {r: ShipSpending(method).thresholds(DecisionThresholds(), r, len(args.sizes), args.sizes).p_positive_min
-                 for r in range(len(args.sizes))}
+        gates = {r: ShipSpending(method).thresholds(DecisionThresholds(), r, len(sizes), sizes).p_positive_min
+                 for r in range(len(sizes))}
         for template, g in rows.groupby("template"):
             schedules.append({"template": template, "spending": method, "gates": [round(gates[r], 5) for r in sorted(gates)],
                               "runs": int(g["task_id"].nunique()), **rates(g, fires(g, gates, 1))})

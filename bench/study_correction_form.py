@@ -10,7 +10,8 @@ interpolated in probit space (linear in ``z`` beyond the last level). The ``meas
 checks this shortcut: the calibrated coverage the validation sweep measured with the shipped
 correction on-path.
 
-Candidates (all isotonic in the nominal level, per quantity family):
+Candidates (isotonic in the nominal level, per quantity family, except ``shipped``, which fits
+ATE and GATE with the scale form where the records carry ``z_sq_mean``, as ``aggregate`` does):
 
 - ``raw``: no correction.
 - ``shipped``: the artifact as ``pytyche-sweep aggregate`` fits it (records weighted by their

@@ -94,6 +94,12 @@ def test_an_abandoned_prepared_round_changes_nothing_and_finish_checks_what_it_i
         exp.finish_round(mine, first.posterior)  # round 0's posterior is not round 1's
     with pytest.raises(TypeError, match="'prepared' parameter"):
         exp.finish_round("round", first.posterior)
+    # lockstep replications share sizes and arms: a sibling's posterior is still refused
+    a, b = _exp(23), _exp(24)
+    pa, pb = a.prepare_round(), b.prepare_round()
+    assert pa.cumulative.n_visitors == pb.cumulative.n_visitors
+    with pytest.raises(ValueError, match="'posterior' parameter"):
+        a.finish_round(pa, pb.fit())
     assert len(exp.history) == 1 and exp.cumulative_data.n_visitors == 250
 
 

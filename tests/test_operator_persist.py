@@ -333,6 +333,29 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     assert loaded.round_models[-1] == model_fingerprint(TINY)  # the new round: the current model
 
 
+@pytest.mark.parametrize("field, value", [("model", "version 3"), ("model", {"version": "3"}), ("skip_analysis", "stability")])
+def test_a_mistyped_model_or_skip_analysis_is_a_save_format_error(run, field, value):
+    from pytyche._files import file_sha256
+
+    path = _copy(run, f"bad-{field}-{type(value).__name__}")
+    snap = _current(path)
+    if field == "model":
+        hist = json.loads((snap / "history.json").read_text())
+        hist["rounds"][0]["model"] = value
+        (snap / "history.json").write_text(json.dumps(hist))
+        name = "history.json"
+    else:
+        cfg = json.loads((snap / "config.json").read_text())
+        cfg[field] = value
+        (snap / "config.json").write_text(json.dumps(cfg))
+        name = "config.json"
+    manifest = json.loads((snap / "manifest.json").read_text())
+    manifest["files"][name] = file_sha256(snap / name)
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(persist.SaveFormatError, match=field):
+        SequentialExperiment.load(path, generator=WithIds(seed=3))
+
+
 def test_a_save_says_which_model_fitted_each_round(run, monkeypatch):
     """Each saved round records its model fingerprint; loading under the same model is silent, and
     loading after a model change keeps the saved rounds' model and warns, naming both versions."""

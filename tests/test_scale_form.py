@@ -6,6 +6,7 @@ truth's spread over the posterior's): ``z = r e``, its PIT ``Phi(z)``."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -124,3 +125,19 @@ def test_records_without_z_sq_keep_the_isotonic_form():
     with_pit = _records(rng, 1.3, units=50)
     iso = LayeredCalibrationCorrection.fit(with_pit, "m", 2, "none", forms={"ate": "isotonic"}, min_units=10)
     assert iso.provenance["forms"] == {"ate": "isotonic"}
+
+
+def test_forms_merge_with_the_defaults_and_duplicate_units_are_refused():
+    rng = np.random.default_rng(5)
+    ate = _records(rng, 1.1, units=30)
+    gate = _records(rng, 1.1, units=30, family="gate")
+    corr = LayeredCalibrationCorrection.fit(ate + gate, "m", 2, "none", forms={"gate": "isotonic"}, min_units=10)
+    assert corr.provenance["forms"] == {"ate": "scale", "gate": "isotonic"}  # ate keeps its default
+    with pytest.raises(ValueError, match=r"forms\['cate'\]"):
+        LayeredCalibrationCorrection.fit(ate, "m", 2, "none", forms={"cate": "bogus"})  # checked though absent
+    # two datasets whose records share a unit key: the scale form cannot tell their z^2 apart
+    clash = [dataclasses.replace(r, task_id="") for r in ate]
+    with pytest.raises(ValueError, match="one record per .* unit, family and level"):
+        LayeredCalibrationCorrection.fit(clash + clash, "m", 2, "none")
+    with pytest.raises(TypeError, match="'scale' parameter"):
+        LayerCurve("ate", None, (0.9,), (0.9,), (0.9,), (1.0,), 1, 1, scale=True)

@@ -11,7 +11,9 @@ rounded to 0.01), ``tier`` (bronze 50% / silver 35% / gold 15%) and ``n_noise`` 
   by tier;
 - arm ``a``: ``p_a = p0 · (1 + 0.3 s h_a)`` with ``h_a`` the conversion shape of its structure and
   ``s = effect_scale`` in [0, 3]. A binary outcome has no basket: ``opposing`` is a mild harm
-  here (its conversion shape is -0.5 everywhere).
+  here (its conversion shape is -0.5 everywhere). Probabilities are clipped at 0.95: at the spec
+  ranges' corners (``conversion_scale`` 3, ``effect_scale`` 2.5) a few percent of treated
+  visitors sit at the clip, and the truth is taken after it.
 
 The binary member of the structured fit populations (issue 24); see ``structured_revenue``.
 """

@@ -41,7 +41,8 @@ families with few targets per dataset (``ate``, ``gate``) :meth:`LayeredCalibrat
 uses the *scale* form instead when the records carry ``z_sq_mean``
 (:mod:`pytyche.calibrate.scale_form`, :data:`DEFAULT_FORMS`): one ``r = sqrt(mean z^2)`` per
 layer, every level at once, the straight line ``z(R(p)) = z(p) / r`` (multiplier ``r`` at every
-level). It needs about 245 datasets for +-3 pp at 90% where indicators need 385. The forms used
+level). It needs about 245 datasets for +-3 pp at 90% where indicators need 385, and 430 at 80%
+where indicators need 680 (80% binds the derived minimum). The forms used
 are recorded in ``provenance["forms"]``; a scale curve stores its ``r`` (``LayerCurve.scale``).
 
 Layers and fallbacks
@@ -83,6 +84,7 @@ they load as *legacy* artifacts whose MCMC settings are unknown and unchecked, w
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import json
 import math
@@ -296,6 +298,8 @@ class LayerCurve:
         check_int(self.n_records, "n_records", where, low=1)
         check_int(self.n_units, "n_units", where, low=1)
         if self.scale is not None:
+            if isinstance(self.scale, bool):
+                raise wrong_type("scale", where, "None or a positive number", self.scale)
             object.__setattr__(self, "scale", check_float(self.scale, "scale", where, low=0.0, low_open=True))
 
     # z-space knots with flat runs merged so the map is strictly increasing (invertible)
@@ -531,6 +535,14 @@ def _fit_scale_curve(family: str, band: int | None, cols: dict[str, np.ndarray],
     """The scale form: ``r`` from the units' mean squared standardized errors (each weighted by
     its targets), and the curve it implies at the recorded levels."""
     iso = _fit_curve(family, band, cols, mask)  # raw means, weights and unit counts, as recorded
+    per_level = collections.Counter(zip(_unit_keys(cols, mask), cols["nominal"][mask]))
+    if max(per_level.values()) > 1:
+        (key, level), _ = per_level.most_common(1)[0]
+        raise invalid(
+            "records", "LayeredCalibrationCorrection.fit",
+            "one record per (template, task_id, replication, round_idx) unit, family and level (the scale form reads one z_sq_mean per unit)",
+            f"several {family} records at level {level} for the unit {key}", show=False,
+        )
     z_sq = _per_unit(cols, mask, "z_sq_mean")
     n_targets = _per_unit(cols, mask, "n_targets")
     r = fit_scale(list(z_sq.values()), [n_targets[k] for k in z_sq])
@@ -569,23 +581,27 @@ def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: fl
 
 
 def _choose_forms(forms: Mapping[str, str] | None, cols: dict[str, np.ndarray], present: list[str], where: str) -> dict[str, str]:
-    """The curve form of each present family (``fit``'s ``forms``; see there)."""
+    """The curve form of each present family: ``forms`` where it names the family (``"scale"``
+    then requires ``z_sq_mean`` on every record of it), else :data:`DEFAULT_FORMS` where every
+    record carries ``z_sq_mean``, else isotonic."""
     if forms is not None and not isinstance(forms, Mapping):
         raise wrong_type("forms", where, "None or a mapping family -> 'isotonic' / 'scale'", forms)
+    asked = dict(forms or {})
+    unknown = sorted(set(asked) - set(QUANTITY_FAMILIES))
+    if unknown:
+        raise invalid("forms", where, f"a mapping over the families {QUANTITY_FAMILIES}", unknown)
+    for fam, form in asked.items():
+        check_choice(form, f"forms[{fam!r}]", where, CURVE_FORMS)
     out = {}
     for fam in present:
         fmask = cols["family"] == fam
-        if forms is None:
+        if fam in asked:
+            if asked[fam] == "scale" and not has_z_sq(cols, fmask):
+                raise invalid(f"forms[{fam!r}]", where, "'isotonic' for a family whose records lack z_sq_mean (the scale form reads it)", asked[fam])
+            out[fam] = asked[fam]
+        else:
             form = DEFAULT_FORMS.get(fam, "isotonic")
             out[fam] = form if form == "isotonic" or has_z_sq(cols, fmask) else "isotonic"
-            continue
-        form = check_choice(forms.get(fam, "isotonic"), f"forms[{fam!r}]", where, CURVE_FORMS)
-        if form == "scale" and not has_z_sq(cols, fmask):
-            raise invalid(f"forms[{fam!r}]", where, "'isotonic' for a family whose records lack z_sq_mean (the scale form reads it)", form)
-        out[fam] = form
-    unknown = sorted(set(forms or {}) - set(QUANTITY_FAMILIES))
-    if unknown:
-        raise invalid("forms", where, f"a mapping over the families {QUANTITY_FAMILIES}", unknown)
     return out
 
 
@@ -747,8 +763,9 @@ class LayeredCalibrationCorrection:
         forms
             The curve form per family: ``"isotonic"`` (the R(p) isotonic fit per level) or
             ``"scale"`` (one scale per layer from the records' ``z_sq_mean``, every level at once:
-            :mod:`pytyche.calibrate.scale_form`). ``None`` (default): :data:`DEFAULT_FORMS` where
-            every record of the family carries ``z_sq_mean``, else isotonic. The forms used are
+            :mod:`pytyche.calibrate.scale_form`). Families it does not name (all of them when
+            ``None``, the default) take :data:`DEFAULT_FORMS` where every record of the family
+            carries ``z_sq_mean``, else isotonic. The forms used are
             recorded in ``provenance["forms"]``.
 
         Records of calibrated intervals (``calibrated=True``, from a validation sweep) never

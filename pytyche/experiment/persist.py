@@ -131,6 +131,13 @@ def warn_other_model(models: Sequence[Mapping[str, Any] | None], root: Any) -> N
     )
 
 
+def _skip_analysis_of(cfg: Mapping[str, Any], root: Any) -> tuple[str, ...]:
+    value = cfg.get("skip_analysis", ())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SaveFormatError(f"The save at {str(root)!r} is corrupt: 'skip_analysis' in 'config.json' is {value!r}, not a list of step names.")
+    return tuple(value)
+
+
 class SaveFormatError(ValueError):
     """A save directory that cannot be read: missing, partial, corrupt or written by a newer pytyche."""
 
@@ -698,7 +705,7 @@ def load_experiment(
             bcf_config=bcf_config,
             stability_method=stability_method,
             ship_spending=spending,
-            skip_analysis=tuple(cfg.get("skip_analysis", ())),  # absent: a save from before the key
+            skip_analysis=_skip_analysis_of(cfg, root),  # absent: a save from before the key
         )
     except (KeyError, TypeError) as exc:
         raise SaveFormatError(f"The save at {str(root)!r} is corrupt: the file 'config.json' lacks or mistypes {exc}.") from None
@@ -724,7 +731,10 @@ def load_experiment(
                 truths.append(truth)
             plan = plan_from_dict(meta["plan"], policies)
             designs.append(round_design(obs, plan))
-            models.append(meta.get("model"))
+            model = meta.get("model")
+            if model is not None and not (isinstance(model, dict) and isinstance(model.get("version"), int)):
+                raise SaveFormatError(f"The save at {str(root)!r} is corrupt: round {r}'s 'model' in 'history.json' is {model!r}, not a model fingerprint.")
+            models.append(model)
             cumulative, positions = _build_cumulative(round_data, control=treatments[0], designs=designs)
             cum_truth = cumulative_truth(truths, positions, cumulative.variant_names) if truths else None
             next_plan = plan_from_dict(meta["next_plan"], policies)

@@ -656,6 +656,8 @@ class SequentialExperiment:
         if (
             not isinstance(got, ObservedExperimentData) or got.n_visitors != cumulative.n_visitors
             or tuple(getattr(posterior, "treatments", ())) != tuple(cumulative.variant_names)
+            # same sizes and arms are not enough: lockstep replications share them
+            or (got is not cumulative and not np.array_equal(got.outcome, cumulative.outcome))
         ):
             raise invalid(
                 "posterior", w,

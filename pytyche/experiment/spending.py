@@ -6,9 +6,11 @@ it passes at least once over the run grows with ``R`` (looks at cumulative data 
 so less than ``R`` times 5%, but well above 5%: 12.6% at four equally spaced looks whose
 probabilities are calibrated, ``tests/test_ship_spending.py``). The run's error is controlled by giving each look
 a share of it: round ``r`` ships only when ``p_positive > 1 - alpha * share(r)``, where
-``alpha = 1 - p_positive_min`` is the run's error and the shares sum to at most 1. When each
-look's ``p_positive`` is calibrated, the union bound then holds the chance of a false SHIP
-anywhere in the run to ``alpha``.
+``alpha = 1 - p_positive_min`` is the run's error. Under ``"bonferroni"`` and the open-ended
+series the shares sum to at most 1, so when each look's ``p_positive`` is calibrated the union
+bound holds the chance of a false SHIP anywhere in the run to ``alpha``; under
+``"obrien_fleming"`` the looks' shares sum to more than 1 (1.4 at four equal rounds) and the
+joint probability itself is ``alpha``.
 
 ``"bonferroni"`` (the default) splits ``alpha`` equally over a finite schedule's ``R`` rounds
 (``share = 1 / R``; at 4 rounds the gate is ``p_positive > 0.9875``, i.e. the one-sided 98.75%
@@ -66,8 +68,13 @@ def obrien_fleming_constant(fractions: tuple[float, ...], alpha: float) -> float
     if not 0.0 < alpha < 1.0:
         raise invalid("alpha", "obrien_fleming_constant", "a run error in (0, 1)", alpha)
     rng = np.random.default_rng(0)
-    steps = rng.standard_normal((_OF_PATHS, t.size)) * np.sqrt(np.diff(np.r_[0.0, t]))
-    return float(np.quantile(np.cumsum(steps, axis=1).max(axis=1), 1.0 - alpha))
+    sd = np.sqrt(np.diff(np.r_[0.0, t]))
+    maxima = np.empty(_OF_PATHS)
+    chunk = 50_000  # bounded memory whatever the number of rounds
+    for start in range(0, _OF_PATHS, chunk):
+        stop = min(start + chunk, _OF_PATHS)
+        maxima[start:stop] = np.cumsum(rng.standard_normal((stop - start, t.size)) * sd, axis=1).max(axis=1)
+    return float(np.quantile(maxima, 1.0 - alpha))
 
 #: the default method of a :class:`~pytyche.experiment.SequentialExperiment`
 DEFAULT_SHIP_SPENDING = "bonferroni"
