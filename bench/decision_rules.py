@@ -43,7 +43,11 @@ SUSTAIN = (1, 2)
 def population_rows(outs: list[str]) -> pd.DataFrame:
     frames = [read_records(o, kinds={"decision"}) for o in outs]
     rows = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    return rows[rows["decision"] == "ship_population"].copy()
+    rows = rows[rows["decision"] == "ship_population"].copy()
+    # one template may run at several parameter settings (a null and a planted one): label each
+    params = rows["params"].astype(str) if "params" in rows else pd.Series("", index=rows.index)
+    rows["template"] = rows["template"] + (" " + params).where(params.ne("{}") & params.ne(""), "")
+    return rows
 
 
 def round_sizes(rows: pd.DataFrame) -> list[int]:

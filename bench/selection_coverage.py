@@ -51,6 +51,9 @@ def table(outs: list[str]) -> pd.DataFrame:
     frames = [read_records(o, kinds={"calibration"}) for o in outs]
     rec = pd.concat([f for f in frames if len(f)], ignore_index=True)
     rec = rec[rec["family"].isin(FAMILIES) & ~rec["calibrated"].astype(bool)]
+    # one template may run at several parameter settings (a null and a planted one): label each
+    params = rec["params"].astype(str) if "params" in rec else ""
+    rec = rec.assign(template=rec["template"] + (" " + params).where(params.ne("{}") & params.ne(""), ""))
     rows = []
     for (template, family, level), g in rec.groupby(["template", "family", "nominal"]):
         per_task = g.groupby("task_id")["coverage"].mean().to_numpy()

@@ -32,6 +32,9 @@ Each rate comes with its count ``_k``, its denominator ``_n`` and a 95% Wilson s
 
 from __future__ import annotations
 
+import json
+import re
+
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -160,8 +163,31 @@ def decision_rates(frame: "pd.DataFrame") -> "pd.DataFrame":
     dec = frame[frame["kind"] == "decision"] if "kind" in frame else frame
     if dec.empty:
         return pd.DataFrame(columns=cols)
-    rows = [{"template": t, **_template_rates(g)} for t, g in dec.groupby("template", sort=True)]
+    labels = run_labels(dec)
+    rows = [{"template": t, **_template_rates(g)} for t, g in dec.groupby(labels, sort=True)]
     return pd.DataFrame(rows, columns=cols)
+
+
+def run_labels(dec: "pd.DataFrame") -> "pd.Series":
+    """Each row's template, with its parameters where one template ran at several settings (a
+    held-out spec runs ``clustered_realistic`` at no effect and at its planted one): their rates
+    must not pool. Parameters are written ``name-value`` with every character an MLflow metric
+    name refuses replaced by ``_`` (``clustered_realistic effect_scale-0.0``)."""
+    import pandas as pd
+
+    if "params" not in dec:
+        return dec["template"].astype(str)
+    params = dec["params"].map(lambda v: v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+    several = params.groupby(dec["template"]).transform("nunique") > 1
+
+    def label(template: str, raw: str) -> str:
+        items = json.loads(raw) if raw else {}
+        text = " ".join(f"{k}-{v}" for k, v in sorted(items.items()))
+        return f"{template} {re.sub(r'[^A-Za-z0-9_. /-]', '_', text)}".strip()
+
+    out = dec["template"].astype(str).copy()
+    out[several] = [label(t, r) for t, r in zip(dec["template"][several], params[several])]
+    return pd.Series(out, index=dec.index, name="template")
 
 
 def _number(v: Any) -> Any:

@@ -296,3 +296,28 @@ def test_summaries_under_other_thresholds_match_the_analysis_where_they_must():
     rec = e.analysis.recommendations["treatment"]
     (pop,) = [r for r in theirs if r["decision"] == "ship_population"]
     assert (pop["p_better"], pop["expected_loss"]) == (rec.p_better, rec.expected_loss)
+
+
+def test_one_template_at_several_settings_gets_one_rate_row_per_setting():
+    """A held-out spec runs clustered_realistic at no effect and at its planted effect: their
+    rates must not pool (a planted run has no false SHIP to count, a null one no power), and the
+    labels stay valid MLflow metric names."""
+    import pandas as pd
+
+    from sweeps.decision_rates import decision_rates, run_labels
+
+    rows = []
+    for params, rel in (('{"effect_scale":0.0}', 0.0), ('{"effect_scale":1.0}', 0.05)):
+        for rep in range(4):
+            for r in (0, 1):
+                row = _row("ship_population", "t1", r, rep == 0 and r == 1, rel > 0, rel)
+                rows.append({**row, "template": "clustered", "params": params, "task_id": f"{params}{rep}"})
+    rows.append({**_row("ship_population", "t1", 0, False, False), "template": "other", "params": '{"lift":[0.0,0.1]}', "task_id": "o"})
+    frame = pd.DataFrame(rows)
+    labels = run_labels(frame)
+    assert sorted(set(labels)) == ["clustered effect_scale-0.0", "clustered effect_scale-1.0", "other"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_. /-]+", v) for v in labels)
+    rates = decision_rates(frame).set_index("template")
+    assert rates.loc["clustered effect_scale-0.0", "false_ship_population_k"] == 1
+    assert rates.loc["clustered effect_scale-0.0", "power_n"] == 0
+    assert rates.loc["clustered effect_scale-1.0", "power_k"] == 1 and rates.loc["clustered effect_scale-1.0", "false_ship_population_n"] == 0
