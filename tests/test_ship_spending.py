@@ -164,3 +164,10 @@ def test_the_rule_s_own_thresholds_are_the_base_and_none_keeps_them():
     with pytest.raises(ValueError, match="'ship_spending' parameter of SequentialExperiment"):
         sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
                               ship_spending="sometimes")
+    # O'Brien-Fleming reads the schedule's own round sizes: a doubling schedule's first round
+    # holds 1/7 of a 3-round run's visitors
+    of = sequential_experiment(generator=gen, schedule=GeometricSchedule(initial=600, growth=2.0, n_rounds=3),
+                               treatments=list(gen.treatments), bcf_config=TINY, seed=2, ship_spending="obrien_fleming")
+    want = [ShipSpending("obrien_fleming").thresholds(DecisionThresholds(), r, 3, [600, 1200, 2400]).p_positive_min for r in range(3)]
+    assert [of._round_rule(r)[0].p_positive_min for r in range(3)] == want
+    assert want != [ShipSpending("obrien_fleming").thresholds(DecisionThresholds(), r, 3).p_positive_min for r in range(3)]
