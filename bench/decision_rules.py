@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytyche.contracts.results import DecisionThresholds  # noqa: E402
 from pytyche.experiment.spending import SHIP_SPENDING_METHODS, ShipSpending  # noqa: E402
-from sweeps.decision_rates import wilson_interval  # noqa: E402
+from sweeps.decision_rates import run_labels, wilson_interval  # noqa: E402
 from sweeps.shards import read_records  # noqa: E402
 
 P_MIN = (0.95, 0.975, 0.9875, 0.99, 0.995)  # 0.9875: the default spent gate at 4 rounds
@@ -45,8 +45,7 @@ def population_rows(outs: list[str]) -> pd.DataFrame:
     rows = pd.concat([f for f in frames if len(f)], ignore_index=True)
     rows = rows[rows["decision"] == "ship_population"].copy()
     # one template may run at several parameter settings (a null and a planted one): label each
-    params = rows["params"].astype(str) if "params" in rows else pd.Series("", index=rows.index)
-    rows["template"] = rows["template"] + (" " + params).where(params.ne("{}") & params.ne(""), "")
+    rows["template"] = run_labels(rows)
     return rows
 
 

@@ -27,6 +27,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytyche.calibrate.sbc import pit_coverage  # noqa: E402
+from sweeps.decision_rates import run_labels  # noqa: E402
 from sweeps.shards import read_records  # noqa: E402
 
 FAMILIES = ("ate", "gate", "cate")
@@ -52,8 +53,7 @@ def table(outs: list[str]) -> pd.DataFrame:
     rec = pd.concat([f for f in frames if len(f)], ignore_index=True)
     rec = rec[rec["family"].isin(FAMILIES) & ~rec["calibrated"].astype(bool)]
     # one template may run at several parameter settings (a null and a planted one): label each
-    params = rec["params"].astype(str) if "params" in rec else ""
-    rec = rec.assign(template=rec["template"] + (" " + params).where(params.ne("{}") & params.ne(""), ""))
+    rec = rec.assign(template=run_labels(rec))
     rows = []
     for (template, family, level), g in rec.groupby(["template", "family", "nominal"]):
         per_task = g.groupby("task_id")["coverage"].mean().to_numpy()

@@ -498,10 +498,7 @@ def _fit_curve(family: str, band: int | None, cols: dict[str, np.ndarray], mask:
     # fitting every record weighted by n_targets (the isotonic loss separates by distinct x).
     fitted = iso.fit(levels, mean, sample_weight=tot).predict(levels)
     fitted = np.maximum.accumulate(np.clip(fitted, 0.0, 1.0))
-    units = {
-        (t, k, r, i)
-        for t, k, r, i in zip(cols["template"][mask], cols["task_id"][mask], cols["replication"][mask], cols["round_idx"][mask])
-    }
+    units = set(_unit_keys(cols, mask))
     return LayerCurve(
         family=family,
         band=band,
@@ -567,7 +564,7 @@ def derived_min_units(family: str, cols: dict[str, np.ndarray], confidence_z: fl
         m = fam & np.isclose(cols["nominal"], q)
         if not m.any():
             continue
-        keys = list(zip(cols["template"][m], cols["task_id"][m], cols["replication"][m], cols["round_idx"][m]))
+        keys = _unit_keys(cols, m)
         cov, w = cols["coverage"][m], cols["n_targets"][m]
         units: dict[Any, list[float]] = {}
         for k, c, wt in zip(keys, cov, w):
