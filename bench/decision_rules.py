@@ -13,9 +13,10 @@ Traffic allocation in later rounds depends on the analysis, not on the SHIP rule
 the rule on recorded rounds gives the rule's rates exactly for the recorded runs.
 
 The spending schedules (``pytyche/experiment/spending.py``) are re-read the same way: each
-round's gate is the schedule's ``p_positive_min`` at that round (``--sizes``: the run's round
-sizes, read from the rows' cumulative ``sample_size``; every task must share them), printed per
-method with its per-round gates.
+round's gate is the schedule's ``p_positive_min`` at that round (the run's round sizes are read
+from the rows' cumulative ``sample_size``; every task must share them), printed per method, split
+over the looks only (``over_arms`` False) and over the template's treated arms too (True, the
+default since session 9), with its per-round gates.
 """
 
 from __future__ import annotations
@@ -111,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                 table.append({"template": template, "p_positive_min": p_min, "sustain": sustain, "rounds": rounds,
                               "runs": int(g["task_id"].nunique()), **rates(g, f, rounds)})
     schedules = []
-    for method in SHIP_SPENDING_METHODS:
-        gates = {r: ShipSpending(method).thresholds(DecisionThresholds(), r, len(sizes), sizes).p_positive_min
-                 for r in range(len(sizes))}
+    for method, over_arms in itertools.product(SHIP_SPENDING_METHODS, (False, True)):
+        if method == "none" and over_arms:
+            continue  # "none" ignores arms
+        spending = ShipSpending(method, over_arms=over_arms)
         for template, g in rows.groupby("template"):
-            schedules.append({"template": template, "spending": method, "gates": [round(gates[r], 5) for r in sorted(gates)],
+            n_arms = int(g["treatment"].nunique())  # the template's treated arms (every arm has a row each round)
+            gates = {r: spending.thresholds(DecisionThresholds(), r, len(sizes), sizes, n_arms=n_arms).p_positive_min
+                     for r in range(len(sizes))}
+            schedules.append({"template": template, "spending": method, "over_arms": over_arms, "arms": n_arms,
+                              "gates": [round(gates[r], 5) for r in sorted(gates)],
                               "runs": int(g["task_id"].nunique()), **rates(g, fires(g, gates, 1))})
     sched = pd.DataFrame(schedules)
     df = pd.DataFrame(table)

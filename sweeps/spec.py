@@ -491,5 +491,11 @@ def expand_tasks(spec: SweepSpec) -> list[Task]:
     return out
 
 
-# the YAML reader, re-exported: ``from sweeps.spec import parse_spec`` keeps working
-from sweeps.spec_yaml import load_spec, parse_spec, spec_from  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """The YAML reader, re-exported lazily (``from sweeps.spec import parse_spec`` keeps working,
+    and importing ``sweeps.spec_yaml`` first is no circular import)."""
+    if name in ("load_spec", "parse_spec", "spec_from"):
+        from sweeps import spec_yaml
+
+        return getattr(spec_yaml, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

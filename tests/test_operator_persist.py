@@ -282,6 +282,7 @@ def test_a_save_round_trips_its_stability_method(run, tmp_path):
     cfg = json.loads((_current(run["plain"]) / "config.json").read_text())
     assert run["exp"].stability_method == "posterior" and cfg["stability_method"] == "posterior"  # the default, recorded
     assert run["exp"].ship_spending.method == "bonferroni" == cfg["ship_spending"]
+    assert run["exp"].ship_spending.over_arms is True is cfg["ship_spending_over_arms"]
     loaded = SequentialExperiment.load(run["plain"], generator=WithIds(seed=3))
     assert loaded.stability_method == "posterior"
     assert loaded.ship_spending == run["exp"].ship_spending
@@ -307,7 +308,7 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     path = _copy(run, "legacy")
     snap = _current(path)
     cfg = json.loads((snap / "config.json").read_text())
-    del cfg["stability_method"], cfg["ship_spending"]
+    del cfg["stability_method"], cfg["ship_spending"], cfg["ship_spending_over_arms"]
     (snap / "config.json").write_text(json.dumps(cfg))
     hist = json.loads((snap / "history.json").read_text())
     for r in hist["rounds"]:
@@ -329,12 +330,14 @@ def test_a_save_that_records_no_stability_method_loads_with_means(run):
     assert nxt.policy_tree.stability_method == "means"
     # nor did it spend the SHIP gate's error: every round decides at p_positive_min
     assert loaded.ship_spending.method == "none" == persist.LEGACY_SHIP_SPENDING
+    assert loaded.ship_spending.over_arms is False
     assert nxt.analysis.thresholds.p_positive_min == 0.95
     assert loaded.round_models[-1] == model_fingerprint(TINY)  # the new round: the current model
 
 
-@pytest.mark.parametrize("field, value", [("model", "version 3"), ("model", {"version": "3"}), ("skip_analysis", "stability")])
-def test_a_mistyped_model_or_skip_analysis_is_a_save_format_error(run, field, value):
+@pytest.mark.parametrize("field, value", [("model", "version 3"), ("model", {"version": "3"}), ("skip_analysis", "stability"),
+                                          ("ship_spending_over_arms", "yes"), ("ship_spending", "holm")])
+def test_a_mistyped_model_skip_analysis_or_spending_is_a_save_format_error(run, field, value):
     from pytyche._files import file_sha256
 
     path = _copy(run, f"bad-{field}-{type(value).__name__}")

@@ -1,4 +1,4 @@
-"""SHIP spending: a sequential run's SHIP gate shares the run's error over its rounds.
+"""SHIP spending: a sequential run's SHIP gate shares the run's error over its rounds and arms.
 
 - The arithmetic: equal shares over a finite schedule, shares summing to 1 over an open-ended one,
   ``"none"`` leaving the single-look gate.
@@ -56,11 +56,51 @@ def test_equal_shares_over_a_finite_schedule_and_summable_shares_over_an_open_on
         (lambda: ShipSpending().share(-1, 4), "'round_idx' parameter of ShipSpending.share"),
         (lambda: ShipSpending().share(0, 0), "'n_rounds' parameter of ShipSpending.share"),
         (lambda: ship_spending("holm", "SequentialExperiment"), "'ship_spending' parameter of SequentialExperiment"),
+        (lambda: ShipSpending(over_arms="yes"), "'over_arms' parameter of ShipSpending"),
+        (lambda: ShipSpending().thresholds(DecisionThresholds(), 0, 4, n_arms=0), "'n_arms' parameter of ShipSpending.arm_alpha"),
     ],
 )
 def test_bad_spending_names_the_field(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_the_error_is_split_over_the_treated_arms_too():
+    """Two treated arms at 4 rounds: each arm's looks spend 0.05 / 2, so Bonferroni's gate is
+    1 - 0.05 / 8 = 0.99375 and O'Brien-Fleming's is its 2.5% boundary; ``over_arms=False`` is the
+    looks-only split, and ``"none"`` ignores arms."""
+    from pytyche.experiment.spending import obrien_fleming_constant
+
+    base = DecisionThresholds()
+    assert ShipSpending().thresholds(base, 1, 4, n_arms=2).p_positive_min == pytest.approx(0.99375)
+    assert ShipSpending().thresholds(base, 1, 4, n_arms=1) == ShipSpending().thresholds(base, 1, 4)
+    assert ShipSpending(over_arms=False).thresholds(base, 1, 4, n_arms=2).p_positive_min == pytest.approx(0.9875)
+    assert ShipSpending("none").thresholds(base, 1, 4, n_arms=3) is base
+    assert ShipSpending().thresholds(base, 0, 1, n_arms=2).p_positive_min == pytest.approx(0.975)  # one look, two arms
+    c = obrien_fleming_constant((0.25, 0.5, 0.75, 1.0), 0.025)
+    gates = [ShipSpending("obrien_fleming").thresholds(base, r, 4, n_arms=2).p_positive_min for r in range(4)]
+    np.testing.assert_allclose(gates, ndtr(c / np.sqrt([0.25, 0.5, 0.75, 1.0])))
+
+
+def test_splitting_over_arms_holds_a_three_arm_null_run_to_five_percent():
+    """Two null arms against one control, 4 calibrated looks, 4,000 simulated runs (fixed seed).
+    Each arm's z is its own noise minus the control's (correlation 1/2 between the arms). The
+    looks-only split bounds each arm at 5%, so the run (either arm ships) is near 7% (7.0% here);
+    the split over arms too keeps it under the union bound's 5% (3.5% here). The binomial sd at
+    5% and 4,000 runs is 0.34 pp: the bounds sit over 4 sd from the expected rates."""
+    rng = np.random.default_rng(12)
+    n_runs, n_rounds = 4000, 4
+    control, a, b = (rng.standard_normal((n_runs, n_rounds)) for _ in range(3))
+    scale = np.sqrt(2 * np.arange(1, n_rounds + 1))
+    z = [np.cumsum(arm - control, axis=1) / scale for arm in (a, b)]
+
+    def rate(spending):
+        gates = [spending.thresholds(DecisionThresholds(), r, n_rounds, n_arms=2).p_positive_min for r in range(n_rounds)]
+        return float(np.mean(np.any([ndtr(zk) > np.array(gates) for zk in z], axis=(0, 2))))
+
+    looks_only, arms_too = rate(ShipSpending(over_arms=False)), rate(ShipSpending())
+    assert looks_only > 0.055
+    assert arms_too <= 0.05 and arms_too < looks_only
 
 
 def _whole_run_false_ship(method: str, n_runs: int, n_rounds: int, seed: int) -> float:
@@ -164,6 +204,15 @@ def test_the_rule_s_own_thresholds_are_the_base_and_none_keeps_them():
     with pytest.raises(ValueError, match="'ship_spending' parameter of SequentialExperiment"):
         sequential_experiment(generator=gen, schedule=FixedSchedule(per_round=600, n_rounds=2), treatments=list(gen.treatments),
                               ship_spending="sometimes")
+    # three arms (two treated): each arm spends half the error over its looks
+    three = make_generator("harmful_arm", seed=5)
+    assert len(three.treatments) == 3
+    k3 = sequential_experiment(generator=three, schedule=FixedSchedule(per_round=600, n_rounds=4), treatments=list(three.treatments),
+                               bcf_config=TINY, seed=2)
+    assert k3._round_rule(0)[0].p_positive_min == pytest.approx(1 - 0.05 / 8)
+    looks_only = sequential_experiment(generator=three, schedule=FixedSchedule(per_round=600, n_rounds=4), treatments=list(three.treatments),
+                                       bcf_config=TINY, seed=2, ship_spending=ShipSpending(over_arms=False))
+    assert looks_only._round_rule(0)[0].p_positive_min == pytest.approx(1 - 0.05 / 4)
     # O'Brien-Fleming reads the schedule's own round sizes: a doubling schedule's first round
     # holds 1/7 of a 3-round run's visitors
     of = sequential_experiment(generator=gen, schedule=GeometricSchedule(initial=600, growth=2.0, n_rounds=3),

@@ -92,6 +92,16 @@ def test_spec_validation_names_the_field(change, field):
     assert field in str(err.value)
 
 
+@pytest.mark.parametrize("statement", ["from sweeps.spec_yaml import load_spec", "from sweeps.spec import load_spec, parse_spec"])
+def test_the_spec_reader_imports_first_in_a_fresh_process(statement):
+    """``sweeps.spec`` re-exports the YAML reader: importing either module first works (no circular import)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", f"{statement}; print(load_spec.__module__)"], capture_output=True, text=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sweeps.spec_yaml"
+
+
 def test_unknown_template_is_named_when_the_default_runner_needs_it():
     spec = parse_spec({**GOOD, "templates": [{"name": "no_such_dgp"}]})
     with pytest.raises(ValueError, match=r"'templates\[0\].name'.*clustered_realistic"):

@@ -44,7 +44,9 @@ key (and would score with its own default, ``"means"``).
 The SHIP spending. ``config.json`` records the experiment's ``ship_spending`` method
 (:mod:`pytyche.experiment.spending`). Saves from before spending record none: they ran every
 round's SHIP gate at ``p_positive_min`` and load with ``"none"``, so a continued old experiment
-decides the way it always did.
+decides the way it always did. ``ship_spending_over_arms`` records whether the error is split over
+the treated arms too; saves from before that key split over the rounds only and load with
+``over_arms=False``.
 
 The model. Each saved round records the model that fitted it
 (:func:`~pytyche.bcf.fingerprint.model_fingerprint`: the model version and its options), and its
@@ -89,7 +91,7 @@ from pytyche.experiment.policies import TreePolicy
 from pytyche.experiment.policy_value import PolicyValue
 from pytyche.experiment.rounds import CellScore, Experiment, Round, TruthComparison
 from pytyche.experiment.schedules import ExplicitSchedule, FixedSchedule, GeometricSchedule
-from pytyche.experiment.spending import LEGACY_SHIP_SPENDING
+from pytyche.experiment.spending import LEGACY_SHIP_SPENDING, ShipSpending
 from pytyche.experiment.srm import SRMResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,6 +131,19 @@ def warn_other_model(models: Sequence[Mapping[str, Any] | None], root: Any) -> N
         SavedModelWarning,
         stacklevel=4,  # warn_other_model <- load_experiment <- SequentialExperiment.load <- the caller
     )
+
+
+def _ship_spending_of(cfg: Mapping[str, Any], root: Any) -> Any:
+    """The saved SHIP spending: its method (absent: ``"none"``) and whether it splits over the arms
+    (absent: ``False``, the rule of saves from before the split)."""
+    method = cfg.get("ship_spending", LEGACY_SHIP_SPENDING)
+    over_arms = cfg.get("ship_spending_over_arms", False)
+    if not isinstance(over_arms, bool):
+        raise SaveFormatError(f"The save at {str(root)!r} is corrupt: 'ship_spending_over_arms' in 'config.json' is {over_arms!r}, not a bool.")
+    try:
+        return ShipSpending(method, over_arms=over_arms)
+    except ValueError as exc:
+        raise SaveFormatError(f"The save at {str(root)!r} is corrupt: 'ship_spending' in 'config.json' is {method!r} ({exc})") from None
 
 
 def _skip_analysis_of(cfg: Mapping[str, Any], root: Any) -> tuple[str, ...]:
@@ -497,6 +512,7 @@ def save_experiment(exp: "SequentialExperiment", path: str | os.PathLike[str], *
             "bcf_config": None if exp._bcf_config is None else dataclasses.asdict(exp._bcf_config),
             "stability_method": exp._stability_method,
             "ship_spending": exp._ship_spending.method,
+            "ship_spending_over_arms": exp._ship_spending.over_arms,
             "skip_analysis": list(exp._skip_analysis),
         })
         rounds_meta = []
@@ -688,7 +704,7 @@ def load_experiment(
             bcf_config = GPUBCFConfig(**cfg["bcf_config"])
         calibration = _calibration_from_dict(cfg["calibration"])
         stability_method = cfg.get("stability_method", LEGACY_STABILITY_METHOD)  # absent: a save from before the key
-        spending = cfg.get("ship_spending", LEGACY_SHIP_SPENDING)  # absent: a save from before spending
+        spending = _ship_spending_of(cfg, root)  # absent: a save from before spending / the arm split
         exp = SequentialExperiment(
             generator=generator,
             schedule=schedule,

@@ -238,10 +238,14 @@ class SequentialExperiment:
     ship_spending
         Extension beyond the seed signature: how the SHIP gate's error is spent over the rounds
         (:mod:`pytyche.experiment.spending`). ``"bonferroni"`` (default): a finite schedule of
-        ``R`` rounds ships at round ``r`` only when ``p_positive > 1 - (1 - p_positive_min) / R``
-        (0.9875 at 4 rounds), so a run with no effect ships falsely with probability at most
-        ``1 - p_positive_min`` over the whole run when each look is calibrated; an open-ended
-        schedule spends ``6 / (pi^2 (r + 1)^2)`` of it at round ``r``. ``"none"``: every round
+        ``R`` rounds and ``K - 1`` treated arms ships an arm at round ``r`` only when
+        ``p_positive > 1 - (1 - p_positive_min) / (R (K - 1))`` (0.9875 at 4 rounds and one
+        treated arm, 0.99375 with two), so a run where no arm is better ships one falsely with
+        probability at most ``1 - p_positive_min`` over the whole run when each look is
+        calibrated; an open-ended
+        schedule spends ``6 / (pi^2 (r + 1)^2)`` of each arm's share at round ``r``. A
+        :class:`~pytyche.experiment.ShipSpending` with ``over_arms=False`` splits over the
+        rounds only (the rule of saves from before the arm split). ``"none"``: every round
         uses ``p_positive_min`` (the rule before spending; a save that records no method loads
         with it). The thresholds are the graduation rule's (an
         :class:`~pytyche.experiment.ExpectedLossRule`; :class:`DecisionThresholds` defaults for
@@ -522,7 +526,8 @@ class SequentialExperiment:
         base = rule.thresholds if isinstance(rule, ExpectedLossRule) else DecisionThresholds()
         n_rounds = self._schedule.n_rounds
         sizes = None if n_rounds is None else [int(self._schedule.size(r)) for r in range(n_rounds)]
-        thresholds = self._ship_spending.thresholds(base, round_idx, n_rounds, sizes)
+        n_arms = len(self._treatments) - 1  # the treated arms of the universe (spending.py's "Arms")
+        thresholds = self._ship_spending.thresholds(base, round_idx, n_rounds, sizes, n_arms=n_arms)
         if isinstance(rule, ExpectedLossRule) and thresholds != base:
             rule = ExpectedLossRule(thresholds, rule.stability_threshold, rule.include_population)
         return thresholds, rule
