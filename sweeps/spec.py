@@ -403,6 +403,8 @@ class SweepSpec:
             d[k] = v
         if "replications" in changes or "seed" in changes:
             d.pop("seeds", None)
+        from sweeps.spec_yaml import parse_spec  # the reader imports this module
+
         return parse_spec(d)
 
     def tasks(self) -> list[Task]:
