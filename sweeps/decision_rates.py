@@ -172,12 +172,21 @@ def run_labels(dec: "pd.DataFrame") -> "pd.Series":
     """Each row's template, with its parameters where one template ran at several settings (a
     held-out spec runs ``clustered_realistic`` at no effect and at its planted one): their rates
     must not pool. Parameters are written ``name-value`` with every character an MLflow metric
-    name refuses replaced by ``_`` (``clustered_realistic effect_scale-0.0``)."""
+    name refuses replaced by ``_`` (``clustered_realistic effect_scale-0.0``). Parameters drawn per
+    replication (a DGP population: the row's ``draws``) are not settings: a population's runs
+    pool under their template."""
     import pandas as pd
 
     if "params" not in dec:
         return dec["template"].astype(str)
-    params = dec["params"].map(lambda v: v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+
+    def fixed(raw: Any, drawn: Any) -> str:
+        items = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        drawn = json.loads(drawn) if isinstance(drawn, str) and drawn else (drawn if isinstance(drawn, dict) else {})
+        return json.dumps({k: v for k, v in items.items() if k not in drawn}, sort_keys=True)
+
+    draws = dec["draws"] if "draws" in dec else pd.Series([None] * len(dec), index=dec.index)
+    params = pd.Series([fixed(p, d) for p, d in zip(dec["params"], draws)], index=dec.index)
     several = params.groupby(dec["template"]).transform("nunique") > 1
 
     def label(template: str, raw: str) -> str:

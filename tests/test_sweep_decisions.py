@@ -317,6 +317,11 @@ def test_one_template_at_several_settings_gets_one_rate_row_per_setting():
     labels = run_labels(frame)
     assert sorted(set(labels)) == ["clustered effect_scale-0.0", "clustered effect_scale-1.0", "other"]
     assert all(re.fullmatch(r"[A-Za-z0-9_. /-]+", v) for v in labels)
+    # parameters drawn per replication (a population) are not settings: its runs pool
+    pop = frame.assign(params=[f'{{"effect_scale":{i / 10},"n_arms":{2 + i % 2}}}' for i in range(len(frame))],
+                       draws=['{"effect_scale":0.5}'] * len(frame), template="structured")
+    assert set(run_labels(pop)) == {"structured n_arms-2", "structured n_arms-3"}
+    assert set(run_labels(pop.assign(params='{"effect_scale":0.1,"n_arms":3}'))) == {"structured"}
     rates = decision_rates(frame).set_index("template")
     assert rates.loc["clustered effect_scale-0.0", "false_ship_population_k"] == 1
     assert rates.loc["clustered effect_scale-0.0", "power_n"] == 0
