@@ -37,7 +37,7 @@ from pytyche.experiment.spending import SHIP_SPENDING_METHODS, ShipSpending  # n
 from sweeps.decision_rates import run_labels, wilson_interval  # noqa: E402
 from sweeps.shards import read_records  # noqa: E402
 
-P_MIN = (0.95, 0.975, 0.9875, 0.99, 0.995)  # 0.9875: the default spent gate at 4 rounds
+P_MIN = (0.95, 0.975, 0.9875, 0.99, 0.995)  # 0.9875: the default spent gate at 4 rounds, one treated arm
 SUSTAIN = (1, 2)
 
 

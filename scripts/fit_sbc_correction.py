@@ -17,7 +17,7 @@ R(p) curve in the same layer, ``R_test(q')``. Honest calibration gives ``R_test(
 Example::
 
     python scripts/fit_sbc_correction.py --records runs/coverage/records \\
-        --out pytyche/calibrate/registry/clustered_realistic_v2.json \\
+        --out my_artifact.json \\
         --metric revenue_per_visitor --n-treatments 2 --pooling joint \\
         --spec experiments/coverage_sweep.yaml
 """

@@ -527,7 +527,7 @@ def test_fit_applies_calibration_argument(cont):
     assert post.calibration is cal and post.claim_level is ClaimLevel.UNCALIBRATED
     np.testing.assert_array_equal(post.ate_interval()[0], raw.ate_interval()[0])  # skip: raw intervals
     with pytest.raises(TypeError, match="'calibration' parameter of fit_continuous_bcf"):
-        fit_continuous_bcf(planted.observed, config=CFG, calibration="clustered_realistic_v2")
+        fit_continuous_bcf(planted.observed, config=CFG, calibration="demo_rpv_k3_toy")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -310,7 +310,7 @@ def test_registry_lookup(tmp_path, monkeypatch):
     cal = Calibration.from_sweep("clustered_realistic_v1")
     assert cal.name == "clustered_realistic_v1" and cal.correction == corr and not cal.skipped
     with pytest.raises(ValueError, match="'clustered_realistic_v1'"):
-        Calibration.from_sweep("clustered_realistic_v2")
+        Calibration.from_sweep("no_such_artifact")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -712,5 +712,8 @@ def test_the_units_a_curve_needs_follow_from_its_tolerance(tmp_path):
 
 
 def test_a_retired_registry_name_names_its_replacement_and_why():
-    with pytest.raises(ValueError, match=r"'clustered_realistic_v1' was retired \(it was fitted against the latent-cluster truth.*use 'clustered_realistic_v2' instead"):
+    with pytest.raises(ValueError, match=r"'clustered_realistic_v1' was retired \(it was fitted against the latent-cluster truth.*use 'demo_rpv_k3_toy' instead"):
         Calibration.from_sweep("clustered_realistic_v1")
+    with pytest.raises(ValueError, match=r"'clustered_realistic_v2' was retired \(it was fitted on one template .* predates model versions.*use 'demo_rpv_k3_toy' instead"):
+        Calibration.from_sweep("clustered_realistic_v2")
+    assert "demo_rpv_k3_toy" in pc.registry_names()

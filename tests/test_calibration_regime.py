@@ -161,7 +161,7 @@ def test_legacy_artifact_loads_with_a_warning_and_unchecked_mcmc(tmp_path):
     # the shipped artifact records the MCMC settings it was fitted at, and refuses the default config
     with warnings.catch_warnings():
         warnings.simplefilter("error", LegacyCalibrationWarning)
-        shipped = Calibration.from_sweep("clustered_realistic_v2")
+        shipped = Calibration.from_sweep("demo_rpv_k3_toy")
     assert shipped.n_treatments == 3 and shipped.mcmc["num_trees_mu"] == 50 and shipped.mcmc["num_draws"] == 100
     # a current artifact loads silently and round-trips exactly
     with warnings.catch_warnings():
@@ -385,6 +385,29 @@ def _strings(obj):
     elif isinstance(obj, list):
         for v in obj:
             yield from _strings(v)
+
+
+def test_every_shipped_artifact_is_validated_on_held_out_templates():
+    """No artifact ships without its own validation on templates its fit never used: the four
+    default-config ones and the demo's toy-config ``demo_rpv_k3_toy`` (which replaced the
+    unvalidated ``clustered_realistic_v2``), each on today's model or predating model versions."""
+    from dgps.registry import TEMPLATE_ROLES
+    from pytyche.bcf.fingerprint import MODEL_VERSION
+
+    names = pc.registry_names()
+    assert "demo_rpv_k3_toy" in names and "clustered_realistic_v2" not in names
+    for name in names:
+        cal = Calibration.from_sweep(name)
+        prov = cal.correction.provenance
+        fit = {t["name"] for t in prov["spec"]["content"]["templates"]}
+        held = set(prov["validation"]["templates"])
+        assert fit and held and not fit & held, name
+        assert {TEMPLATE_ROLES[t] for t in held} == {"validate"}, name
+        assert prov["validation"]["n_datasets"] >= 40, name
+        assert cal.model_version in (None, MODEL_VERSION), name
+    demo = Calibration.from_sweep("demo_rpv_k3_toy")
+    assert demo.model_version == MODEL_VERSION and demo.n_treatments == 3
+    assert demo.mcmc == {"num_trees_mu": 50, "num_trees_tau": 20, "num_burnin": 100, "num_draws": 100, "num_chains": 2}
 
 
 def test_shipped_default_config_artifacts_are_clean_and_validated_on_held_out_templates():

@@ -145,7 +145,7 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="'max_segment_depth'"):
         SequentialExperiment(**ok, max_segment_depth=0)
     with pytest.raises(TypeError, match="'calibration'"):
-        SequentialExperiment(**ok, calibration="clustered_realistic_v2")
+        SequentialExperiment(**ok, calibration="demo_rpv_k3_toy")
     with pytest.raises(ValueError, match="sum to 1.0"):
         SequentialExperiment(**ok, cells=[Cell("control", BaselinePolicy(), 0.3)])
     with pytest.raises(TypeError):

@@ -292,7 +292,7 @@ def test_geometric_schedule_never_overflows():
 def _artifact(tmp_path):
     from pytyche.calibrate.calibration import _registry_dir
 
-    return json.loads((_registry_dir() / "clustered_realistic_v2.json").read_text())
+    return json.loads((_registry_dir() / "demo_rpv_k3_toy.json").read_text())
 
 
 @pytest.mark.parametrize(
@@ -380,7 +380,7 @@ def test_spec_accepts_valid_template_params_and_populations():
                 {"name": "null_effect", "params": {"treatments": {"choice": [["a", "b"], ["a", "b", "c"]]}}},
                 {"name": "binary_conversion", "params": {"lift": [0.1, 0.0, 0.0, 0.0]}},
             ],
-            "calibration": "clustered_realistic_v2",
+            "calibration": "demo_rpv_k3_toy",
         }
     )
     assert parse_spec(spec.to_dict()) == spec

@@ -62,9 +62,15 @@ AUTO = "auto"
 #: retired registry names (the seed documents' examples still use one): name -> (successor, why)
 RETIRED: dict[str, tuple[str, str]] = {
     "clustered_realistic_v1": (
-        "clustered_realistic_v2",
+        "demo_rpv_k3_toy",
         "it was fitted against the latent-cluster truth E[. | cluster], which the posterior does not estimate; "
-        "clustered_realistic_v2 is the same sweep rescored against E[. | x], at the toy MCMC regime it records",
+        "demo_rpv_k3_toy is its successor at the same toy MCMC regime, fitted against E[. | x] on the current model",
+    ),
+    "clustered_realistic_v2": (
+        "demo_rpv_k3_toy",
+        "it was fitted on one template (clustered_realistic) by a model that predates model versions, and never validated; "
+        "demo_rpv_k3_toy is its refit at the same toy MCMC regime on the current model, over every effect structure, "
+        "validated on held-out templates",
     ),
 }
 

@@ -13,8 +13,8 @@ bound holds the chance of a false SHIP anywhere in the run to ``alpha``; under
 joint probability itself is ``alpha``.
 
 ``"bonferroni"`` (the default) splits ``alpha`` equally over a finite schedule's ``R`` rounds
-(``share = 1 / R``; at 4 rounds the gate is ``p_positive > 0.9875``, i.e. the one-sided 98.75%
-bound above 0). An open-ended schedule spends ``6 / (pi^2 (r + 1)^2)`` at round ``r`` (0-based),
+(``share = 1 / R``; at 4 rounds and one treated arm the gate is ``p_positive > 0.9875``, i.e. the
+one-sided 98.75% bound above 0). An open-ended schedule spends ``6 / (pi^2 (r + 1)^2)`` at round ``r`` (0-based),
 which sums to 1 over all rounds: 61% of ``alpha`` at the first look, 15% at the second, and so on.
 ``"obrien_fleming"`` spends little early and most at the end (O'Brien & Fleming 1979, as group
 sequential trials do). With ``t_r = N_r / N_R`` the cumulative share of a finite schedule's
