@@ -540,3 +540,16 @@ def test_auto_with_nothing_applying_keeps_raw_intervals_and_a_save_records_it(tm
     assert back.calibration.auto and back.calibration.registry == str(reg)
     cal = back.history[0].posterior.calibration
     assert cal.skipped and "registry is empty" in cal.provenance["auto_fallback"]
+
+
+def test_a_family_the_evidence_keeps_raw_is_never_looked_up_so_it_never_warns():
+    """``demo_rpv_k3_toy``'s validation keeps ATE and GATE raw at every level: their intervals are
+    raw and say nothing about sample-size bands. CATE, corrected at 50-80%, is served by the
+    family's pooled curve (no band holds the units a curve needs on its own) and says so."""
+    cal = Calibration.from_sweep("demo_rpv_k3_toy")
+    assert cal.family_status()["ate"] == cal.family_status()["gate"] == "raw"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationExtrapolationWarning)
+        assert cal.multiplier(0.8, "ate", 3000) == cal.multiplier(0.9, "gate", 3000) == 1.0
+    with pytest.warns(CalibrationExtrapolationWarning, match=r"sample size 3000 .*fewer units than a curve needs.*pooled over all bands"):
+        assert cal.multiplier(0.8, "cate", 3000) < 1.0  # raw over-covers held out: the correction narrows

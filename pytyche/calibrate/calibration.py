@@ -513,8 +513,11 @@ class Calibration:
     def _shift_z(self, family: str, sample_size: int, levels: np.ndarray) -> np.ndarray | None:
         """``z`` of the served nominal level at each of ``levels`` (increasing, in (0, 1)): the
         raw ``z(level)`` moved by the evidence weight of the correction's shift, then made
-        non-decreasing over a grid of levels so that intervals stay nested. ``None``: raw."""
-        curve = None if self.correction is None else self.correction.served_curve(family, sample_size)
+        non-decreasing over a grid of levels so that intervals stay nested. ``None``: raw (a
+        family the evidence keeps raw at every level is not looked up, so it never warns)."""
+        if self.correction is None or self.evidence.status(family) == "raw":
+            return None
+        curve = self.correction.served_curve(family, sample_size)
         if curve is None:
             return None
         grid = np.union1d(_LEVEL_GRID[_LEVEL_GRID < levels.max()], levels)

@@ -906,9 +906,9 @@ class LayeredCalibrationCorrection:
                 "identity": "no correction (raw intervals)",
             }[how]
             warnings.warn(
-                f"Calibration {family!r} intervals at sample size {sample_size} (band {self.band_label(band)}) are "
-                f"beyond the artifact's data (bands with data: {', '.join(data) if data else 'none'}); "
-                f"using {served.strip()}.",
+                f"Calibration {family!r} intervals at sample size {sample_size} (band {self.band_label(band)}) have no "
+                f"curve fitted on their own band: it is beyond the artifact's data or holds fewer units than a curve "
+                f"needs (bands with data: {', '.join(data) if data else 'none'}); using {served.strip()}.",
                 CalibrationExtrapolationWarning,
                 stacklevel=3,
             )
