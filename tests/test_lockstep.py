@@ -134,6 +134,11 @@ def _spec(**extra):
     })
 
 
+#: what a calibration sweep runs (the refit's specs): the batched fit is what lockstep changes, and
+#: test_prepared_rounds_fitted_as_one_batch_equal_advancing_alone covers the full analysis
+FAST = {"skip_analysis": ["stability", "policy_value"]}
+
+
 def _rows(result) -> str:
     return json.dumps(list(result.records), sort_keys=True, default=str)
 
@@ -142,7 +147,7 @@ def test_lockstep_tasks_get_exactly_their_rows_alone(monkeypatch):
     from sweeps.lockstep import group_tasks, run_lockstep
     from sweeps.task import run_task
 
-    tasks = _spec().tasks()
+    tasks = _spec(experiment=FAST).tasks()
     assert group_tasks(tasks, 3) == [tuple(tasks)] and group_tasks(tasks, 2) == [tuple(tasks[:2]), (tasks[2],)]
     alone = [run_task(t) for t in tasks]
     calls = []
@@ -159,12 +164,13 @@ def test_a_refused_and_a_failing_member_leave_the_others_intact(monkeypatch):
     from sweeps.lockstep import run_lockstep
     from sweeps.task import run_task
 
-    ok_tasks = _spec().tasks()[:2]
-    (thin,) = _spec(seeds=[SEEDS[0]], template={"name": "harmful_arm", "params": {"conversion_scale": 0.3}}).tasks()
-    (fails,) = _spec(seeds=[99]).tasks()
+    ok_tasks = _spec(experiment=FAST).tasks()[:2]
+    (thin,) = _spec(seeds=[SEEDS[0]], template={"name": "harmful_arm", "params": {"conversion_scale": 0.3}}, experiment=FAST).tasks()
+    (fails,) = _spec(seeds=[99], experiment=FAST).tasks()
     tasks = [ok_tasks[0], thin, fails, ok_tasks[1]]
     alone = {t.task_id: run_task(t) for t in ok_tasks}
-    assert run_task(thin).refused is not None  # the model refuses it alone too
+    thin_alone = run_task(thin)
+    assert thin_alone.refused is not None  # the model refuses it alone too
 
     real_rows = task_module.round_rows
 
@@ -176,7 +182,7 @@ def test_a_refused_and_a_failing_member_leave_the_others_intact(monkeypatch):
     monkeypatch.setattr(task_module, "round_rows", round_rows)
     out = {o.task_id: o for o in run_lockstep(tasks)}
     assert out[thin.task_id].ok and out[thin.task_id].result.n_rounds == 0
-    assert out[thin.task_id].result.refused == run_task(thin).refused
+    assert out[thin.task_id].result.refused == thin_alone.refused
     assert not out[fails.task_id].ok and "RuntimeError: boom in round_rows" in out[fails.task_id].error
     for t in ok_tasks:
         assert out[t.task_id].ok and _rows(out[t.task_id].result) == _rows(alone[t.task_id])
@@ -213,7 +219,7 @@ def test_ray_sweep_with_batch_size_2_writes_the_rows_each_task_gets_alone(tmp_pa
     from sweeps.shards import read_records
     from sweeps.task import run_task
 
-    spec = _spec(seeds=list(SEEDS[:2]), batch_size=2, actors={"count": 1, "num_cpus": 1}, output_dir=str(tmp_path / "b2"))
+    spec = _spec(seeds=list(SEEDS[:2]), batch_size=2, actors={"count": 1, "num_cpus": 1}, output_dir=str(tmp_path / "b2"), experiment=FAST)
     alone = {t.task_id: json.loads(_rows(run_task(t))) for t in spec.tasks()}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=200 * 1024 * 1024)
